@@ -1,0 +1,518 @@
+//! The command line: flags in, one command run, an exit code out.
+//!
+//! Exit codes: 0 success; 1 the command ran but something failed (a message that
+//! could not be ingested, a problem found by `check`, a ticket not found);
+//! 2 the command could not start (bad config, database unreachable).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::ingest::ingest_paths;
+use crate::pipeline::Pipeline;
+use crate::store::{Outcome, Store, TicketFilter};
+use crate::telemetry::{self, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "triaged",
+    version,
+    about = "Email-driven ticket triage: watches support mailboxes and turns every message into a ticket or a reply",
+    long_about = "triaged watches support mailboxes over IMAP and turns every message into a ticket, \
+or a reply on an existing one, in an embedded SQLite database (default) or PostgreSQL.\n\n\
+Configuration: --config FILE, else $TRIAGED_CONFIG, else ./triaged.toml, else the built-in \
+example deployment (deploy/triaged.example.toml). $TRIAGED_DATABASE_URL overrides the database."
+)]
+pub struct Cli {
+    /// Configuration file (default: $TRIAGED_CONFIG, else ./triaged.toml, else built-in defaults).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: watch every mailbox that has IMAP settings, until SIGTERM or SIGINT.
+    Run,
+    /// Validate the configuration (and passwords' sources); print `file:line: reason` per problem.
+    Check,
+    /// Feed .eml files, Maildir folders, mbox files, folders of messages, or - (stdin)
+    /// through the same pipeline as the daemon, and print a summary.
+    Ingest {
+        /// The mailbox the messages count as arriving in (default: the first configured).
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// Print one line per message.
+        #[arg(long, short)]
+        verbose: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Inputs; `-` reads stdin (one message, or an mbox if it starts with `From `).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// List and show tickets.
+    Tickets {
+        #[command(subcommand)]
+        command: TicketsCommand,
+    },
+    /// Messages set aside instead of ticketed, with the reason.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+    /// Measure throughput and memory (see benches/README.md).
+    Bench {
+        #[command(subcommand)]
+        command: crate::bench::BenchCommand,
+    },
+    /// Start a private Dovecot on loopback, mail it a few messages, run the daemon
+    /// against it and show the tickets it made. Needs dovecot-imapd installed.
+    Demo {
+        /// Keep watching after the demo messages (Ctrl-C to stop).
+        #[arg(long)]
+        keep_running: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TicketsCommand {
+    /// List tickets, newest first.
+    List {
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        limit: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one ticket: every field, its messages and its history.
+    Show {
+        /// Ticket number (`1042`, `#1042` or `[ISDA #1042]`).
+        number: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// List quarantined messages with their reasons.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one quarantined message: reason and the headers kept.
+    Show { id: i64 },
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    telemetry::init(cli.log_format);
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("triaged: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Arc<Config>> {
+    Config::load(path)
+        .map(Arc::new)
+        .map_err(|p| anyhow::anyhow!("invalid configuration:\n{p}"))
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.store.database_url, config.tickets.first_number)
+        .await
+        .with_context(|| {
+            format!(
+                "opening database {}",
+                crate::daemon::redact_url(&config.store.database_url)
+            )
+        })
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let path = cli.config.as_deref();
+    match cli.command {
+        Command::Check => Ok(check(path)),
+        Command::Run => {
+            let config = load_config(path)?;
+            let store = open_store(&config).await?;
+            let shutdown = CancellationToken::new();
+            spawn_signal_handler(shutdown.clone());
+            crate::daemon::run(config, store, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest {
+            mailbox,
+            verbose,
+            json,
+            paths,
+        } => {
+            let config = load_config(path)?;
+            let mailbox = match mailbox {
+                Some(m) => {
+                    if config.mailbox(&m).is_none() {
+                        anyhow::bail!(
+                            "unknown mailbox {m:?} (configured: {})",
+                            mailbox_names(&config)
+                        );
+                    }
+                    m
+                }
+                None => config
+                    .mailboxes
+                    .first()
+                    .map(|m| m.name.get_ref().clone())
+                    .context("no mailbox configured")?,
+            };
+            let store = open_store(&config).await?;
+            let pipeline = Pipeline::new(config, store.clone());
+            let summary = ingest_paths(&pipeline, &mailbox, paths, |r| {
+                if verbose || r.result.is_err() {
+                    match &r.result {
+                        Ok(o) => println!("{}: {}", r.origin, describe(o)),
+                        Err(e) => println!("{}: error: {e}", r.origin),
+                    }
+                }
+            })
+            .await;
+            store.close().await;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!("{summary}");
+            }
+            Ok(if summary.errors > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Tickets { command } => {
+            let config = load_config(path)?;
+            let store = open_store(&config).await?;
+            let code = tickets(&store, command).await;
+            store.close().await;
+            code
+        }
+        Command::Quarantine { command } => {
+            let config = load_config(path)?;
+            let store = open_store(&config).await?;
+            let code = quarantine(&store, command).await;
+            store.close().await;
+            code
+        }
+        Command::Bench { command } => crate::bench::run(command, path).await,
+        Command::Demo { keep_running } => crate::demo::run(keep_running).await,
+    }
+}
+
+fn mailbox_names(config: &Config) -> String {
+    config
+        .mailboxes
+        .iter()
+        .map(|m| m.name.get_ref().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn describe(o: &Outcome) -> String {
+    match o {
+        Outcome::Created(n) => format!("new ticket #{n}"),
+        Outcome::Reply(n) => format!("reply on ticket #{n}"),
+        Outcome::Duplicate(n) => format!("duplicate (already on ticket #{n})"),
+        Outcome::DuplicateQuarantined(q) => format!("duplicate (already quarantined as {q})"),
+        Outcome::Quarantined(q) => format!("quarantined as {q}"),
+    }
+}
+
+fn check(path: Option<&std::path::Path>) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            let problems = config.check_secrets();
+            for p in &problems {
+                println!("{p}");
+            }
+            if problems.is_empty() {
+                println!("{}: ok", config.source);
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(problems) => {
+            for p in &problems.0 {
+                println!("{p}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+pub fn spawn_signal_handler(token: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        token.cancel();
+    });
+}
+
+/// `1042`, `#1042`, `[ISDA #1042]` -> 1042.
+fn parse_number(s: &str) -> Option<i64> {
+    let digits: String = s
+        .trim()
+        .trim_end_matches(']')
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    digits.parse().ok()
+}
+
+pub fn format_ms(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(n.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        TicketsCommand::List {
+            queue,
+            status,
+            limit,
+            json,
+        } => {
+            let list = store
+                .list_tickets(&TicketFilter {
+                    queue,
+                    status,
+                    limit,
+                })
+                .await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+            } else {
+                for t in &list {
+                    writeln!(
+                        out,
+                        "{:<16} {:<9} {:<18} {:<9} {:<32} {}",
+                        t.tag,
+                        t.status,
+                        t.queue,
+                        t.kind,
+                        truncate(&t.requester, 32),
+                        truncate(&t.subject, 60)
+                    )?;
+                }
+                writeln!(out, "{} tickets", list.len())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TicketsCommand::Show { number, json } => {
+            let Some(n) = parse_number(&number) else {
+                anyhow::bail!("not a ticket number: {number:?}");
+            };
+            let Some(t) = store.ticket(n).await? else {
+                eprintln!("triaged: no ticket #{n}");
+                return Ok(ExitCode::from(1));
+            };
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&t)?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let k = &t.ticket;
+            writeln!(out, "{} {}", k.tag, k.subject)?;
+            writeln!(out, "  status:    {}", k.status)?;
+            writeln!(out, "  desk:      {}", k.desk)?;
+            writeln!(out, "  queue:     {}", k.queue)?;
+            writeln!(out, "  kind:      {}", k.kind)?;
+            match &k.requester_name {
+                Some(n) => writeln!(out, "  requester: {n} <{}>", k.requester)?,
+                None => writeln!(out, "  requester: {}", k.requester)?,
+            }
+            writeln!(out, "  mailbox:   {}", k.mailbox)?;
+            writeln!(out, "  created:   {}", format_ms(k.created_at))?;
+            writeln!(out, "  updated:   {}", format_ms(k.updated_at))?;
+            for (i, m) in t.messages.iter().enumerate() {
+                writeln!(
+                    out,
+                    "\n--- message {} of {} (id {}) ---",
+                    i + 1,
+                    t.messages.len(),
+                    m.id
+                )?;
+                writeln!(out, "From:       {}", m.from.as_deref().unwrap_or("(none)"))?;
+                let list = |v: &[crate::parse::MailAddr]| {
+                    v.iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                if !m.to.is_empty() {
+                    writeln!(out, "To:         {}", list(&m.to))?;
+                }
+                if !m.cc.is_empty() {
+                    writeln!(out, "Cc:         {}", list(&m.cc))?;
+                }
+                writeln!(
+                    out,
+                    "Subject:    {}",
+                    m.subject.as_deref().unwrap_or("(none)")
+                )?;
+                writeln!(
+                    out,
+                    "Message-ID: {}",
+                    m.message_id.as_deref().unwrap_or("(none)")
+                )?;
+                if let Some(d) = m.date {
+                    writeln!(out, "Date:       {}", format_ms(d * 1000))?;
+                }
+                writeln!(
+                    out,
+                    "Received:   {} via {} ({})",
+                    format_ms(m.received_at),
+                    m.mailbox,
+                    m.origin
+                )?;
+                for a in &m.attachments {
+                    writeln!(
+                        out,
+                        "Attachment: {} ({}, {} bytes)",
+                        a.name.as_deref().unwrap_or("(unnamed)"),
+                        a.content_type,
+                        a.size
+                    )?;
+                }
+                for p in &m.problems {
+                    writeln!(out, "Problem:    {p}")?;
+                }
+                writeln!(out, "\n{}", m.body)?;
+            }
+            writeln!(out, "\n--- history ---")?;
+            for e in &t.events {
+                writeln!(
+                    out,
+                    "{}  {:<10} {}  {}",
+                    format_ms(e.at),
+                    e.kind,
+                    e.actor,
+                    e.detail
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn quarantine(store: &Store, command: QuarantineCommand) -> anyhow::Result<ExitCode> {
+    let list = store.list_quarantine().await?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        QuarantineCommand::List { json } => {
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+            } else {
+                for q in &list {
+                    writeln!(
+                        out,
+                        "{:>5}  {}  {:<14} {}  {}",
+                        q.id,
+                        format_ms(q.created_at),
+                        q.mailbox,
+                        truncate(q.subject.as_deref().unwrap_or("(no subject)"), 40),
+                        q.reason
+                    )?;
+                }
+                writeln!(out, "{} quarantined", list.len())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineCommand::Show { id } => {
+            let Some(q) = list.iter().find(|q| q.id == id) else {
+                eprintln!("triaged: no quarantine entry {id}");
+                return Ok(ExitCode::from(1));
+            };
+            writeln!(out, "id:         {}", q.id)?;
+            writeln!(out, "mailbox:    {}", q.mailbox)?;
+            writeln!(out, "origin:     {}", q.origin)?;
+            writeln!(out, "reason:     {}", q.reason)?;
+            writeln!(out, "size:       {} bytes", q.size)?;
+            writeln!(out, "from:       {}", q.from.as_deref().unwrap_or("(none)"))?;
+            writeln!(
+                out,
+                "subject:    {}",
+                q.subject.as_deref().unwrap_or("(none)")
+            )?;
+            writeln!(
+                out,
+                "message-id: {}",
+                q.message_id.as_deref().unwrap_or("(none)")
+            )?;
+            writeln!(out, "created:    {}\n", format_ms(q.created_at))?;
+            writeln!(out, "{}", String::from_utf8_lossy(&q.headers))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticket_number_forms() {
+        assert_eq!(parse_number("1042"), Some(1042));
+        assert_eq!(parse_number("#1042"), Some(1042));
+        assert_eq!(parse_number("[ISDA #1042]"), Some(1042));
+        assert_eq!(parse_number("abc"), None);
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

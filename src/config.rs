@@ -1,0 +1,654 @@
+//! Configuration: `triaged.toml`, typed, validated, with every problem reported
+//! as `file:line: reason`.
+//!
+//! Layers, later wins: the built-in defaults (the shipped example deployment,
+//! `deploy/triaged.example.toml`), the config file, then the environment
+//! (`TRIAGED_DATABASE_URL`). Secrets are read from an environment variable or a
+//! file named in the config, and are wrapped in [`Secret`] so they never print.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The shipped example deployment, used when no config file exists.
+pub const DEFAULT_CONFIG: &str = include_str!("../deploy/triaged.example.toml");
+pub const DEFAULT_CONFIG_NAME: &str = "<built-in deploy/triaged.example.toml>";
+
+/// One problem found in a file, reported as `file:line: reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.reason)
+    }
+}
+
+/// A list of problems; the error type of loading and checking.
+#[derive(Debug, Clone, Default)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// A secret value: prints as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default = "default_database_url")]
+    pub database_url: String,
+}
+
+fn default_database_url() -> String {
+    "sqlite://triaged.db".to_string()
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            database_url: default_database_url(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    #[serde(default = "default_rules_dir")]
+    pub rules: PathBuf,
+    #[serde(default = "default_templates_dir")]
+    pub templates: PathBuf,
+}
+
+fn default_rules_dir() -> PathBuf {
+    PathBuf::from("routing-rules")
+}
+fn default_templates_dir() -> PathBuf {
+    PathBuf::from("templates")
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig {
+            rules: default_rules_dir(),
+            templates: default_templates_dir(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Messages larger than this are quarantined instead of ticketed.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: u64,
+    /// How many messages share one database transaction at most.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+}
+
+fn default_max_message_bytes() -> u64 {
+    25 * 1024 * 1024
+}
+fn default_batch_size() -> usize {
+    64
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_message_bytes: default_max_message_bytes(),
+            batch_size: default_batch_size(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketsConfig {
+    /// The first ticket gets this number.
+    #[serde(default = "default_first_number")]
+    pub first_number: i64,
+}
+
+fn default_first_number() -> i64 {
+    1000
+}
+
+impl Default for TicketsConfig {
+    fn default() -> Self {
+        TicketsConfig {
+            first_number: default_first_number(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeskConfig {
+    pub name: Spanned<String>,
+    /// The case tag in subjects, e.g. `ISDA` in `[ISDA #1042]`.
+    pub tag: String,
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// The desk's own addresses (never acknowledged, never looped to).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub managers: Vec<String>,
+    #[serde(default)]
+    pub integrators: Vec<String>,
+}
+
+fn default_time_zone() -> String {
+    "America/Chicago".to_string()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub name: Spanned<String>,
+    pub desk: Spanned<String>,
+    /// Addresses told of every new ticket in this queue.
+    #[serde(default)]
+    pub notify: Vec<String>,
+}
+
+/// How to leave a message once its ticket is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterIngest {
+    /// Set `\Seen` and leave it in the folder.
+    Seen,
+    /// Move it to `processed_folder`.
+    Move,
+}
+
+/// Transport security of an IMAP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Implicit TLS (port 993).
+    Tls,
+    /// Plain connection upgraded with STARTTLS.
+    Starttls,
+    /// No TLS: refused unless the host is a loopback address.
+    Plain,
+}
+
+/// IMAP settings; every field may be left to the `[imap]` defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapConfig {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub security: Option<Security>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub folder: Option<String>,
+    pub after: Option<AfterIngest>,
+    pub processed_folder: Option<String>,
+    pub idle: Option<bool>,
+    pub poll_interval_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub fetch_batch: Option<usize>,
+}
+
+impl ImapConfig {
+    fn or(&self, d: &ImapConfig) -> ImapConfig {
+        ImapConfig {
+            host: self.host.clone().or_else(|| d.host.clone()),
+            port: self.port.or(d.port),
+            security: self.security.or(d.security),
+            username: self.username.clone().or_else(|| d.username.clone()),
+            password_env: self.password_env.clone().or_else(|| d.password_env.clone()),
+            password_file: self
+                .password_file
+                .clone()
+                .or_else(|| d.password_file.clone()),
+            folder: self.folder.clone().or_else(|| d.folder.clone()),
+            after: self.after.or(d.after),
+            processed_folder: self
+                .processed_folder
+                .clone()
+                .or_else(|| d.processed_folder.clone()),
+            idle: self.idle.or(d.idle),
+            poll_interval_secs: self.poll_interval_secs.or(d.poll_interval_secs),
+            idle_timeout_secs: self.idle_timeout_secs.or(d.idle_timeout_secs),
+            fetch_batch: self.fetch_batch.or(d.fetch_batch),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxConfig {
+    pub name: Spanned<String>,
+    pub address: String,
+    pub desk: Spanned<String>,
+    pub default_queue: Spanned<String>,
+    pub imap: Option<ImapConfig>,
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    store: StoreConfig,
+    #[serde(default)]
+    paths: PathsConfig,
+    #[serde(default)]
+    ingest: IngestConfig,
+    #[serde(default)]
+    tickets: TicketsConfig,
+    #[serde(default)]
+    imap: ImapConfig,
+    #[serde(default)]
+    desks: Vec<DeskConfig>,
+    #[serde(default)]
+    queues: Vec<QueueConfig>,
+    #[serde(default)]
+    mailboxes: Vec<MailboxConfig>,
+}
+
+/// Resolved IMAP settings for one mailbox, password not yet read.
+#[derive(Debug, Clone)]
+pub struct ImapSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub username: String,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub folder: String,
+    pub after: AfterIngest,
+    pub processed_folder: String,
+    pub idle: bool,
+    pub poll_interval: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
+    pub fetch_batch: usize,
+}
+
+impl ImapSettings {
+    /// Reads the password from its environment variable or file.
+    pub fn password(&self) -> Result<Secret, String> {
+        if let Some(var) = &self.password_env {
+            return std::env::var(var)
+                .map(Secret::new)
+                .map_err(|_| format!("environment variable {var} is not set"));
+        }
+        if let Some(file) = &self.password_file {
+            return std::fs::read_to_string(file)
+                .map(|s| Secret::new(s.trim_end_matches(['\r', '\n'])))
+                .map_err(|e| format!("cannot read password file {}: {e}", file.display()));
+        }
+        Err("no password_env or password_file".to_string())
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from, for messages.
+    pub source: String,
+    pub store: StoreConfig,
+    pub paths: PathsConfig,
+    pub ingest: IngestConfig,
+    pub tickets: TicketsConfig,
+    pub desks: Vec<DeskConfig>,
+    pub queues: Vec<QueueConfig>,
+    pub mailboxes: Vec<MailboxConfig>,
+    /// Resolved IMAP settings, by mailbox index; `None` for mailboxes without IMAP.
+    pub imap: Vec<Option<ImapSettings>>,
+}
+
+impl Config {
+    /// Loads from `path`, or `TRIAGED_CONFIG`, or `./triaged.toml`, or the
+    /// built-in defaults when none of those exists. Applies the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, Problems> {
+        let explicit = path
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("TRIAGED_CONFIG").map(PathBuf::from));
+        let mut config = match explicit {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    Problems(vec![Problem {
+                        file: p.display().to_string(),
+                        line: 0,
+                        reason: format!("cannot read config: {e}"),
+                    }])
+                })?;
+                Config::parse(&text, &p.display().to_string())?
+            }
+            None => {
+                let p = Path::new("triaged.toml");
+                match std::fs::read_to_string(p) {
+                    Ok(text) => Config::parse(&text, "triaged.toml")?,
+                    Err(_) => Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME)?,
+                }
+            }
+        };
+        if let Ok(url) = std::env::var("TRIAGED_DATABASE_URL")
+            && !url.is_empty()
+        {
+            config.store.database_url = url;
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates config text; `file` names it in problems.
+    pub fn parse(text: &str, file: &str) -> Result<Config, Problems> {
+        let raw: ConfigFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+            Problems(vec![Problem {
+                file: file.to_string(),
+                line,
+                reason: e.message().to_string(),
+            }])
+        })?;
+        let mut problems = Vec::new();
+        let mut problem = |span: std::ops::Range<usize>, reason: String| {
+            problems.push(Problem {
+                file: file.to_string(),
+                line: line_of(text, span.start),
+                reason,
+            })
+        };
+
+        let mut desk_names = HashSet::new();
+        for d in &raw.desks {
+            if !desk_names.insert(d.name.get_ref().as_str()) {
+                problem(
+                    d.name.span(),
+                    format!("desk {:?} is defined twice", d.name.get_ref()),
+                );
+            }
+            if d.tag.is_empty()
+                || !d
+                    .tag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            {
+                problem(
+                    d.name.span(),
+                    format!(
+                        "desk {:?}: tag {:?} must be letters, digits, '_', '.' or '-'",
+                        d.name.get_ref(),
+                        d.tag
+                    ),
+                );
+            }
+            if jiff::tz::TimeZone::get(&d.time_zone).is_err() {
+                problem(
+                    d.name.span(),
+                    format!(
+                        "desk {:?}: unknown time zone {:?}",
+                        d.name.get_ref(),
+                        d.time_zone
+                    ),
+                );
+            }
+        }
+        let mut queue_names = HashSet::new();
+        for q in &raw.queues {
+            if !queue_names.insert(q.name.get_ref().as_str()) {
+                problem(
+                    q.name.span(),
+                    format!("queue {:?} is defined twice", q.name.get_ref()),
+                );
+            }
+            if !desk_names.contains(q.desk.get_ref().as_str()) {
+                problem(
+                    q.desk.span(),
+                    format!(
+                        "queue {:?}: unknown desk {:?}",
+                        q.name.get_ref(),
+                        q.desk.get_ref()
+                    ),
+                );
+            }
+        }
+        let mut mailbox_names = HashSet::new();
+        let mut imap = Vec::new();
+        for m in &raw.mailboxes {
+            let name = m.name.get_ref();
+            if !mailbox_names.insert(name.as_str()) {
+                problem(m.name.span(), format!("mailbox {name:?} is defined twice"));
+            }
+            if !desk_names.contains(m.desk.get_ref().as_str()) {
+                problem(
+                    m.desk.span(),
+                    format!("mailbox {name:?}: unknown desk {:?}", m.desk.get_ref()),
+                );
+            }
+            if !queue_names.contains(m.default_queue.get_ref().as_str()) {
+                problem(
+                    m.default_queue.span(),
+                    format!(
+                        "mailbox {name:?}: unknown queue {:?}",
+                        m.default_queue.get_ref()
+                    ),
+                );
+            }
+            match &m.imap {
+                None => imap.push(None),
+                Some(own) => match resolve_imap(&own.or(&raw.imap)) {
+                    Ok(s) => imap.push(Some(s)),
+                    Err(reason) => {
+                        problem(m.name.span(), format!("mailbox {name:?}: {reason}"));
+                        imap.push(None);
+                    }
+                },
+            }
+        }
+        if raw.desks.is_empty() {
+            problem(0..0, "no [[desks]] defined".to_string());
+        }
+        if raw.mailboxes.is_empty() {
+            problem(0..0, "no [[mailboxes]] defined".to_string());
+        }
+        if raw.ingest.batch_size == 0 {
+            problem(0..0, "ingest.batch_size must be at least 1".to_string());
+        }
+        if !problems.is_empty() {
+            return Err(Problems(problems));
+        }
+        Ok(Config {
+            source: file.to_string(),
+            store: raw.store,
+            paths: raw.paths,
+            ingest: raw.ingest,
+            tickets: raw.tickets,
+            desks: raw.desks,
+            queues: raw.queues,
+            mailboxes: raw.mailboxes,
+            imap,
+        })
+    }
+
+    pub fn desk(&self, name: &str) -> Option<&DeskConfig> {
+        self.desks.iter().find(|d| d.name.get_ref() == name)
+    }
+
+    pub fn mailbox(&self, name: &str) -> Option<&MailboxConfig> {
+        self.mailboxes.iter().find(|m| m.name.get_ref() == name)
+    }
+
+    /// Every desk's case tag, for threading.
+    pub fn desk_tags(&self) -> Vec<String> {
+        self.desks.iter().map(|d| d.tag.clone()).collect()
+    }
+
+    /// Problems that only show when the environment is consulted: passwords.
+    pub fn check_secrets(&self) -> Vec<Problem> {
+        self.mailboxes
+            .iter()
+            .zip(&self.imap)
+            .filter_map(|(m, s)| {
+                let s = s.as_ref()?;
+                s.password().err().map(|reason| Problem {
+                    file: self.source.clone(),
+                    line: 0,
+                    reason: format!("mailbox {:?}: {reason}", m.name.get_ref()),
+                })
+            })
+            .collect()
+    }
+}
+
+fn resolve_imap(c: &ImapConfig) -> Result<ImapSettings, String> {
+    let host = c.host.clone().ok_or("imap.host is missing")?;
+    let security = c.security.unwrap_or(Security::Tls);
+    if security == Security::Plain && !is_loopback(&host) {
+        return Err(format!(
+            "imap.security = \"plain\" is only allowed on loopback, not {host:?}"
+        ));
+    }
+    let port = c.port.unwrap_or(match security {
+        Security::Tls => 993,
+        Security::Starttls | Security::Plain => 143,
+    });
+    let username = c.username.clone().ok_or("imap.username is missing")?;
+    if c.password_env.is_none() && c.password_file.is_none() {
+        return Err("imap needs password_env or password_file".to_string());
+    }
+    let fetch_batch = c.fetch_batch.unwrap_or(100);
+    if fetch_batch == 0 {
+        return Err("imap.fetch_batch must be at least 1".to_string());
+    }
+    Ok(ImapSettings {
+        host,
+        port,
+        security,
+        username,
+        password_env: c.password_env.clone(),
+        password_file: c.password_file.clone(),
+        folder: c.folder.clone().unwrap_or_else(|| "INBOX".to_string()),
+        after: c.after.unwrap_or(AfterIngest::Seen),
+        processed_folder: c
+            .processed_folder
+            .clone()
+            .unwrap_or_else(|| "Processed".to_string()),
+        idle: c.idle.unwrap_or(true),
+        poll_interval: std::time::Duration::from_secs(c.poll_interval_secs.unwrap_or(60).max(1)),
+        idle_timeout: std::time::Duration::from_secs(c.idle_timeout_secs.unwrap_or(25 * 60).max(1)),
+        fetch_batch,
+    })
+}
+
+/// Whether a host name or address is on the loopback interface.
+pub fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// 1-based line of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_default_parses() {
+        let c = Config::parse(DEFAULT_CONFIG, "default").unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.mailboxes.len() >= 4);
+        assert!(c.desk_tags().contains(&"ISDA".to_string()));
+    }
+
+    #[test]
+    fn problems_have_lines() {
+        let text = "[[desks]]\nname = \"d\"\ntag = \"D\"\n\n[[queues]]\nname = \"Q\"\ndesk = \"nope\"\n\n[[mailboxes]]\nname = \"m\"\naddress = \"m@x\"\ndesk = \"d\"\ndefault_queue = \"Missing\"\n";
+        let e = Config::parse(text, "t.toml")
+            .err()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("t.toml:7: queue \"Q\": unknown desk \"nope\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("t.toml:13: mailbox \"m\": unknown queue \"Missing\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn typo_is_refused_with_line() {
+        let text = "[store]\ndatabse_url = \"x\"\n";
+        let e = Config::parse(text, "t.toml")
+            .err()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("t.toml:2: unknown field `databse_url`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn plain_imap_only_on_loopback() {
+        let base = "[[desks]]\nname = \"d\"\ntag = \"D\"\n[[queues]]\nname = \"Q\"\ndesk = \"d\"\n[[mailboxes]]\nname = \"m\"\naddress = \"m@x\"\ndesk = \"d\"\ndefault_queue = \"Q\"\n[mailboxes.imap]\nusername = \"u\"\npassword_env = \"P\"\nsecurity = \"plain\"\n";
+        assert!(Config::parse(&format!("{base}host = \"127.0.0.1\"\n"), "t").is_ok());
+        let e = Config::parse(&format!("{base}host = \"imap.example.org\"\n"), "t")
+            .err()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("only allowed on loopback"), "{e}");
+    }
+
+    #[test]
+    fn secret_never_prints() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    }
+}

@@ -1,0 +1,99 @@
+//! The daemon: one watcher task per IMAP mailbox, a shared store, and a
+//! designed shutdown (cancel, let each watcher finish the chunk in hand, join
+//! every task against a deadline).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::pipeline::Pipeline;
+use crate::sources::imap::Watcher;
+use crate::store::Store;
+
+/// How long shutdown waits for watchers to finish their chunk in hand.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs the daemon until `shutdown` is cancelled.
+pub async fn run(
+    config: Arc<Config>,
+    store: Store,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let pipeline = Pipeline::new(config.clone(), store.clone());
+    let mut tasks = JoinSet::new();
+    for (mailbox, settings) in config.mailboxes.iter().zip(&config.imap) {
+        let Some(settings) = settings else {
+            info!(mailbox = %mailbox.name.get_ref(), "mailbox has no [mailboxes.imap]; not watched");
+            continue;
+        };
+        let password = settings
+            .password()
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("mailbox {:?}", mailbox.name.get_ref()))?;
+        let watcher = Watcher {
+            pipeline: pipeline.clone(),
+            mailbox: mailbox.name.get_ref().clone(),
+            settings: settings.clone(),
+            password,
+            shutdown: shutdown.clone(),
+        };
+        tasks.spawn(watcher.run());
+    }
+    if tasks.is_empty() {
+        bail!(
+            "no mailbox has an [mailboxes.imap] table in {}: nothing to watch",
+            config.source
+        );
+    }
+    info!(mailboxes = tasks.len(), database = %redact_url(&config.store.database_url), "triaged running");
+
+    shutdown.cancelled().await;
+    info!("shutting down: finishing messages in hand");
+    let joined = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
+        while let Some(r) = tasks.join_next().await {
+            if let Err(e) = r {
+                error!(error = %e, "watcher task failed");
+            }
+        }
+    })
+    .await;
+    if joined.is_err() {
+        warn!("watchers did not stop within {SHUTDOWN_DEADLINE:?}; aborting them");
+        tasks.abort_all();
+    }
+    store.close().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// A database URL without its password, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_password() {
+        assert_eq!(
+            super::redact_url("postgres://u:pw@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

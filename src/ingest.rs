@@ -1,0 +1,133 @@
+//! Ingest from files: the engine of `triaged ingest` and of the ingest benchmark.
+//!
+//! A blocking reader thread walks the inputs, parses and classifies each message
+//! and sends batches down a bounded channel; the async side commits each batch
+//! in one transaction. Reading and parsing overlap with committing, and memory is
+//! bounded by the channel, not by the number of messages.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::pipeline::{Pipeline, Summary};
+use crate::sources::files::{Item, Walker};
+use crate::store::{Outcome, Prepared};
+
+/// Batches in flight between the reader and the committer.
+const CHANNEL_BATCHES: usize = 4;
+const COMMIT_ATTEMPTS: u32 = 5;
+
+/// One message's result, as reported to the caller.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub origin: String,
+    pub result: Result<Outcome, String>,
+}
+
+/// Ingests every message under `paths` as if it had arrived in `mailbox`.
+/// `on_report` sees each message's outcome in order.
+pub async fn ingest_paths(
+    pipeline: &Pipeline,
+    mailbox: &str,
+    paths: Vec<PathBuf>,
+    mut on_report: impl FnMut(&Report),
+) -> Summary {
+    let batch_size = pipeline.config().ingest.batch_size.max(1);
+    let max_bytes = pipeline.config().ingest.max_message_bytes;
+    let (tx, mut rx) = mpsc::channel::<Vec<Result<Prepared, (String, String)>>>(CHANNEL_BATCHES);
+    let reader_pipeline = pipeline.clone();
+    let reader_mailbox = mailbox.to_string();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::with_capacity(batch_size);
+        for item in Walker::new(&paths, max_bytes) {
+            let entry = match item {
+                Item::Message { origin, raw } => {
+                    Ok(reader_pipeline.prepare(&reader_mailbox, origin, raw))
+                }
+                Item::Oversized { origin, head, size } => {
+                    Ok(reader_pipeline.prepare_oversized(&reader_mailbox, origin, head, size))
+                }
+                Item::Error { origin, error } => Err((origin.to_string(), error)),
+            };
+            batch.push(entry);
+            if batch.len() >= batch_size {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                if tx.blocking_send(full).is_err() {
+                    return;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.blocking_send(batch);
+        }
+    });
+
+    let mut summary = Summary::default();
+    while let Some(batch) = rx.recv().await {
+        let mut ready = Vec::with_capacity(batch.len());
+        for entry in batch {
+            match entry {
+                Ok(p) => ready.push(p),
+                Err((origin, error)) => {
+                    warn!(origin, error, "input could not be read");
+                    summary.errors += 1;
+                    on_report(&Report {
+                        origin,
+                        result: Err(error),
+                    });
+                }
+            }
+        }
+        if ready.is_empty() {
+            continue;
+        }
+        match commit_with_retry(pipeline, &ready).await {
+            Ok(outcomes) => {
+                for (p, o) in ready.iter().zip(outcomes) {
+                    summary.add(&o);
+                    on_report(&Report {
+                        origin: p.origin.to_string(),
+                        result: Ok(o),
+                    });
+                }
+            }
+            Err(e) => {
+                for p in &ready {
+                    summary.errors += 1;
+                    on_report(&Report {
+                        origin: p.origin.to_string(),
+                        result: Err(e.clone()),
+                    });
+                }
+            }
+        }
+    }
+    if let Err(e) = reader.await {
+        warn!(error = %e, "input reader failed");
+        summary.errors += 1;
+    }
+    info!(%summary, "ingest finished");
+    summary
+}
+
+async fn commit_with_retry(
+    pipeline: &Pipeline,
+    batch: &[Prepared],
+) -> Result<Vec<Outcome>, String> {
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match pipeline.commit(batch, None).await {
+            Ok(o) => return Ok(o),
+            Err(e) if e.is_retryable() && attempt < COMMIT_ATTEMPTS => {
+                warn!(error = %e, attempt, "commit failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! triaged: an email-driven ticket triage daemon.
+//!
+//! # Layout
+//!
+//! Messages flow one way: **sources -> parse -> classify -> thread -> store**
+//! (-> notify, to come).
+//!
+//! - [`sources`]: where raw messages come from: IMAP watchers ([`sources::imap`])
+//!   and files, Maildirs, mbox and stdin ([`sources::files`]).
+//! - [`parse`]: raw bytes to a [`parse::ParsedMessage`]. Pure, never fails.
+//! - [`classify`]: desk, queue and kind, with the reasons. Pure.
+//! - [`thread`]: the case tag and references that tie a reply to a ticket. Pure.
+//! - [`store`]: the only module that speaks SQL (SQLite or PostgreSQL).
+//! - [`pipeline`]: wires parse, classify and thread into one `prepare`, and
+//!   commits batches; used by the daemon and by `triaged ingest` alike.
+//! - [`daemon`]: the running service: watchers, shutdown.
+//! - [`ingest`]: the file-ingest engine behind `triaged ingest` and the benchmark.
+//! - [`config`], [`telemetry`], [`cli`]: configuration, logs, command line.
+//! - [`devstack`], [`demo`], [`bench`]: a private Dovecot on loopback, and the
+//!   demo and benchmarks built on it.
+
+pub mod bench;
+pub mod classify;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod devstack;
+pub mod ingest;
+pub mod parse;
+pub mod pipeline;
+pub mod sources;
+pub mod store;
+pub mod telemetry;
+pub mod thread;

@@ -1,0 +1,272 @@
+//! Pipeline: one path from raw bytes to a committed ticket, shared by the
+//! daemon (IMAP) and `triaged ingest` (files), so both behave the same.
+//!
+//! `prepare` is pure (parse -> classify -> thread keys -> dedupe key);
+//! `commit` hands a batch to the store in one transaction.
+
+use std::sync::Arc;
+
+use crate::classify;
+use crate::config::Config;
+use crate::parse::{self, ParsedMessage};
+use crate::store::{Action, Cursor, Origin, Outcome, Prepared, Store, StoreError};
+use crate::thread;
+
+/// At most this much of an oversized message's head is kept in quarantine.
+const QUARANTINE_HEAD_BYTES: usize = 64 * 1024;
+
+/// Counts of outcomes, for summaries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub new_tickets: u64,
+    pub replies: u64,
+    pub duplicates: u64,
+    pub quarantined: u64,
+    pub errors: u64,
+}
+
+impl Summary {
+    pub fn add(&mut self, o: &Outcome) {
+        match o {
+            Outcome::Created(_) => self.new_tickets += 1,
+            Outcome::Reply(_) => self.replies += 1,
+            Outcome::Duplicate(_) | Outcome::DuplicateQuarantined(_) => self.duplicates += 1,
+            Outcome::Quarantined(_) => self.quarantined += 1,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.new_tickets + self.replies + self.duplicates + self.quarantined + self.errors
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} new tickets, {} replies, {} duplicates, {} quarantined, {} errors",
+            self.new_tickets, self.replies, self.duplicates, self.quarantined, self.errors
+        )
+    }
+}
+
+/// The configured pipeline over one store.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    config: Arc<Config>,
+    store: Store,
+    desk_tags: Arc<Vec<String>>,
+}
+
+impl Pipeline {
+    pub fn new(config: Arc<Config>, store: Store) -> Pipeline {
+        let desk_tags = Arc::new(config.desk_tags());
+        Pipeline {
+            config,
+            store,
+            desk_tags,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Parses and classifies one whole message that arrived in `mailbox`.
+    /// A message over the size limit is prepared for quarantine instead.
+    pub fn prepare(&self, mailbox: &str, origin: Origin, raw: Vec<u8>) -> Prepared {
+        let limit = self.config.ingest.max_message_bytes;
+        if raw.len() as u64 > limit {
+            let size = raw.len() as u64;
+            let head = head_of(&raw).to_vec();
+            return self.prepare_oversized(mailbox, origin, head, size);
+        }
+        let parsed = parse::parse(&raw);
+        let dedupe_key = dedupe_key(&parsed, &raw);
+        let action = match self.config.mailbox(mailbox) {
+            Some(mb) => Action::Ticket {
+                decision: classify::classify(&parsed, mb, &self.config),
+                keys: thread::keys(&parsed, &self.desk_tags),
+                parsed: Box::new(parsed),
+            },
+            None => quarantine_action(
+                format!("mailbox {mailbox:?} is not configured"),
+                &raw,
+                &parsed,
+            ),
+        };
+        Prepared {
+            mailbox: mailbox.to_string(),
+            origin,
+            dedupe_key,
+            raw,
+            action,
+        }
+    }
+
+    /// Prepares the quarantine entry of a message too large to take whole:
+    /// `head` is its header section (or the start of it), `size` its full size.
+    pub fn prepare_oversized(
+        &self,
+        mailbox: &str,
+        origin: Origin,
+        head: Vec<u8>,
+        size: u64,
+    ) -> Prepared {
+        let head = head_of(&head).to_vec();
+        let parsed = parse::parse(&head);
+        let dedupe_key = match &parsed.message_id {
+            Some(id) => format!("mid:{id}"),
+            None => format!("sha256:{}:{size}", parse::sha256_hex(&head)),
+        };
+        let reason = format!(
+            "message of {size} bytes exceeds ingest.max_message_bytes ({}); it stays at its source ({origin})",
+            self.config.ingest.max_message_bytes
+        );
+        Prepared {
+            mailbox: mailbox.to_string(),
+            origin,
+            dedupe_key,
+            raw: Vec::new(),
+            action: Action::Quarantine {
+                reason,
+                headers: head,
+                message_id: parsed.message_id,
+                from: parsed.from.map(|a| a.to_string()),
+                subject: parsed.subject,
+                size,
+            },
+        }
+    }
+
+    /// Commits a batch in one transaction (see [`Store::commit`]).
+    ///
+    /// When the store refuses the batch for a reason that will not go away,
+    /// the messages are committed one by one, and one the store refuses even
+    /// alone is quarantined with the store's reason, so that one bad message
+    /// never blocks its mailbox. Retryable errors are returned to the caller.
+    pub async fn commit(
+        &self,
+        batch: &[Prepared],
+        cursor: Option<&Cursor>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        match self.store.commit(batch, cursor).await {
+            Err(e) if !e.is_retryable() => {
+                tracing::warn!(error = %e, size = batch.len(), "batch refused; committing its messages one by one");
+            }
+            other => return other,
+        }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for p in batch {
+            let outcome = match self.store.commit(std::slice::from_ref(p), None).await {
+                Ok(mut o) => o.pop(),
+                Err(e) if !e.is_retryable() => {
+                    let q = self.refused(p, &e);
+                    self.store
+                        .commit(std::slice::from_ref(&q), None)
+                        .await?
+                        .pop()
+                }
+                Err(e) => return Err(e),
+            };
+            outcomes.extend(outcome);
+        }
+        if let Some(c) = cursor {
+            self.store.set_cursor(c).await?;
+        }
+        Ok(outcomes)
+    }
+
+    /// The quarantine entry for a message the store refused.
+    fn refused(&self, p: &Prepared, e: &StoreError) -> Prepared {
+        let parsed = parse::parse(head_of(&p.raw));
+        Prepared {
+            mailbox: p.mailbox.clone(),
+            origin: p.origin.clone(),
+            dedupe_key: p.dedupe_key.clone(),
+            raw: Vec::new(),
+            action: quarantine_action(format!("the store refused it: {e}"), &p.raw, &parsed),
+        }
+    }
+}
+
+fn quarantine_action(reason: String, raw: &[u8], parsed: &ParsedMessage) -> Action {
+    Action::Quarantine {
+        reason,
+        headers: head_of(raw).to_vec(),
+        message_id: parsed.message_id.clone(),
+        from: parsed.from.as_ref().map(|a| a.to_string()),
+        subject: parsed.subject.clone(),
+        size: raw.len() as u64,
+    }
+}
+
+/// The header section of a raw message (up to the first empty line), capped.
+pub fn head_of(raw: &[u8]) -> &[u8] {
+    let capped = &raw[..raw.len().min(QUARANTINE_HEAD_BYTES)];
+    let end = find(capped, b"\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| find(capped, b"\n\n").map(|i| i + 2))
+        .unwrap_or(capped.len());
+    &capped[..end]
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The key that makes a message a duplicate: its Message-ID, or else a hash of
+/// what identifies its content (sender, recipients, subject, date, body), so
+/// that copies differing only in transport headers (Received, Delivered-To)
+/// are still recognised.
+pub fn dedupe_key(parsed: &ParsedMessage, raw: &[u8]) -> String {
+    if let Some(id) = &parsed.message_id {
+        return format!("mid:{id}");
+    }
+    let body_start = {
+        let head = head_of(raw);
+        if head.len() < raw.len() {
+            head.len()
+        } else {
+            0
+        }
+    };
+    let mut content = Vec::with_capacity(raw.len() - body_start + 256);
+    for name in ["From", "To", "Cc", "Subject", "Date"] {
+        content.extend_from_slice(name.as_bytes());
+        content.push(b':');
+        content.extend_from_slice(parsed.header(name).unwrap_or("").trim().as_bytes());
+        content.push(b'\n');
+    }
+    content.extend_from_slice(&raw[body_start..]);
+    format!("sha256:{}", parse::sha256_hex(&content))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedupe_ignores_transport_headers() {
+        let a = b"Received: from a\nFrom: x@y.z\nSubject: s\n\nbody\n";
+        let b = b"Received: from b\nDelivered-To: other@y.z\nFrom: x@y.z\nSubject: s\n\nbody\n";
+        let c = b"Received: from a\nFrom: x@y.z\nSubject: s\n\nother body\n";
+        let key = |raw: &[u8]| dedupe_key(&parse::parse(raw), raw);
+        assert_eq!(key(a), key(b));
+        assert_ne!(key(a), key(c));
+        assert!(key(a).starts_with("sha256:"));
+        let with_id = b"Message-ID: <q@w>\nFrom: x@y.z\n\nbody\n";
+        assert_eq!(key(with_id), "mid:q@w");
+    }
+
+    #[test]
+    fn head_stops_at_blank_line() {
+        assert_eq!(head_of(b"A: b\r\n\r\nbody"), b"A: b\r\n\r\n");
+        assert_eq!(head_of(b"A: b\n\nbody"), b"A: b\n\n");
+        assert_eq!(head_of(b"A: b"), b"A: b");
+    }
+}

@@ -1,0 +1,472 @@
+//! IMAP as a source: one watcher task per mailbox.
+//!
+//! A watcher connects (implicit TLS, STARTTLS, or plain on loopback), selects
+//! its folder, and takes every message above the committed cursor (the highest
+//! UID done for this UIDVALIDITY), in UID order, in chunks. Each chunk is
+//! committed in one transaction together with the new cursor; only then are its
+//! messages flagged `\Seen` or moved. A crash between commit and flagging is
+//! repaired at the next connect: everything at or below the cursor that is still
+//! unflagged (or unmoved) is flagged (or moved) then. Between rounds the watcher
+//! waits in IDLE when the server offers it, else polls. Errors drop the
+//! connection and reconnect with exponential backoff; watchers share nothing but
+//! the store, so one broken mailbox never stalls another.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_imap::Session;
+use futures::TryStreamExt;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_util::either::Either;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::{AfterIngest, ImapSettings, Secret, Security};
+use crate::pipeline::Pipeline;
+use crate::store::{Cursor, Origin, Outcome, Prepared, StoreError};
+
+/// The byte stream under an IMAP session.
+pub type ImapStream = Either<TcpStream, TlsStream<TcpStream>>;
+pub type ImapSession = Session<ImapStream>;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Errors of one IMAP session; all end the session, which is then retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    #[error("connect to {0}: {1}")]
+    Connect(String, std::io::Error),
+    #[error("connect to {0}: timed out")]
+    ConnectTimeout(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("IMAP: {0}")]
+    Imap(#[from] async_imap::error::Error),
+    #[error("login as {0} refused: {1}")]
+    Login(String, String),
+    #[error("folder {0}: server gave no UIDVALIDITY")]
+    NoUidValidity(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("IMAP connection closed by server")]
+    Closed,
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Opens an authenticated session.
+pub async fn connect(s: &ImapSettings, password: &Secret) -> Result<ImapSession, ImapError> {
+    let addr = format!("{}:{}", s.host, s.port);
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
+        .await
+        .map_err(|_| ImapError::ConnectTimeout(addr.clone()))?
+        .map_err(|e| ImapError::Connect(addr.clone(), e))?;
+    let _ = tcp.set_nodelay(true);
+    let stream: ImapStream = match s.security {
+        Security::Plain => Either::Left(tcp),
+        Security::Tls => Either::Right(tls_wrap(&s.host, tcp).await?),
+        Security::Starttls => {
+            let mut client = async_imap::Client::new(tcp);
+            read_greeting(&mut client).await?;
+            client.run_command_and_check_ok("STARTTLS", None).await?;
+            Either::Right(tls_wrap(&s.host, client.into_inner()).await?)
+        }
+    };
+    let mut client = async_imap::Client::new(stream);
+    if s.security != Security::Starttls {
+        read_greeting(&mut client).await?;
+    }
+    client
+        .login(&s.username, password.expose())
+        .await
+        .map_err(|(e, _)| ImapError::Login(s.username.clone(), e.to_string()))
+}
+
+async fn read_greeting<T>(client: &mut async_imap::Client<T>) -> Result<(), ImapError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + std::fmt::Debug + Send,
+{
+    match client.read_response().await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(ImapError::Closed),
+        Err(e) => Err(ImapError::Imap(e.into())),
+    }
+}
+
+async fn tls_wrap(host: &str, tcp: TcpStream) -> Result<TlsStream<TcpStream>, ImapError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ImapError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| ImapError::Tls(format!("{host:?}: {e}")))?;
+    TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ImapError::Tls(e.to_string()))
+}
+
+/// One mailbox's watcher.
+pub struct Watcher {
+    pub pipeline: Pipeline,
+    pub mailbox: String,
+    pub settings: ImapSettings,
+    pub password: Secret,
+    pub shutdown: CancellationToken,
+}
+
+impl Watcher {
+    /// Runs until shutdown, reconnecting with backoff after every failure.
+    pub async fn run(self) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            let mut progressed = false;
+            match self.session(&mut progressed).await {
+                Ok(()) => return,
+                Err(e) => {
+                    if progressed {
+                        backoff = Duration::from_secs(1);
+                    }
+                    warn!(mailbox = %self.mailbox, error = %e, retry_in_ms = backoff.as_millis() as u64,
+                        "mailbox session ended; reconnecting");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One connection's life. `Ok` only when asked to shut down.
+    async fn session(&self, progressed: &mut bool) -> Result<(), ImapError> {
+        let s = &self.settings;
+        let mut session = connect(s, &self.password).await?;
+        let selected = session.select(&s.folder).await?;
+        let uidvalidity = selected
+            .uid_validity
+            .ok_or_else(|| ImapError::NoUidValidity(s.folder.clone()))?;
+        let caps = session.capabilities().await?;
+        let can_idle = s.idle && caps.has_str("IDLE");
+        let can_move = caps.has_str("MOVE");
+        if s.after == AfterIngest::Move {
+            // Fails harmlessly when the folder exists.
+            let _ = session.create(&s.processed_folder).await;
+        }
+        info!(mailbox = %self.mailbox, host = %s.host, folder = %s.folder, uidvalidity,
+            idle = can_idle, "mailbox connected");
+        *progressed = true;
+
+        let mut cursor = match self.pipeline.store().cursor(&self.mailbox).await? {
+            Some(c) if c.uidvalidity == uidvalidity => c,
+            previous => {
+                if let Some(p) = previous {
+                    warn!(mailbox = %self.mailbox, old = p.uidvalidity, new = uidvalidity,
+                        "UIDVALIDITY changed; rescanning the folder (duplicates are recognised by Message-ID)");
+                }
+                let c = Cursor {
+                    mailbox: self.mailbox.clone(),
+                    uidvalidity,
+                    last_uid: 0,
+                };
+                self.pipeline.store().set_cursor(&c).await?;
+                c
+            }
+        };
+        self.repair(&mut session, &cursor, can_move).await?;
+
+        loop {
+            drain(&session);
+            let new = self.new_uids(&mut session, cursor.last_uid).await?;
+            for chunk in new.chunks(s.fetch_batch) {
+                self.take_chunk(&mut session, &mut cursor, chunk, can_move)
+                    .await?;
+                if self.shutdown.is_cancelled() {
+                    break;
+                }
+            }
+            if self.shutdown.is_cancelled() {
+                let _ = session.logout().await;
+                info!(mailbox = %self.mailbox, "mailbox closed for shutdown");
+                return Ok(());
+            }
+            if !new.is_empty() {
+                continue;
+            }
+            if can_idle {
+                session = self.idle(session).await?;
+            } else {
+                tokio::select! {
+                    _ = tokio::time::sleep(s.poll_interval) => {}
+                    _ = self.shutdown.cancelled() => {}
+                }
+                session.noop().await?;
+            }
+        }
+    }
+
+    /// UIDs above the cursor, ascending.
+    async fn new_uids(
+        &self,
+        session: &mut ImapSession,
+        last_uid: u32,
+    ) -> Result<Vec<u32>, ImapError> {
+        let found = session
+            .uid_search(format!("UID {}:*", last_uid.saturating_add(1)))
+            .await?;
+        // `n:*` always matches the highest UID, even one below n.
+        let uids: BTreeSet<u32> = found.into_iter().filter(|&u| u > last_uid).collect();
+        Ok(uids.into_iter().collect())
+    }
+
+    /// Flags or moves what was committed but not yet acknowledged on the server.
+    async fn repair(
+        &self,
+        session: &mut ImapSession,
+        cursor: &Cursor,
+        can_move: bool,
+    ) -> Result<(), ImapError> {
+        if cursor.last_uid == 0 {
+            return Ok(());
+        }
+        let query = match self.settings.after {
+            AfterIngest::Seen => format!("UNSEEN UID 1:{}", cursor.last_uid),
+            AfterIngest::Move => format!("UID 1:{}", cursor.last_uid),
+        };
+        let pending: BTreeSet<u32> = session
+            .uid_search(query)
+            .await?
+            .into_iter()
+            .filter(|&u| u <= cursor.last_uid)
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let uids: Vec<u32> = pending.into_iter().collect();
+        info!(mailbox = %self.mailbox, count = uids.len(), "acknowledging messages committed before a restart");
+        for chunk in uids.chunks(500) {
+            self.acknowledge(session, chunk, can_move).await?;
+        }
+        Ok(())
+    }
+
+    /// Fetches, prepares, commits and acknowledges one chunk of new UIDs.
+    async fn take_chunk(
+        &self,
+        session: &mut ImapSession,
+        cursor: &mut Cursor,
+        chunk: &[u32],
+        can_move: bool,
+    ) -> Result<(), ImapError> {
+        let limit = self.pipeline.config().ingest.max_message_bytes;
+        let set = uid_set(chunk);
+        let sizes: Vec<(u32, u32)> = session
+            .uid_fetch(&set, "(UID RFC822.SIZE)")
+            .await?
+            .try_filter_map(|f| async move { Ok(f.uid.map(|u| (u, f.size.unwrap_or(0)))) })
+            .try_collect()
+            .await?;
+        let (small, big): (Vec<_>, Vec<_>) = sizes
+            .into_iter()
+            .partition(|&(_, size)| u64::from(size) <= limit);
+
+        let mut raws: Vec<(u32, Vec<u8>)> = Vec::with_capacity(chunk.len());
+        if !small.is_empty() {
+            let set = uid_set(&small.iter().map(|&(u, _)| u).collect::<Vec<_>>());
+            let mut stream = session.uid_fetch(&set, "(UID BODY.PEEK[])").await?;
+            while let Some(f) = stream.try_next().await? {
+                if let (Some(uid), Some(body)) = (f.uid, f.body()) {
+                    raws.push((uid, body.to_vec()));
+                }
+            }
+        }
+        let mut heads: Vec<(u32, Vec<u8>, u64)> = Vec::new();
+        if !big.is_empty() {
+            let set = uid_set(&big.iter().map(|&(u, _)| u).collect::<Vec<_>>());
+            let mut stream = session.uid_fetch(&set, "(UID BODY.PEEK[HEADER])").await?;
+            while let Some(f) = stream.try_next().await? {
+                if let Some(uid) = f.uid {
+                    let size = big
+                        .iter()
+                        .find(|&&(u, _)| u == uid)
+                        .map(|&(_, s)| u64::from(s))
+                        .unwrap_or(0);
+                    heads.push((uid, f.header().unwrap_or_default().to_vec(), size));
+                }
+            }
+        }
+
+        let pipeline = self.pipeline.clone();
+        let mailbox = self.mailbox.clone();
+        let uidvalidity = cursor.uidvalidity;
+        let mut prepared: Vec<(u32, Prepared)> = tokio::task::spawn_blocking(move || {
+            let origin = |uid| Origin::Imap { uidvalidity, uid };
+            raws.into_iter()
+                .map(|(uid, raw)| (uid, pipeline.prepare(&mailbox, origin(uid), raw)))
+                .chain(heads.into_iter().map(|(uid, head, size)| {
+                    (
+                        uid,
+                        pipeline.prepare_oversized(&mailbox, origin(uid), head, size),
+                    )
+                }))
+                .collect()
+        })
+        .await
+        .map_err(|e| ImapError::Internal(format!("message preparation failed: {e}")))?;
+        prepared.sort_by_key(|(uid, _)| *uid);
+
+        // A UID that vanished between SEARCH and FETCH (expunged meanwhile) is simply
+        // passed; the cursor still moves past the whole chunk.
+        let next = Cursor {
+            last_uid: chunk
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(cursor.last_uid)
+                .max(cursor.last_uid),
+            ..cursor.clone()
+        };
+        let batch: Vec<Prepared> = prepared.iter().map(|(_, p)| p.clone()).collect();
+        let outcomes = self.pipeline.commit(&batch, Some(&next)).await?;
+        *cursor = next;
+        for ((uid, p), outcome) in prepared.iter().zip(&outcomes) {
+            log_outcome(&self.mailbox, *uid, p, outcome);
+        }
+        self.acknowledge(session, chunk, can_move).await
+    }
+
+    /// Marks committed messages as done on the server.
+    async fn acknowledge(
+        &self,
+        session: &mut ImapSession,
+        uids: &[u32],
+        can_move: bool,
+    ) -> Result<(), ImapError> {
+        let set = uid_set(uids);
+        match self.settings.after {
+            AfterIngest::Seen => {
+                session
+                    .uid_store(&set, "+FLAGS.SILENT (\\Seen)")
+                    .await?
+                    .try_for_each(|_| async { Ok(()) })
+                    .await?;
+            }
+            AfterIngest::Move if can_move => {
+                session
+                    .uid_mv(&set, &self.settings.processed_folder)
+                    .await?;
+            }
+            AfterIngest::Move => {
+                session
+                    .uid_copy(&set, &self.settings.processed_folder)
+                    .await?;
+                session
+                    .uid_store(&set, "+FLAGS.SILENT (\\Seen \\Deleted)")
+                    .await?
+                    .try_for_each(|_| async { Ok(()) })
+                    .await?;
+                session
+                    .expunge()
+                    .await?
+                    .try_for_each(|_| async { Ok(()) })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits in IDLE until the server reports something, the IDLE times out, or
+    /// shutdown is asked for.
+    async fn idle(&self, session: ImapSession) -> Result<ImapSession, ImapError> {
+        let mut handle = session.idle();
+        handle.init().await?;
+        let outcome = {
+            let (wait, _stop) = handle.wait_with_timeout(self.settings.idle_timeout);
+            tokio::select! {
+                r = wait => Some(r?),
+                _ = self.shutdown.cancelled() => None,
+            }
+        };
+        debug!(mailbox = %self.mailbox, ?outcome, "idle ended");
+        let session = handle.done().await?;
+        Ok(session)
+    }
+}
+
+fn log_outcome(mailbox: &str, uid: u32, p: &Prepared, outcome: &Outcome) {
+    let message_id = match &p.action {
+        crate::store::Action::Ticket { parsed, .. } => parsed.message_id.clone(),
+        crate::store::Action::Quarantine { message_id, .. } => message_id.clone(),
+    };
+    let message_id = message_id.unwrap_or_default();
+    match outcome {
+        Outcome::Quarantined(id) => {
+            warn!(
+                mailbox,
+                uid,
+                message_id,
+                quarantine = id,
+                "message quarantined"
+            )
+        }
+        other => info!(mailbox, uid, message_id, outcome = ?other, "message ingested"),
+    }
+}
+
+/// Drops unsolicited responses we do not use, so their channel never fills.
+fn drain(session: &ImapSession) {
+    while session.unsolicited_responses.try_recv().is_ok() {}
+}
+
+/// A compact UID set: `1:5,7,9:10`.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut sorted: Vec<u32> = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets() {
+        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(uid_set(&[9]), "9");
+        assert_eq!(uid_set(&[3, 1, 2, 2]), "1:3");
+        assert_eq!(uid_set(&[]), "");
+    }
+}

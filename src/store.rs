@@ -1,0 +1,836 @@
+//! Store: the only module that speaks SQL.
+//!
+//! One [`Store`] over sqlx's `Any` driver, so the same statements run on the
+//! embedded SQLite (default, WAL) and on PostgreSQL. Migrations for each backend
+//! live in `migrations/<backend>/` and run when the store opens.
+//!
+//! The unit of work is a batch of prepared messages committed in one
+//! transaction together with the mailbox cursor (highest UID done). A message is
+//! either wholly recorded (ticket or reply, message row, attachments, events) or
+//! not at all, and the caller only acknowledges it at its source after commit.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+
+use crate::classify::Decision;
+use crate::parse::{MailAddr, ParsedMessage};
+use crate::thread::ThreadKeys;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Errors of the store, marked as worth retrying or not.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database url {0:?}: use sqlite://PATH or postgres://...")]
+    Url(String),
+}
+
+impl StoreError {
+    /// Whether trying the same work again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Db(e) => !matches!(
+                e,
+                sqlx::Error::ColumnDecode { .. }
+                    | sqlx::Error::Decode(_)
+                    | sqlx::Error::ColumnNotFound(_)
+                    | sqlx::Error::TypeNotFound { .. }
+            ),
+            StoreError::Migrate(_) | StoreError::Url(_) => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where a message came from, for audit and for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Imap { uidvalidity: u32, uid: u32 },
+    File { path: String },
+    Stdin { index: usize },
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Imap { uidvalidity, uid } => {
+                write!(f, "imap uidvalidity={uidvalidity} uid={uid}")
+            }
+            Origin::File { path } => write!(f, "file {path}"),
+            Origin::Stdin { index } => write!(f, "stdin #{index}"),
+        }
+    }
+}
+
+/// What to do with one message, decided before the transaction.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Make a ticket, or a reply on the ticket its thread keys name.
+    Ticket {
+        parsed: Box<ParsedMessage>,
+        decision: Decision,
+        keys: ThreadKeys,
+    },
+    /// Set it aside with a reason; `headers` is what was kept of it.
+    Quarantine {
+        reason: String,
+        headers: Vec<u8>,
+        message_id: Option<String>,
+        from: Option<String>,
+        subject: Option<String>,
+        size: u64,
+    },
+}
+
+/// One message ready to commit.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub mailbox: String,
+    pub origin: Origin,
+    /// `mid:<Message-ID>` or `sha256:<hash>`: the same key never makes two tickets.
+    pub dedupe_key: String,
+    pub raw: Vec<u8>,
+    pub action: Action,
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "id", rename_all = "lowercase")]
+pub enum Outcome {
+    /// A new ticket with this number.
+    Created(i64),
+    /// A reply recorded on this ticket.
+    Reply(i64),
+    /// Seen before: already on this ticket.
+    Duplicate(i64),
+    /// Seen before: already in quarantine with this id.
+    DuplicateQuarantined(i64),
+    /// Set aside in quarantine with this id.
+    Quarantined(i64),
+}
+
+/// The highest IMAP UID done in a folder, committed with the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub mailbox: String,
+    pub uidvalidity: u32,
+    pub last_uid: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketSummary {
+    pub number: i64,
+    pub tag: String,
+    pub desk: String,
+    pub queue: String,
+    pub kind: String,
+    pub status: String,
+    pub requester: String,
+    pub requester_name: Option<String>,
+    pub subject: String,
+    pub mailbox: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttachmentRow {
+    pub name: Option<String>,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageRow {
+    pub id: i64,
+    pub message_id: Option<String>,
+    pub mailbox: String,
+    pub origin: String,
+    pub from: Option<String>,
+    pub from_name: Option<String>,
+    pub to: Vec<MailAddr>,
+    pub cc: Vec<MailAddr>,
+    pub reply_to: Vec<MailAddr>,
+    pub subject: Option<String>,
+    pub date: Option<i64>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    pub auto_signals: serde_json::Value,
+    pub body: String,
+    pub body_source: String,
+    pub problems: Vec<String>,
+    pub size: i64,
+    pub sha256: String,
+    pub received_at: i64,
+    pub attachments: Vec<AttachmentRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    pub at: i64,
+    pub kind: String,
+    pub actor: String,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketDetail {
+    #[serde(flatten)]
+    pub ticket: TicketSummary,
+    pub messages: Vec<MessageRow>,
+    pub events: Vec<EventRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantineRow {
+    pub id: i64,
+    pub mailbox: String,
+    pub origin: String,
+    pub reason: String,
+    pub message_id: Option<String>,
+    pub from: Option<String>,
+    pub subject: Option<String>,
+    pub size: i64,
+    pub created_at: i64,
+    #[serde(skip)]
+    pub headers: Vec<u8>,
+}
+
+/// Totals, for summaries and for waiting on the daemon in tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub tickets: i64,
+    /// Messages recorded on tickets (first messages and replies).
+    pub messages: i64,
+    /// Deliveries recognised as already recorded.
+    pub duplicates: i64,
+    pub quarantined: i64,
+}
+
+impl Counts {
+    /// Every delivery accounted for: recorded, recognised as duplicate, or set aside.
+    pub fn deliveries(&self) -> i64 {
+        self.messages + self.duplicates + self.quarantined
+    }
+}
+
+/// Filters for [`Store::list_tickets`].
+#[derive(Debug, Clone, Default)]
+pub struct TicketFilter {
+    pub queue: Option<String>,
+    pub status: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// The database, SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    first_number: i64,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// PostgreSQL text cannot hold NUL; nothing else is changed.
+fn text(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s.to_string()
+    }
+}
+
+fn opt_text(s: Option<&str>) -> Option<String> {
+    s.map(text)
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    text(&serde_json::to_string(v).unwrap_or_else(|_| "null".to_string()))
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and migrates it.
+    /// `first_number` is the number the first ticket gets.
+    pub async fn open(url: &str, first_number: i64) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::Url(url.to_string()));
+        };
+        let pool = match backend {
+            Backend::Sqlite => {
+                let url = if url.contains('?') || url.contains(":memory:") {
+                    url.to_string()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                // One connection: SQLite has one writer, and a single connection
+                // serialises writers without SQLITE_BUSY on lock upgrades.
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(60))
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(url)
+                    .await?
+            }
+        };
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Store {
+            pool,
+            backend,
+            first_number,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Commits a batch in one transaction, with the IMAP cursor if given.
+    /// Returns one outcome per prepared message, in order.
+    pub async fn commit(
+        &self,
+        batch: &[Prepared],
+        cursor: Option<&Cursor>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let now = now_ms();
+        for p in batch {
+            outcomes.push(self.record(&mut tx, p, now).await?);
+        }
+        if let Some(c) = cursor {
+            sqlx::query(
+                "INSERT INTO mailbox_state (mailbox, uidvalidity, last_uid, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity,
+                   last_uid = excluded.last_uid, updated_at = excluded.updated_at",
+            )
+            .bind(&c.mailbox)
+            .bind(i64::from(c.uidvalidity))
+            .bind(i64::from(c.last_uid))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn record(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        p: &Prepared,
+        now: i64,
+    ) -> Result<Outcome, StoreError> {
+        // Seen before, as a message or in quarantine?
+        if let Some(row) = sqlx::query("SELECT ticket_number FROM messages WHERE dedupe_key = $1")
+            .bind(&p.dedupe_key)
+            .fetch_optional(&mut **tx)
+            .await?
+        {
+            let number: i64 = row.try_get(0)?;
+            self.event(
+                tx,
+                number,
+                now,
+                "duplicate",
+                &serde_json::json!({"mailbox": p.mailbox, "origin": p.origin.to_string(), "key": p.dedupe_key}),
+            )
+            .await?;
+            return Ok(Outcome::Duplicate(number));
+        }
+        if let Some(row) = sqlx::query("SELECT id FROM quarantine WHERE dedupe_key = $1")
+            .bind(&p.dedupe_key)
+            .fetch_optional(&mut **tx)
+            .await?
+        {
+            return Ok(Outcome::DuplicateQuarantined(row.try_get(0)?));
+        }
+
+        match &p.action {
+            Action::Quarantine {
+                reason,
+                headers,
+                message_id,
+                from,
+                subject,
+                size,
+            } => {
+                let row = sqlx::query(
+                    "INSERT INTO quarantine (dedupe_key, mailbox, origin, reason, message_id, from_addr, subject, size, headers, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                )
+                .bind(&p.dedupe_key)
+                .bind(&p.mailbox)
+                .bind(p.origin.to_string())
+                .bind(text(reason))
+                .bind(opt_text(message_id.as_deref()))
+                .bind(opt_text(from.as_deref()))
+                .bind(opt_text(subject.as_deref()))
+                .bind(*size as i64)
+                .bind(headers.clone())
+                .bind(now)
+                .fetch_one(&mut **tx)
+                .await?;
+                Ok(Outcome::Quarantined(row.try_get(0)?))
+            }
+            Action::Ticket {
+                parsed,
+                decision,
+                keys,
+            } => {
+                let (number, outcome) = match self.find_thread(tx, keys).await? {
+                    Some(number) => (number, Outcome::Reply(number)),
+                    None => {
+                        let number = self
+                            .create_ticket(tx, parsed, decision, &p.mailbox, now)
+                            .await?;
+                        (number, Outcome::Created(number))
+                    }
+                };
+                let message = self.insert_message(tx, number, p, parsed, now).await?;
+                match outcome {
+                    Outcome::Created(_) => {
+                        self.event(
+                            tx,
+                            number,
+                            now,
+                            "created",
+                            &serde_json::json!({
+                                "message": message,
+                                "mailbox": p.mailbox,
+                                "origin": p.origin.to_string(),
+                                "queue": decision.queue,
+                                "kind": decision.kind,
+                                "explanation": decision.explanation,
+                            }),
+                        )
+                        .await?;
+                    }
+                    _ => {
+                        sqlx::query(
+                            "UPDATE tickets SET updated_at = $1,
+                               status = CASE WHEN status = 'resolved' THEN 'open' ELSE status END
+                             WHERE number = $2",
+                        )
+                        .bind(now)
+                        .bind(number)
+                        .execute(&mut **tx)
+                        .await?;
+                        self.event(
+                            tx,
+                            number,
+                            now,
+                            "reply",
+                            &serde_json::json!({
+                                "message": message,
+                                "mailbox": p.mailbox,
+                                "origin": p.origin.to_string(),
+                                "thread": if keys.tagged.contains(&number) { "subject tag" } else { "references" },
+                            }),
+                        )
+                        .await?;
+                    }
+                }
+                Ok(outcome)
+            }
+        }
+    }
+
+    /// The ticket a message belongs to: a case tag naming an existing ticket,
+    /// else the ticket of the newest message it refers to.
+    async fn find_thread(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        keys: &ThreadKeys,
+    ) -> Result<Option<i64>, StoreError> {
+        for &number in &keys.tagged {
+            let found = sqlx::query("SELECT number FROM tickets WHERE number = $1")
+                .bind(number)
+                .fetch_optional(&mut **tx)
+                .await?;
+            if found.is_some() {
+                return Ok(Some(number));
+            }
+        }
+        for id in &keys.referenced {
+            let found = sqlx::query(
+                "SELECT ticket_number FROM messages WHERE message_id = $1 ORDER BY id LIMIT 1",
+            )
+            .bind(text(id))
+            .fetch_optional(&mut **tx)
+            .await?;
+            if let Some(row) = found {
+                return Ok(Some(row.try_get(0)?));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn create_ticket(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        parsed: &ParsedMessage,
+        decision: &Decision,
+        mailbox: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        // A counter row, not a sequence: numbers stay gap-free across rollbacks.
+        let row = sqlx::query(
+            "UPDATE counters SET value = value + 1 WHERE name = 'ticket' RETURNING value",
+        )
+        .fetch_optional(&mut **tx)
+        .await?;
+        let number: i64 = match row {
+            Some(r) => r.try_get(0)?,
+            None => {
+                sqlx::query("INSERT INTO counters (name, value) VALUES ('ticket', $1)")
+                    .bind(self.first_number)
+                    .execute(&mut **tx)
+                    .await?;
+                self.first_number
+            }
+        };
+        let requester = parsed.requester();
+        sqlx::query(
+            "INSERT INTO tickets (number, desk, desk_tag, queue, kind, status, requester, requester_name, subject, mailbox, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, 'new', $6, $7, $8, $9, $10, $10)",
+        )
+        .bind(number)
+        .bind(&decision.desk)
+        .bind(&decision.desk_tag)
+        .bind(&decision.queue)
+        .bind(&decision.kind)
+        .bind(text(requester.map(|a| a.address.as_str()).unwrap_or("unknown")))
+        .bind(opt_text(requester.and_then(|a| a.name.as_deref())))
+        .bind(text(parsed.subject.as_deref().unwrap_or("(no subject)")))
+        .bind(mailbox)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(number)
+    }
+
+    async fn insert_message(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        number: i64,
+        p: &Prepared,
+        m: &ParsedMessage,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO messages (ticket_number, dedupe_key, message_id, mailbox, origin, from_addr, from_name,
+               to_addrs, cc_addrs, reply_to, subject, sent_date, in_reply_to, refs, auto_signals, body_text,
+               body_source, problems, raw, raw_size, sha256, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
+             RETURNING id",
+        )
+        .bind(number)
+        .bind(&p.dedupe_key)
+        .bind(opt_text(m.message_id.as_deref()))
+        .bind(&p.mailbox)
+        .bind(p.origin.to_string())
+        .bind(opt_text(m.from.as_ref().map(|a| a.address.as_str())))
+        .bind(opt_text(m.from.as_ref().and_then(|a| a.name.as_deref())))
+        .bind(json(&m.to))
+        .bind(json(&m.cc))
+        .bind(json(&m.reply_to))
+        .bind(opt_text(m.subject.as_deref()))
+        .bind(m.date)
+        .bind(json(&m.in_reply_to))
+        .bind(json(&m.references))
+        .bind(json(&m.auto))
+        .bind(text(&m.body))
+        .bind(json(&m.body_source).trim_matches('"').to_string())
+        .bind(json(&m.problems))
+        .bind(p.raw.clone())
+        .bind(m.size as i64)
+        .bind(&m.sha256)
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await?;
+        let id: i64 = row.try_get(0)?;
+        for a in &m.attachments {
+            sqlx::query(
+                "INSERT INTO attachments (message, name, content_type, size, sha256) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(opt_text(a.name.as_deref()))
+            .bind(text(&a.content_type))
+            .bind(a.size as i64)
+            .bind(&a.sha256)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(id)
+    }
+
+    async fn event(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        number: i64,
+        at: i64,
+        kind: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO events (ticket_number, at, kind, actor, detail) VALUES ($1, $2, $3, 'triaged', $4)")
+            .bind(number)
+            .bind(at)
+            .bind(kind)
+            .bind(json(detail))
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// The cursor of a watched folder, if any batch was committed there.
+    pub async fn cursor(&self, mailbox: &str) -> Result<Option<Cursor>, StoreError> {
+        let row = sqlx::query("SELECT uidvalidity, last_uid FROM mailbox_state WHERE mailbox = $1")
+            .bind(mailbox)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(Cursor {
+                mailbox: mailbox.to_string(),
+                uidvalidity: u32::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
+                last_uid: u32::try_from(r.try_get::<i64, _>(1)?).unwrap_or(0),
+            }),
+            None => None,
+        })
+    }
+
+    /// Records a cursor on its own (a new UIDVALIDITY, or an empty folder).
+    pub async fn set_cursor(&self, cursor: &Cursor) -> Result<(), StoreError> {
+        self.commit(&[], Some(cursor)).await.map(|_| ())
+    }
+
+    pub async fn list_tickets(
+        &self,
+        filter: &TicketFilter,
+    ) -> Result<Vec<TicketSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT number, desk_tag, desk, queue, kind, status, requester, requester_name, subject, mailbox, created_at, updated_at
+             FROM tickets
+             WHERE ($1 = '' OR queue = $1) AND ($2 = '' OR status = $2)
+             ORDER BY number DESC LIMIT $3",
+        )
+        .bind(filter.queue.clone().unwrap_or_default())
+        .bind(filter.status.clone().unwrap_or_default())
+        .bind(filter.limit.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ticket_summary).collect()
+    }
+
+    pub async fn count_tickets(&self) -> Result<i64, StoreError> {
+        Ok(self.counts().await?.tickets)
+    }
+
+    /// How many of each thing the store holds.
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM tickets), (SELECT COUNT(*) FROM messages),
+                    (SELECT COUNT(*) FROM events WHERE kind = 'duplicate'), (SELECT COUNT(*) FROM quarantine)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Counts {
+            tickets: row.try_get(0)?,
+            messages: row.try_get(1)?,
+            duplicates: row.try_get(2)?,
+            quarantined: row.try_get(3)?,
+        })
+    }
+
+    pub async fn ticket(&self, number: i64) -> Result<Option<TicketDetail>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT number, desk_tag, desk, queue, kind, status, requester, requester_name, subject, mailbox, created_at, updated_at
+             FROM tickets WHERE number = $1",
+        )
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let ticket = ticket_summary(&row)?;
+        let rows = sqlx::query(
+            "SELECT id, message_id, mailbox, origin, from_addr, from_name, to_addrs, cc_addrs, reply_to, subject,
+               sent_date, in_reply_to, refs, auto_signals, body_text, body_source, problems, raw_size, sha256, received_at
+             FROM messages WHERE ticket_number = $1 ORDER BY id",
+        )
+        .bind(number)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut messages = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: i64 = r.try_get(0)?;
+            let attachments = sqlx::query(
+                "SELECT name, content_type, size, sha256 FROM attachments WHERE message = $1 ORDER BY id",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|a| {
+                Ok(AttachmentRow {
+                    name: a.try_get(0)?,
+                    content_type: a.try_get(1)?,
+                    size: a.try_get(2)?,
+                    sha256: a.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            messages.push(MessageRow {
+                id,
+                message_id: r.try_get(1)?,
+                mailbox: r.try_get(2)?,
+                origin: r.try_get(3)?,
+                from: r.try_get(4)?,
+                from_name: r.try_get(5)?,
+                to: from_json(r, 6)?,
+                cc: from_json(r, 7)?,
+                reply_to: from_json(r, 8)?,
+                subject: r.try_get(9)?,
+                date: r.try_get(10)?,
+                in_reply_to: from_json(r, 11)?,
+                references: from_json(r, 12)?,
+                auto_signals: from_json(r, 13)?,
+                body: r.try_get(14)?,
+                body_source: r.try_get(15)?,
+                problems: from_json(r, 16)?,
+                size: r.try_get(17)?,
+                sha256: r.try_get(18)?,
+                received_at: r.try_get(19)?,
+                attachments,
+            });
+        }
+        let events = sqlx::query(
+            "SELECT at, kind, actor, detail FROM events WHERE ticket_number = $1 ORDER BY id",
+        )
+        .bind(number)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|e| {
+            Ok(EventRow {
+                at: e.try_get(0)?,
+                kind: e.try_get(1)?,
+                actor: e.try_get(2)?,
+                detail: from_json(e, 3)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(Some(TicketDetail {
+            ticket,
+            messages,
+            events,
+        }))
+    }
+
+    /// The raw bytes of a stored message, for audit and re-processing.
+    pub async fn raw_message(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT raw FROM messages WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
+    pub async fn list_quarantine(&self) -> Result<Vec<QuarantineRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, mailbox, origin, reason, message_id, from_addr, subject, size, created_at, headers
+             FROM quarantine ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QuarantineRow {
+                    id: r.try_get(0)?,
+                    mailbox: r.try_get(1)?,
+                    origin: r.try_get(2)?,
+                    reason: r.try_get(3)?,
+                    message_id: r.try_get(4)?,
+                    from: r.try_get(5)?,
+                    subject: r.try_get(6)?,
+                    size: r.try_get(7)?,
+                    created_at: r.try_get(8)?,
+                    headers: r.try_get(9)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+}
+
+fn ticket_summary(r: &AnyRow) -> Result<TicketSummary, StoreError> {
+    let number: i64 = r.try_get(0)?;
+    let tag: String = r.try_get(1)?;
+    Ok(TicketSummary {
+        number,
+        tag: crate::thread::format_tag(&tag, number),
+        desk: r.try_get(2)?,
+        queue: r.try_get(3)?,
+        kind: r.try_get(4)?,
+        status: r.try_get(5)?,
+        requester: r.try_get(6)?,
+        requester_name: r.try_get(7)?,
+        subject: r.try_get(8)?,
+        mailbox: r.try_get(9)?,
+        created_at: r.try_get(10)?,
+        updated_at: r.try_get(11)?,
+    })
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(r: &AnyRow, i: usize) -> Result<T, sqlx::Error> {
+    let s: String = r.try_get(i)?;
+    serde_json::from_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
