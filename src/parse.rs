@@ -5,6 +5,7 @@
 //! `ParsedMessage` whose body is the raw text, so that it can become a ticket.
 
 use std::borrow::Cow;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
 use serde::{Deserialize, Serialize};
@@ -140,10 +141,42 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
     let size = raw.len() as u64;
     let body_bytes = strip_envelope(raw);
     let parser = MessageParser::default();
-    let Some(msg) = parser.parse(body_bytes) else {
-        return unreadable(raw, sha256, size);
-    };
+    // mail-parser promises not to panic, but some malformed input makes it
+    // (mail-parser 0.11.2, corpus malformed-019 and -022): contain it, then fall
+    // back to the headers alone with the body kept as raw text.
+    let full = catch_unwind(AssertUnwindSafe(|| {
+        parser
+            .parse(body_bytes)
+            .map(|msg| extract(&msg, sha256.clone(), size))
+    }));
+    match full {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => unreadable(raw, sha256, size),
+        Err(_) => {
+            let headers_only = catch_unwind(AssertUnwindSafe(|| {
+                parser
+                    .parse_headers(body_bytes)
+                    .map(|msg| extract(&msg, sha256.clone(), size))
+            }));
+            match headers_only {
+                Ok(Some(mut parsed)) => {
+                    let head = crate::pipeline::head_of(body_bytes).len();
+                    parsed.body = String::from_utf8_lossy(&body_bytes[head..]).trim().to_string();
+                    parsed.body_source = BodySource::Raw;
+                    parsed.attachments.clear();
+                    parsed
+                        .problems
+                        .push("MIME structure could not be parsed; body kept as raw text".to_string());
+                    parsed
+                }
+                _ => unreadable(raw, sha256, size),
+            }
+        }
+    }
+}
 
+/// The fields of a message mail-parser has read.
+fn extract(msg: &mail_parser::Message<'_>, sha256: String, size: u64) -> ParsedMessage {
     let mut problems = Vec::new();
     let headers: Vec<(String, String)> = msg
         .headers_raw()
@@ -166,7 +199,7 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
         problems.push("no readable Date".to_string());
     }
 
-    let (body, body_source) = best_body(&msg);
+    let (body, body_source) = best_body(msg);
 
     let attachments = msg
         .attachments()
@@ -395,6 +428,17 @@ mod tests {
         let p = parse(b"just one line of text");
         assert!(!p.problems.is_empty());
         assert!(p.body.contains("one line") || p.subject.is_some() || !p.headers.is_empty());
+    }
+
+    #[test]
+    fn parser_panic_is_contained() {
+        // Pins a mail-parser 0.11.2 panic (slice out of range) on a broken
+        // message/rfc822 part: the message must still yield its headers.
+        let raw = b"From: a@example.com\r\nSubject: broken rfc822 attachment\r\nContent-Type: multipart/mixed; boundary=\"BOUND\"\r\n\r\n--BOUND\r\nContent-Type: text/plain\r\n\r\nhello\r\n--BOUND\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"broken.eml\"\r\n\r\nthis attachment is not a valid eml, sorry!\r\n--BOUND--\r\n";
+        let p = parse(raw);
+        assert_eq!(p.subject.as_deref(), Some("broken rfc822 attachment"));
+        assert_eq!(p.from.map(|a| a.address), Some("a@example.com".to_string()));
+        assert!(p.body.contains("hello"));
     }
 
     #[test]
