@@ -122,13 +122,23 @@ pub enum QuarantineCommand {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
     telemetry::init(cli.log_format);
+    telemetry::install_panic_hook();
     match dispatch(cli).await {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("triaged: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// `triaged tickets list | head` closes our stdout early: not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Arc<Config>> {

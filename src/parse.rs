@@ -135,6 +135,24 @@ pub fn strip_envelope(raw: &[u8]) -> &[u8] {
     }
 }
 
+thread_local! {
+    static IN_PARSER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is inside mail-parser, where a panic is contained and
+/// handled (the panic hook logs it as a warning instead of a crash report).
+pub fn in_contained_parser() -> bool {
+    IN_PARSER.with(|c| c.get())
+}
+
+/// Runs `f` with panics contained and marked as parser failures.
+fn contained<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    IN_PARSER.with(|c| c.set(true));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    IN_PARSER.with(|c| c.set(false));
+    r
+}
+
 /// Parses one raw message. Never fails and never panics on input.
 pub fn parse(raw: &[u8]) -> ParsedMessage {
     let sha256 = sha256_hex(raw);
@@ -144,20 +162,20 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
     // mail-parser promises not to panic, but some malformed input makes it
     // (mail-parser 0.11.2, corpus malformed-019 and -022): contain it, then fall
     // back to the headers alone with the body kept as raw text.
-    let full = catch_unwind(AssertUnwindSafe(|| {
+    let full = contained(|| {
         parser
             .parse(body_bytes)
             .map(|msg| extract(&msg, sha256.clone(), size))
-    }));
+    });
     match full {
         Ok(Some(parsed)) => parsed,
         Ok(None) => unreadable(raw, sha256, size),
         Err(_) => {
-            let headers_only = catch_unwind(AssertUnwindSafe(|| {
+            let headers_only = contained(|| {
                 parser
                     .parse_headers(body_bytes)
                     .map(|msg| extract(&msg, sha256.clone(), size))
-            }));
+            });
             match headers_only {
                 Ok(Some(mut parsed)) => {
                     let head = crate::pipeline::head_of(body_bytes).len();

@@ -22,3 +22,16 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }
+
+/// Routes panics that the parser contains (malformed mail) to a warning line;
+/// every other panic keeps the default report.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if crate::parse::in_contained_parser() {
+            tracing::warn!(panic = %info, "mail parser failed on a malformed message; falling back");
+        } else {
+            default(info);
+        }
+    }));
+}
