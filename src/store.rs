@@ -35,14 +35,36 @@ pub enum StoreError {
 
 impl StoreError {
     /// Whether trying the same work again later may succeed.
+    ///
+    /// Connection trouble, lock contention and a concurrent insert of the same
+    /// message (unique violation) are worth retrying; a statement the database
+    /// refuses for its content is not, and retrying it would block a mailbox.
     pub fn is_retryable(&self) -> bool {
         match self {
+            StoreError::Db(sqlx::Error::Database(db)) => {
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                db.is_unique_violation()
+                    // PostgreSQL: serialization failure, deadlock, connection
+                    // exceptions, admin shutdown, too many connections.
+                    || code == "40001"
+                    || code == "40P01"
+                    || code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code == "53300"
+                    // SQLite (numeric codes, never five characters like a
+                    // SQLSTATE): BUSY and LOCKED, with their extended codes.
+                    || (code.len() < 5 && code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)))
+            }
             StoreError::Db(e) => !matches!(
                 e,
                 sqlx::Error::ColumnDecode { .. }
                     | sqlx::Error::Decode(_)
                     | sqlx::Error::ColumnNotFound(_)
+                    | sqlx::Error::ColumnIndexOutOfBounds { .. }
                     | sqlx::Error::TypeNotFound { .. }
+                    | sqlx::Error::Encode(_)
+                    | sqlx::Error::Configuration(_)
+                    | sqlx::Error::RowNotFound
             ),
             StoreError::Migrate(_) | StoreError::Url(_) => false,
         }
