@@ -177,19 +177,16 @@ async fn bench_imap(count: usize) -> anyhow::Result<()> {
     let dovecot = crate::devstack::Dovecot::start()?;
     let messages: Vec<Vec<u8>> = (0..count).map(generate).collect();
     let t = Instant::now();
-    dovecot
-        .append("isda-support@example.edu", "INBOX", &messages)
-        .await?;
+    dovecot.deliver_files("isda-support@example.edu", &messages)?;
     println!(
-        "bench imap: appended {count} messages to Dovecot in {:.2} s",
+        "bench imap: delivered {count} messages into Dovecot's Maildir in {:.2} s",
         t.elapsed().as_secs_f64()
     );
     drop(messages);
 
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    // SAFETY of set_var: single-threaded at this point in the benchmark is not
-    // guaranteed, so the password goes through a file instead.
+    // The password goes through a file, as a deployment's would.
     let pw = dir.path().join("pw");
     std::fs::write(&pw, crate::devstack::PASSWORD)?;
     let text = format!(

@@ -67,6 +67,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TicketsCommand,
     },
+    /// Totals: tickets, messages, duplicates recognised, quarantined.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
     /// Messages set aside instead of ticketed, with the reason.
     Quarantine {
         #[command(subcommand)]
@@ -222,6 +227,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = tickets(&store, command).await;
             store.close().await;
             code
+        }
+        Command::Stats { json } => {
+            let config = load_config(path)?;
+            let store = open_store(&config).await?;
+            let counts = store.counts().await?;
+            store.close().await;
+            if json {
+                println!("{}", serde_json::to_string(&counts)?);
+            } else {
+                println!(
+                    "{} tickets, {} messages, {} duplicates recognised, {} quarantined",
+                    counts.tickets, counts.messages, counts.duplicates, counts.quarantined
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Quarantine { command } => {
             let config = load_config(path)?;

@@ -1,0 +1,250 @@
+//! The end-to-end harness: a private Dovecot per test (from the library's
+//! devstack), the real `triaged` binary run as a child process, and helpers to
+//! read what it did through its own command line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use triaged::devstack::{Dovecot, PASSWORD};
+
+pub const PW_ENV: &str = "TRIAGED_TEST_IMAP_PASSWORD";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_triaged")
+}
+
+/// One mailbox of a test deployment.
+pub struct Mailbox<'a> {
+    pub name: &'a str,
+    pub user: &'a str,
+    pub queue: &'a str,
+    /// `seen` or `move`.
+    pub after: &'a str,
+}
+
+/// A test's world: a Dovecot, a temp folder, a config file.
+pub struct World {
+    pub dovecot: Dovecot,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl World {
+    /// Starts Dovecot and writes a config with these mailboxes and `extra` TOML
+    /// (top-level tables such as `[ingest]`) on `database_url` (default: SQLite
+    /// in the temp folder).
+    pub fn new(mailboxes: &[Mailbox<'_>], database_url: Option<&str>, extra: &str) -> World {
+        let dovecot = Dovecot::start().expect("start dovecot");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database_url
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("triaged.db").display()));
+        let mut text = format!(
+            "[store]\ndatabase_url = \"{db}\"\n{extra}\n\
+             [imap]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\npassword_env = \"{PW_ENV}\"\npoll_interval_secs = 2\n\n\
+             [[desks]]\nname = \"isda\"\ntag = \"ISDA\"\naddresses = [\"isda-support@example.edu\"]\n\n",
+            dovecot.imap_port
+        );
+        let mut queues: Vec<&str> = mailboxes.iter().map(|m| m.queue).collect();
+        queues.sort();
+        queues.dedup();
+        for q in queues {
+            text.push_str(&format!("[[queues]]\nname = \"{q}\"\ndesk = \"isda\"\n\n"));
+        }
+        for m in mailboxes {
+            text.push_str(&format!(
+                "[[mailboxes]]\nname = \"{}\"\naddress = \"{}\"\ndesk = \"isda\"\ndefault_queue = \"{}\"\n\
+                 [mailboxes.imap]\nusername = \"{}\"\nafter = \"{}\"\n\n",
+                m.name, m.user, m.queue, m.user, m.after
+            ));
+        }
+        let config = dir.path().join("triaged.toml");
+        std::fs::write(&config, text).expect("write config");
+        World {
+            dovecot,
+            dir,
+            config,
+        }
+    }
+
+    /// Runs `triaged --config <ours> ARGS` to completion.
+    pub fn triaged(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env(PW_ENV, PASSWORD)
+            .output()
+            .expect("run triaged")
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.triaged(args);
+        assert!(
+            out.status.success(),
+            "triaged {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json output")
+    }
+
+    pub fn stats(&self) -> Value {
+        self.json(&["stats", "--json"])
+    }
+
+    pub fn tickets(&self) -> Vec<Value> {
+        match self.json(&["tickets", "list", "--json"]) {
+            Value::Array(a) => a,
+            other => panic!("not a list: {other}"),
+        }
+    }
+
+    /// Starts the daemon; its log goes to `<tmp>/daemon-N.log`.
+    pub fn start_daemon(&self) -> Daemon {
+        let n = std::fs::read_dir(self.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let log = self.dir.path().join(format!("daemon-{n}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(bin())
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .env(PW_ENV, PASSWORD)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn daemon");
+        Daemon { child, log }
+    }
+}
+
+/// A running `triaged run`.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait (at most `limit`) for the exit status.
+    pub fn terminate(mut self, limit: Duration) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("daemon did not exit within {limit:?} of SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it is true or `limit` passes; returns whether it became true.
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A simple message with a Message-ID.
+pub fn message(id: &str, from: &str, to: &str, subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Sat, 21 Nov 2026 10:00:00 -0600\r\n\
+         Message-ID: <{id}>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+/// UIDs in `folder` of `user` matching an IMAP search.
+pub async fn search(dovecot: &Dovecot, user: &str, folder: &str, query: &str) -> usize {
+    let mut s = dovecot.session(user).await.expect("imap session");
+    s.select(folder).await.expect("select");
+    let n = s.uid_search(query).await.expect("search").len();
+    let _ = s.logout().await;
+    n
+}
+
+/// A fresh PostgreSQL database for one test; dropped by [`PgDb::drop_db`].
+pub struct PgDb {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl PgDb {
+    pub async fn create(tag: &str) -> PgDb {
+        use sqlx::Connection;
+        let admin = std::env::var("TRIAGED_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+        let name = format!(
+            "triaged_{tag}_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        );
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432 (set TRIAGED_TEST_POSTGRES_URL)");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        let _ = conn.close().await;
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+        PgDb {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        }
+    }
+
+    pub async fn drop_db(self) {
+        use sqlx::Connection;
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+                .execute(&mut conn)
+                .await;
+            let _ = conn.close().await;
+        }
+    }
+}
+
+/// The corpus of real-world messages beside the repository.
+pub fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+}

@@ -1,0 +1,6 @@
+//! All integration tests, in one test binary (one link, shared harness).
+
+mod harness;
+mod imap;
+mod ingest;
+mod store;

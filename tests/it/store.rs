@@ -1,0 +1,183 @@
+//! The same store behaviour on SQLite and on PostgreSQL, through the pipeline.
+
+use std::sync::Arc;
+
+use triaged::config::{Config, DEFAULT_CONFIG};
+use triaged::pipeline::Pipeline;
+use triaged::store::{Cursor, Origin, Outcome, Store, TicketFilter};
+
+use crate::harness::{PgDb, message};
+
+async fn pipeline(url: &str) -> Pipeline {
+    let mut config = Config::parse(DEFAULT_CONFIG, "default").expect("default config");
+    config.ingest.max_message_bytes = 4096;
+    let store = Store::open(url, 1000).await.expect("open store");
+    Pipeline::new(Arc::new(config), store)
+}
+
+fn file(n: usize) -> Origin {
+    Origin::File {
+        path: format!("test-{n}.eml"),
+    }
+}
+
+async fn one(p: &Pipeline, mailbox: &str, n: usize, raw: Vec<u8>) -> Outcome {
+    let prepared = p.prepare(mailbox, file(n), raw);
+    let outcomes = p.commit(&[prepared], None).await.expect("commit");
+    outcomes[0]
+}
+
+/// Numbering, threading, de-duplication, quarantine, cursors, reading back.
+async fn semantics(url: &str) {
+    let p = pipeline(url).await;
+    let s = p.store();
+
+    let a = one(&p, "isda-support", 1, message("a@x", "Ann <ann@x.example>", "isda-support@example.edu", "Login broken", "It fails.")).await;
+    assert_eq!(a, Outcome::Created(1000));
+    let b = one(&p, "db-requests", 2, message("b@x", "bob@x.example", "db-requests@example.edu", "New schema", "Please.")).await;
+    assert_eq!(b, Outcome::Created(1001));
+
+    // Reply by case tag, by In-Reply-To and by References; an unknown tag makes a new ticket.
+    let tag = one(&p, "isda-support", 3, message("c@x", "ann@x.example", "isda-support@example.edu", "RE: [isda #1000] Login broken", "Again.")).await;
+    assert_eq!(tag, Outcome::Reply(1000));
+    let mut by_irt = message("d@x", "dba@example.edu", "bob@x.example", "Re: New schema", "Done.");
+    by_irt.splice(0..0, b"In-Reply-To: <b@x>\r\n".iter().copied());
+    assert_eq!(one(&p, "db-requests", 4, by_irt).await, Outcome::Reply(1001));
+    let mut by_refs = message("e@x", "ann@x.example", "isda-support@example.edu", "Re: Re: Login broken", "Thanks.");
+    by_refs.splice(0..0, b"References: <unknown@y> <c@x>\r\n".iter().copied());
+    assert_eq!(one(&p, "isda-support", 5, by_refs).await, Outcome::Reply(1000));
+    let stranger = one(&p, "isda-support", 6, message("f@x", "eve@x.example", "isda-support@example.edu", "[ISDA #424242] not ours", "?")).await;
+    assert_eq!(stranger, Outcome::Created(1002));
+
+    // The same Message-ID again, in another mailbox: a duplicate.
+    let dup = one(&p, "help", 7, message("a@x", "Ann <ann@x.example>", "help@example.edu", "Login broken", "It fails.")).await;
+    assert_eq!(dup, Outcome::Duplicate(1000));
+    // No Message-ID: duplicates by content, whatever the transport headers.
+    let no_id = b"From: z@x.example\r\nSubject: no id\r\n\r\nsame body\r\n".to_vec();
+    let mut relayed = b"Received: from relay\r\nDelivered-To: help@example.edu\r\n".to_vec();
+    relayed.extend_from_slice(&no_id);
+    assert_eq!(one(&p, "help", 8, no_id).await, Outcome::Created(1003));
+    assert_eq!(one(&p, "help", 9, relayed).await, Outcome::Duplicate(1003));
+
+    // Over the limit: quarantined, once.
+    let big = message("big@x", "big@x.example", "help@example.edu", "Big", &"y".repeat(8000));
+    let q = one(&p, "help", 10, big.clone()).await;
+    assert!(matches!(q, Outcome::Quarantined(_)), "{q:?}");
+    assert!(matches!(one(&p, "help", 11, big).await, Outcome::DuplicateQuarantined(_)));
+
+    // Text PostgreSQL cannot store as is (NUL) and odd encodings still go in.
+    let nul = b"From: n@x.example\r\nSubject: nul\0byte\r\nMessage-ID: <nul@x>\r\n\r\nbody\0with nul and \xff\xfe bytes\r\n".to_vec();
+    assert_eq!(one(&p, "help", 12, nul).await, Outcome::Created(1004));
+
+    // A batch: several messages in one transaction, including two with the same ID.
+    let batch: Vec<_> = (0..5)
+        .map(|i| p.prepare("isda-support", file(100 + i), message(&format!("batch-{}@x", i % 4), "k@x.example", "isda-support@example.edu", &format!("batch {i}"), "b")))
+        .collect();
+    let cursor = Cursor {
+        mailbox: "isda-support".to_string(),
+        uidvalidity: 77,
+        last_uid: 5,
+    };
+    let outcomes = p.commit(&batch, Some(&cursor)).await.expect("batch");
+    assert_eq!(
+        outcomes,
+        vec![Outcome::Created(1005), Outcome::Created(1006), Outcome::Created(1007), Outcome::Created(1008), Outcome::Duplicate(1005)]
+    );
+    assert_eq!(s.cursor("isda-support").await.expect("cursor"), Some(cursor));
+    assert_eq!(s.cursor("help").await.expect("cursor"), None);
+
+    // Reading back.
+    let counts = s.counts().await.expect("counts");
+    assert_eq!((counts.tickets, counts.messages, counts.duplicates, counts.quarantined), (9, 12, 3, 1));
+    let t = s.ticket(1000).await.expect("read").expect("ticket 1000");
+    assert_eq!(t.ticket.tag, "[ISDA #1000]");
+    assert_eq!(t.ticket.queue, "Customer-Support");
+    assert_eq!(t.ticket.requester_name.as_deref(), Some("Ann"));
+    assert_eq!(t.messages.len(), 3);
+    assert_eq!(t.events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["created", "reply", "reply", "duplicate"]);
+    assert!(t.events[0].detail["explanation"].as_array().is_some_and(|a| !a.is_empty()));
+    let raw = s.raw_message(t.messages[0].id).await.expect("raw").expect("kept");
+    assert!(raw.starts_with(b"From: Ann <ann@x.example>"), "raw message kept byte for byte");
+    let db = s.ticket(1001).await.expect("read").expect("ticket");
+    assert_eq!((db.ticket.desk.as_str(), db.ticket.tag.as_str(), db.ticket.queue.as_str()), ("database", "[DB #1001]", "Database"));
+    let listed = s
+        .list_tickets(&TicketFilter {
+            queue: Some("Database".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed.iter().map(|t| t.number).collect::<Vec<_>>(), [1001]);
+    let quarantined = s.list_quarantine().await.expect("quarantine");
+    assert_eq!(quarantined.len(), 1);
+    assert!(quarantined[0].reason.contains("exceeds"));
+    s.close().await;
+
+    // Reopening keeps numbering where it was (migrations are idempotent).
+    let p2 = pipeline(url).await;
+    let next = one(&p2, "isda-support", 200, message("later@x", "l@x.example", "isda-support@example.edu", "later", "x")).await;
+    assert_eq!(next, Outcome::Created(1009));
+    p2.store().close().await;
+}
+
+/// Two writers racing on the same message never make two tickets.
+async fn concurrent_writers(url: &str) {
+    let p = pipeline(url).await;
+    let mut handles = Vec::new();
+    for w in 0..4 {
+        let p = p.clone();
+        handles.push(tokio::spawn(async move {
+            let mut made = 0;
+            for i in 0..25 {
+                let prepared = p.prepare("isda-support", file(w * 100 + i), message(&format!("race-{i}@x"), "r@x.example", "isda-support@example.edu", &format!("race {i}"), "b"));
+                // A writer that loses a race is told to retry, and then sees the duplicate.
+                for _ in 0..10 {
+                    match p.commit(std::slice::from_ref(&prepared), None).await {
+                        Ok(o) => {
+                            if matches!(o[0], Outcome::Created(_)) {
+                                made += 1;
+                            }
+                            break;
+                        }
+                        Err(e) if e.is_retryable() => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            made
+        }));
+    }
+    let mut total = 0;
+    for h in handles {
+        total += h.await.expect("task");
+    }
+    assert_eq!(total, 25);
+    assert_eq!(p.store().counts().await.expect("counts").tickets, 25);
+    p.store().close().await;
+}
+
+#[tokio::test]
+async fn store_semantics_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    semantics(&format!("sqlite://{}", dir.path().join("t.db").display())).await;
+}
+
+#[tokio::test]
+async fn store_semantics_postgres() {
+    let db = PgDb::create("store").await;
+    semantics(&db.url).await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writers_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    concurrent_writers(&format!("sqlite://{}", dir.path().join("t.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writers_postgres() {
+    let db = PgDb::create("race").await;
+    concurrent_writers(&db.url).await;
+    db.drop_db().await;
+}
