@@ -102,17 +102,11 @@ pub fn generate(i: usize) -> Vec<u8> {
         w(1),
         i % 60
     );
-    if i % 10 == 0 {
-        let attachment: String = (0..6 * 1024 / 76)
-            .map(|k| {
-                format!(
-                    "{}\r\n",
-                    "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0"
-                        [..(72 + k % 4)]
-                        .to_string()
-                )
-            })
-            .collect();
+    if i.is_multiple_of(10) {
+        // 6 KB of base64 in 76-column lines.
+        let attachment =
+            "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3\r\n"
+                .repeat(6 * 1024 / 76);
         format!(
             "{head}Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n\
              --b{i}\r\nContent-Type: application/octet-stream; name=\"log{i}.bin\"\r\nContent-Disposition: attachment; filename=\"log{i}.bin\"\r\n\

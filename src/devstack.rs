@@ -213,7 +213,9 @@ protocol imap {{
             .arg("stop")
             .status()?;
         for pid in children {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
         }
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(("127.0.0.1", self.imap_port)).is_ok() {

@@ -179,12 +179,14 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
             match headers_only {
                 Ok(Some(mut parsed)) => {
                     let head = crate::pipeline::head_of(body_bytes).len();
-                    parsed.body = String::from_utf8_lossy(&body_bytes[head..]).trim().to_string();
+                    parsed.body = String::from_utf8_lossy(&body_bytes[head..])
+                        .trim()
+                        .to_string();
                     parsed.body_source = BodySource::Raw;
                     parsed.attachments.clear();
-                    parsed
-                        .problems
-                        .push("MIME structure could not be parsed; body kept as raw text".to_string());
+                    parsed.problems.push(
+                        "MIME structure could not be parsed; body kept as raw text".to_string(),
+                    );
                     parsed
                 }
                 _ => unreadable(raw, sha256, size),

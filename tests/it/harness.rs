@@ -151,7 +151,10 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("daemon did not exit within {limit:?} of SIGTERM; log:\n{}", self.log());
+                panic!(
+                    "daemon did not exit within {limit:?} of SIGTERM; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -236,9 +239,12 @@ impl PgDb {
     pub async fn drop_db(self) {
         use sqlx::Connection;
         if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-                .execute(&mut conn)
-                .await;
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut conn)
+            .await;
             let _ = conn.close().await;
         }
     }

@@ -73,7 +73,10 @@ async fn tickets_threads_duplicates_and_flags(database_url: Option<&str>) {
         "Re: Portal login fails",
         "Works in Firefox.",
     );
-    by_ref.splice(0..0, b"In-Reply-To: <t1@customer.example>\r\n".iter().copied());
+    by_ref.splice(
+        0..0,
+        b"In-Reply-To: <t1@customer.example>\r\n".iter().copied(),
+    );
     let outage = message(
         "t4@monitor.example",
         "nagios@monitor.example",
@@ -110,14 +113,23 @@ async fn tickets_threads_duplicates_and_flags(database_url: Option<&str>) {
     assert_eq!(show["tag"], format!("[ISDA #{number}]"));
     let messages = show["messages"].as_array().expect("messages");
     assert_eq!(messages.len(), 3, "{show:#}");
-    assert!(messages[0]["origin"].as_str().unwrap_or("").contains("uid=1"));
+    assert!(
+        messages[0]["origin"]
+            .as_str()
+            .unwrap_or("")
+            .contains("uid=1")
+    );
     let kinds: Vec<&str> = show["events"]
         .as_array()
         .expect("events")
         .iter()
         .filter_map(|e| e["kind"].as_str())
         .collect();
-    assert_eq!(kinds, ["created", "reply", "reply", "duplicate"], "{show:#}");
+    assert_eq!(
+        kinds,
+        ["created", "reply", "reply", "duplicate"],
+        "{show:#}"
+    );
 
     let outage = world
         .tickets()
@@ -153,15 +165,17 @@ async fn imap_tickets_threads_duplicates_and_flags_postgres() {
 /// restarted each time: exactly 500 tickets at the end, every message flagged.
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_at_random_moments_loses_and_duplicates_nothing() {
-    let world = World::new(
-        &two_mailboxes()[..1],
-        None,
-        "[ingest]\nbatch_size = 16\n",
-    );
+    let world = World::new(&two_mailboxes()[..1], None, "[ingest]\nbatch_size = 16\n");
     // Small fetch chunks give the kills many commit boundaries to fall between.
     let text = std::fs::read_to_string(&world.config).expect("config");
-    std::fs::write(&world.config, text.replace("poll_interval_secs = 2\n", "poll_interval_secs = 2\nfetch_batch = 20\n"))
-        .expect("config");
+    std::fs::write(
+        &world.config,
+        text.replace(
+            "poll_interval_secs = 2\n",
+            "poll_interval_secs = 2\nfetch_batch = 20\n",
+        ),
+    )
+    .expect("config");
     let messages: Vec<Vec<u8>> = (0..500)
         .map(|i| {
             message(
@@ -173,7 +187,10 @@ async fn kill9_at_random_moments_loses_and_duplicates_nothing() {
             )
         })
         .collect();
-    world.dovecot.deliver_files(SUPPORT, &messages).expect("deliver");
+    world
+        .dovecot
+        .deliver_files(SUPPORT, &messages)
+        .expect("deliver");
 
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -181,7 +198,9 @@ async fn kill9_at_random_moments_loses_and_duplicates_nothing() {
         .unwrap_or(7);
     let mut rng = seed;
     let mut next = move || {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (rng >> 33) % 400
     };
     let mut kills = Vec::new();
@@ -194,11 +213,13 @@ async fn kill9_at_random_moments_loses_and_duplicates_nothing() {
         kills.push((delay, before));
     }
     let daemon = world.start_daemon();
-    let done = wait_for(Duration::from_secs(60), || {
-        world.stats()["tickets"] == 500
-    });
+    let done = wait_for(Duration::from_secs(60), || world.stats()["tickets"] == 500);
     let stats = world.stats();
-    assert!(done, "seed {seed}, kills {kills:?}: {stats}; log:\n{}", daemon.log());
+    assert!(
+        done,
+        "seed {seed}, kills {kills:?}: {stats}; log:\n{}",
+        daemon.log()
+    );
     // Let the final acknowledgement land, then check the server side.
     let mut unseen = usize::MAX;
     for _ in 0..200 {
@@ -212,8 +233,14 @@ async fn kill9_at_random_moments_loses_and_duplicates_nothing() {
     let status = daemon.terminate(Duration::from_secs(15));
     assert!(status.success());
     let stats = world.stats();
-    assert_eq!(stats["tickets"], 500, "seed {seed}, kills {kills:?}: {stats}");
-    assert_eq!(stats["messages"], 500, "seed {seed}, kills {kills:?}: {stats}");
+    assert_eq!(
+        stats["tickets"], 500,
+        "seed {seed}, kills {kills:?}: {stats}"
+    );
+    assert_eq!(
+        stats["messages"], 500,
+        "seed {seed}, kills {kills:?}: {stats}"
+    );
     assert_eq!(stats["quarantined"], 0, "{stats}");
     let mut subjects: Vec<String> = world
         .tickets()
@@ -222,7 +249,11 @@ async fn kill9_at_random_moments_loses_and_duplicates_nothing() {
         .collect();
     subjects.sort();
     subjects.dedup();
-    assert_eq!(subjects.len(), 500, "seed {seed}: a message made two tickets");
+    assert_eq!(
+        subjects.len(),
+        500,
+        "seed {seed}: a message made two tickets"
+    );
     eprintln!("kill -9 test: seed {seed}, kills (ms after start, tickets then): {kills:?}");
 }
 
@@ -233,16 +264,43 @@ async fn daemon_survives_server_restart() {
     let world = World::new(&two_mailboxes()[..1], None, "");
     let daemon = world.start_daemon();
     let before: Vec<Vec<u8>> = (0..3)
-        .map(|i| message(&format!("r{i}@x.example"), "a@x.example", SUPPORT, &format!("before {i}"), "b"))
+        .map(|i| {
+            message(
+                &format!("r{i}@x.example"),
+                "a@x.example",
+                SUPPORT,
+                &format!("before {i}"),
+                "b",
+            )
+        })
         .collect();
-    world.dovecot.append(SUPPORT, "INBOX", &before).await.expect("append");
-    assert!(wait_for(Duration::from_secs(20), || world.tickets().len() == 3), "{}", daemon.log());
+    world
+        .dovecot
+        .append(SUPPORT, "INBOX", &before)
+        .await
+        .expect("append");
+    assert!(
+        wait_for(Duration::from_secs(20), || world.tickets().len() == 3),
+        "{}",
+        daemon.log()
+    );
 
     world.dovecot.stop().expect("stop dovecot");
     let during: Vec<Vec<u8>> = (0..4)
-        .map(|i| message(&format!("d{i}@x.example"), "a@x.example", SUPPORT, &format!("during {i}"), "b"))
+        .map(|i| {
+            message(
+                &format!("d{i}@x.example"),
+                "a@x.example",
+                SUPPORT,
+                &format!("during {i}"),
+                "b",
+            )
+        })
         .collect();
-    world.dovecot.deliver_files(SUPPORT, &during).expect("deliver");
+    world
+        .dovecot
+        .deliver_files(SUPPORT, &during)
+        .expect("deliver");
     std::thread::sleep(Duration::from_secs(2));
     world.dovecot.restart().expect("restart dovecot");
 
@@ -275,7 +333,13 @@ async fn oversized_is_quarantined_and_malformed_is_ticketed() {
     );
     let malformed = b"From: broken@x.example\r\nSubject: =?bogus?Q?broken?=\r\nContent-Type: multipart/mixed; boundary=\"nope\"\r\n\r\n--wrong\r\ntruncated"
         .to_vec();
-    let after = message("after@x.example", "a@x.example", SUPPORT, "after the big one", "x");
+    let after = message(
+        "after@x.example",
+        "a@x.example",
+        SUPPORT,
+        "after the big one",
+        "x",
+    );
     world
         .dovecot
         .append(SUPPORT, "INBOX", &[big, malformed, after])
@@ -290,7 +354,13 @@ async fn oversized_is_quarantined_and_malformed_is_ticketed() {
     let q = world.json(&["quarantine", "list", "--json"]);
     let q = q.as_array().expect("list");
     assert_eq!(q.len(), 1, "{q:?}");
-    assert!(q[0]["reason"].as_str().unwrap_or("").contains("exceeds ingest.max_message_bytes"), "{q:?}");
+    assert!(
+        q[0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("exceeds ingest.max_message_bytes"),
+        "{q:?}"
+    );
     assert_eq!(q[0]["subject"], "Huge log attached");
     let subjects: Vec<String> = world
         .tickets()

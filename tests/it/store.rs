@@ -32,25 +32,103 @@ async fn semantics(url: &str) {
     let p = pipeline(url).await;
     let s = p.store();
 
-    let a = one(&p, "isda-support", 1, message("a@x", "Ann <ann@x.example>", "isda-support@example.edu", "Login broken", "It fails.")).await;
+    let a = one(
+        &p,
+        "isda-support",
+        1,
+        message(
+            "a@x",
+            "Ann <ann@x.example>",
+            "isda-support@example.edu",
+            "Login broken",
+            "It fails.",
+        ),
+    )
+    .await;
     assert_eq!(a, Outcome::Created(1000));
-    let b = one(&p, "db-requests", 2, message("b@x", "bob@x.example", "db-requests@example.edu", "New schema", "Please.")).await;
+    let b = one(
+        &p,
+        "db-requests",
+        2,
+        message(
+            "b@x",
+            "bob@x.example",
+            "db-requests@example.edu",
+            "New schema",
+            "Please.",
+        ),
+    )
+    .await;
     assert_eq!(b, Outcome::Created(1001));
 
     // Reply by case tag, by In-Reply-To and by References; an unknown tag makes a new ticket.
-    let tag = one(&p, "isda-support", 3, message("c@x", "ann@x.example", "isda-support@example.edu", "RE: [isda #1000] Login broken", "Again.")).await;
+    let tag = one(
+        &p,
+        "isda-support",
+        3,
+        message(
+            "c@x",
+            "ann@x.example",
+            "isda-support@example.edu",
+            "RE: [isda #1000] Login broken",
+            "Again.",
+        ),
+    )
+    .await;
     assert_eq!(tag, Outcome::Reply(1000));
-    let mut by_irt = message("d@x", "dba@example.edu", "bob@x.example", "Re: New schema", "Done.");
+    let mut by_irt = message(
+        "d@x",
+        "dba@example.edu",
+        "bob@x.example",
+        "Re: New schema",
+        "Done.",
+    );
     by_irt.splice(0..0, b"In-Reply-To: <b@x>\r\n".iter().copied());
-    assert_eq!(one(&p, "db-requests", 4, by_irt).await, Outcome::Reply(1001));
-    let mut by_refs = message("e@x", "ann@x.example", "isda-support@example.edu", "Re: Re: Login broken", "Thanks.");
+    assert_eq!(
+        one(&p, "db-requests", 4, by_irt).await,
+        Outcome::Reply(1001)
+    );
+    let mut by_refs = message(
+        "e@x",
+        "ann@x.example",
+        "isda-support@example.edu",
+        "Re: Re: Login broken",
+        "Thanks.",
+    );
     by_refs.splice(0..0, b"References: <unknown@y> <c@x>\r\n".iter().copied());
-    assert_eq!(one(&p, "isda-support", 5, by_refs).await, Outcome::Reply(1000));
-    let stranger = one(&p, "isda-support", 6, message("f@x", "eve@x.example", "isda-support@example.edu", "[ISDA #424242] not ours", "?")).await;
+    assert_eq!(
+        one(&p, "isda-support", 5, by_refs).await,
+        Outcome::Reply(1000)
+    );
+    let stranger = one(
+        &p,
+        "isda-support",
+        6,
+        message(
+            "f@x",
+            "eve@x.example",
+            "isda-support@example.edu",
+            "[ISDA #424242] not ours",
+            "?",
+        ),
+    )
+    .await;
     assert_eq!(stranger, Outcome::Created(1002));
 
     // The same Message-ID again, in another mailbox: a duplicate.
-    let dup = one(&p, "help", 7, message("a@x", "Ann <ann@x.example>", "help@example.edu", "Login broken", "It fails.")).await;
+    let dup = one(
+        &p,
+        "help",
+        7,
+        message(
+            "a@x",
+            "Ann <ann@x.example>",
+            "help@example.edu",
+            "Login broken",
+            "It fails.",
+        ),
+    )
+    .await;
     assert_eq!(dup, Outcome::Duplicate(1000));
     // No Message-ID: duplicates by content, whatever the transport headers.
     let no_id = b"From: z@x.example\r\nSubject: no id\r\n\r\nsame body\r\n".to_vec();
@@ -60,10 +138,19 @@ async fn semantics(url: &str) {
     assert_eq!(one(&p, "help", 9, relayed).await, Outcome::Duplicate(1003));
 
     // Over the limit: quarantined, once.
-    let big = message("big@x", "big@x.example", "help@example.edu", "Big", &"y".repeat(8000));
+    let big = message(
+        "big@x",
+        "big@x.example",
+        "help@example.edu",
+        "Big",
+        &"y".repeat(8000),
+    );
     let q = one(&p, "help", 10, big.clone()).await;
     assert!(matches!(q, Outcome::Quarantined(_)), "{q:?}");
-    assert!(matches!(one(&p, "help", 11, big).await, Outcome::DuplicateQuarantined(_)));
+    assert!(matches!(
+        one(&p, "help", 11, big).await,
+        Outcome::DuplicateQuarantined(_)
+    ));
 
     // Text PostgreSQL cannot store as is (NUL) and odd encodings still go in.
     let nul = b"From: n@x.example\r\nSubject: nul\0byte\r\nMessage-ID: <nul@x>\r\n\r\nbody\0with nul and \xff\xfe bytes\r\n".to_vec();
@@ -71,7 +158,19 @@ async fn semantics(url: &str) {
 
     // A batch: several messages in one transaction, including two with the same ID.
     let batch: Vec<_> = (0..5)
-        .map(|i| p.prepare("isda-support", file(100 + i), message(&format!("batch-{}@x", i % 4), "k@x.example", "isda-support@example.edu", &format!("batch {i}"), "b")))
+        .map(|i| {
+            p.prepare(
+                "isda-support",
+                file(100 + i),
+                message(
+                    &format!("batch-{}@x", i % 4),
+                    "k@x.example",
+                    "isda-support@example.edu",
+                    &format!("batch {i}"),
+                    "b",
+                ),
+            )
+        })
         .collect();
     let cursor = Cursor {
         mailbox: "isda-support".to_string(),
@@ -81,25 +180,63 @@ async fn semantics(url: &str) {
     let outcomes = p.commit(&batch, Some(&cursor)).await.expect("batch");
     assert_eq!(
         outcomes,
-        vec![Outcome::Created(1005), Outcome::Created(1006), Outcome::Created(1007), Outcome::Created(1008), Outcome::Duplicate(1005)]
+        vec![
+            Outcome::Created(1005),
+            Outcome::Created(1006),
+            Outcome::Created(1007),
+            Outcome::Created(1008),
+            Outcome::Duplicate(1005)
+        ]
     );
-    assert_eq!(s.cursor("isda-support").await.expect("cursor"), Some(cursor));
+    assert_eq!(
+        s.cursor("isda-support").await.expect("cursor"),
+        Some(cursor)
+    );
     assert_eq!(s.cursor("help").await.expect("cursor"), None);
 
     // Reading back.
     let counts = s.counts().await.expect("counts");
-    assert_eq!((counts.tickets, counts.messages, counts.duplicates, counts.quarantined), (9, 12, 3, 1));
+    assert_eq!(
+        (
+            counts.tickets,
+            counts.messages,
+            counts.duplicates,
+            counts.quarantined
+        ),
+        (9, 12, 3, 1)
+    );
     let t = s.ticket(1000).await.expect("read").expect("ticket 1000");
     assert_eq!(t.ticket.tag, "[ISDA #1000]");
     assert_eq!(t.ticket.queue, "Customer-Support");
     assert_eq!(t.ticket.requester_name.as_deref(), Some("Ann"));
     assert_eq!(t.messages.len(), 3);
-    assert_eq!(t.events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["created", "reply", "reply", "duplicate"]);
-    assert!(t.events[0].detail["explanation"].as_array().is_some_and(|a| !a.is_empty()));
-    let raw = s.raw_message(t.messages[0].id).await.expect("raw").expect("kept");
-    assert!(raw.starts_with(b"From: Ann <ann@x.example>"), "raw message kept byte for byte");
+    assert_eq!(
+        t.events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["created", "reply", "reply", "duplicate"]
+    );
+    assert!(
+        t.events[0].detail["explanation"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
+    let raw = s
+        .raw_message(t.messages[0].id)
+        .await
+        .expect("raw")
+        .expect("kept");
+    assert!(
+        raw.starts_with(b"From: Ann <ann@x.example>"),
+        "raw message kept byte for byte"
+    );
     let db = s.ticket(1001).await.expect("read").expect("ticket");
-    assert_eq!((db.ticket.desk.as_str(), db.ticket.tag.as_str(), db.ticket.queue.as_str()), ("database", "[DB #1001]", "Database"));
+    assert_eq!(
+        (
+            db.ticket.desk.as_str(),
+            db.ticket.tag.as_str(),
+            db.ticket.queue.as_str()
+        ),
+        ("database", "[DB #1001]", "Database")
+    );
     let listed = s
         .list_tickets(&TicketFilter {
             queue: Some("Database".into()),
@@ -115,7 +252,19 @@ async fn semantics(url: &str) {
 
     // Reopening keeps numbering where it was (migrations are idempotent).
     let p2 = pipeline(url).await;
-    let next = one(&p2, "isda-support", 200, message("later@x", "l@x.example", "isda-support@example.edu", "later", "x")).await;
+    let next = one(
+        &p2,
+        "isda-support",
+        200,
+        message(
+            "later@x",
+            "l@x.example",
+            "isda-support@example.edu",
+            "later",
+            "x",
+        ),
+    )
+    .await;
     assert_eq!(next, Outcome::Created(1009));
     p2.store().close().await;
 }
@@ -129,7 +278,17 @@ async fn concurrent_writers(url: &str) {
         handles.push(tokio::spawn(async move {
             let mut made = 0;
             for i in 0..25 {
-                let prepared = p.prepare("isda-support", file(w * 100 + i), message(&format!("race-{i}@x"), "r@x.example", "isda-support@example.edu", &format!("race {i}"), "b"));
+                let prepared = p.prepare(
+                    "isda-support",
+                    file(w * 100 + i),
+                    message(
+                        &format!("race-{i}@x"),
+                        "r@x.example",
+                        "isda-support@example.edu",
+                        &format!("race {i}"),
+                        "b",
+                    ),
+                );
                 // A writer that loses a race is told to retry, and then sees the duplicate.
                 for _ in 0..10 {
                     match p.commit(std::slice::from_ref(&prepared), None).await {
@@ -139,7 +298,9 @@ async fn concurrent_writers(url: &str) {
                             }
                             break;
                         }
-                        Err(e) if e.is_retryable() => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+                        Err(e) if e.is_retryable() => {
+                            tokio::time::sleep(std::time::Duration::from_millis(5)).await
+                        }
                         Err(e) => panic!("{e}"),
                     }
                 }
