@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::harness::{Mailbox, PgDb, World, message, search, wait_for};
 
 const SUPPORT: &str = "isda-support@example.edu";
@@ -47,7 +45,7 @@ async fn tickets_threads_duplicates_and_flags(database_url: Option<&str>) {
     );
     world
         .dovecot
-        .append(SUPPORT, "INBOX", &[first.clone()])
+        .append(SUPPORT, "INBOX", std::slice::from_ref(&first))
         .await
         .expect("append");
     assert!(
@@ -134,7 +132,7 @@ async fn tickets_threads_duplicates_and_flags(database_url: Option<&str>) {
     let outage = world
         .tickets()
         .into_iter()
-        .find(|t| t["number"] != Value::from(number))
+        .find(|t| t["number"] != number)
         .expect("second ticket");
     assert_eq!(outage["queue"], "ProductionDefect");
     assert_eq!(outage["mailbox"], "map-support");
