@@ -229,6 +229,9 @@ pub struct ImapConfig {
     pub poll_interval_secs: Option<u64>,
     pub idle_timeout_secs: Option<u64>,
     pub fetch_batch: Option<usize>,
+    /// PEM file of extra CA certificates to trust (an internal CA); the public
+    /// web roots are always trusted.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ImapConfig {
@@ -253,6 +256,7 @@ impl ImapConfig {
             poll_interval_secs: self.poll_interval_secs.or(d.poll_interval_secs),
             idle_timeout_secs: self.idle_timeout_secs.or(d.idle_timeout_secs),
             fetch_batch: self.fetch_batch.or(d.fetch_batch),
+            ca_file: self.ca_file.clone().or_else(|| d.ca_file.clone()),
         }
     }
 }
@@ -305,6 +309,7 @@ pub struct ImapSettings {
     pub poll_interval: std::time::Duration,
     pub idle_timeout: std::time::Duration,
     pub fetch_batch: usize,
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ImapSettings {
@@ -571,6 +576,7 @@ fn resolve_imap(c: &ImapConfig) -> Result<ImapSettings, String> {
         poll_interval: std::time::Duration::from_secs(c.poll_interval_secs.unwrap_or(60).max(1)),
         idle_timeout: std::time::Duration::from_secs(c.idle_timeout_secs.unwrap_or(25 * 60).max(1)),
         fetch_batch,
+        ca_file: c.ca_file.clone(),
     })
 }
 

@@ -24,6 +24,9 @@ pub struct Dovecot {
     config: PathBuf,
     pub imap_port: u16,
     pub lmtp_port: u16,
+    /// Implicit-TLS IMAP port and the CA that signed the server's certificate,
+    /// when started with [`Dovecot::start_tls`].
+    pub tls: Option<(u16, PathBuf)>,
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
@@ -53,6 +56,73 @@ fn is_root() -> bool {
                 .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
         })
         .unwrap_or(false)
+}
+
+/// A CA and a server certificate for 127.0.0.1 and localhost, signed by it.
+/// Returns (ca.pem, cert.pem, key.pem).
+fn make_certificates(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    let openssl =
+        find_binary("openssl").context("openssl is not installed (apt-get install openssl)")?;
+    let p = |name: &str| dir.join(name);
+    let run = |args: &[&str]| -> anyhow::Result<()> {
+        let out = Command::new(&openssl)
+            .args(args)
+            .current_dir(dir)
+            .output()?;
+        if !out.status.success() {
+            bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "3",
+        "-subj",
+        "/CN=triaged test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ])?;
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ])?;
+    std::fs::write(
+        p("ext.cnf"),
+        "basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "3",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ])?;
+    Ok((p("ca.pem"), p("server.pem"), p("server.key")))
 }
 
 /// The processes whose parent is `parent`.
@@ -89,6 +159,17 @@ fn mail_uid() -> anyhow::Result<u32> {
 impl Dovecot {
     /// Starts a fresh Dovecot with empty mailboxes.
     pub fn start() -> anyhow::Result<Dovecot> {
+        Dovecot::start_with(false)
+    }
+
+    /// Starts a fresh Dovecot that also speaks TLS: implicit TLS on its own
+    /// port and STARTTLS on the IMAP port, with a certificate for 127.0.0.1
+    /// signed by a throwaway CA (made with the `openssl` command).
+    pub fn start_tls() -> anyhow::Result<Dovecot> {
+        Dovecot::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> anyhow::Result<Dovecot> {
         let dovecot = find_binary("dovecot")
             .context("dovecot is not installed (apt-get install dovecot-imapd dovecot-lmtpd)")?;
         let dir = tempfile::Builder::new()
@@ -111,6 +192,21 @@ impl Dovecot {
             (String::new(), "")
         };
         let imap_port = free_port()?;
+        let (ssl, imaps_port, ca) = if tls {
+            let (ca, cert, key) = make_certificates(root)?;
+            let port = free_port()?;
+            (
+                format!(
+                    "ssl = yes\nssl_cert = <{}\nssl_key = <{}\n",
+                    cert.display(),
+                    key.display()
+                ),
+                port,
+                Some((port, ca)),
+            )
+        } else {
+            ("ssl = no\n".to_string(), 0, None)
+        };
         let lmtp_port = free_port()?;
         let config = root.join("dovecot.conf");
         let r = root.display();
@@ -124,8 +220,7 @@ log_path = {r}/dovecot.log
 info_log_path = {r}/dovecot.log
 protocols = imap lmtp
 listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
+{ssl}disable_plaintext_auth = no
 auth_mechanisms = plain login
 {uid_line}mail_location = maildir:~/Maildir
 mail_fsync = optimized
@@ -143,7 +238,8 @@ service imap-login {{
     port = {imap_port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}
   }}
 }}
 service lmtp {{
@@ -172,6 +268,7 @@ protocol imap {{
             config,
             imap_port,
             lmtp_port,
+            tls: ca,
         };
         d.launch(&dovecot)?;
         Ok(d)
@@ -262,6 +359,7 @@ protocol imap {{
             poll_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(25 * 60),
             fetch_batch: 100,
+            ca_file: None,
         }
     }
 

@@ -68,12 +68,12 @@ pub async fn connect(s: &ImapSettings, password: &Secret) -> Result<ImapSession,
     let _ = tcp.set_nodelay(true);
     let stream: ImapStream = match s.security {
         Security::Plain => Either::Left(tcp),
-        Security::Tls => Either::Right(tls_wrap(&s.host, tcp).await?),
+        Security::Tls => Either::Right(tls_wrap(s, tcp).await?),
         Security::Starttls => {
             let mut client = async_imap::Client::new(tcp);
             read_greeting(&mut client).await?;
             client.run_command_and_check_ok("STARTTLS", None).await?;
-            Either::Right(tls_wrap(&s.host, client.into_inner()).await?)
+            Either::Right(tls_wrap(s, client.into_inner()).await?)
         }
     };
     let mut client = async_imap::Client::new(stream);
@@ -97,9 +97,24 @@ where
     }
 }
 
-async fn tls_wrap(host: &str, tcp: TcpStream) -> Result<TlsStream<TcpStream>, ImapError> {
+async fn tls_wrap(s: &ImapSettings, tcp: TcpStream) -> Result<TlsStream<TcpStream>, ImapError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let host = s.host.as_str();
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(file) = &s.ca_file {
+        let certs = CertificateDer::pem_file_iter(file)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| ImapError::Tls(format!("ca_file {}: {e}", file.display())))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(ImapError::Tls(format!(
+                "ca_file {}: no usable certificate",
+                file.display()
+            )));
+        }
+    }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -166,7 +181,7 @@ impl Watcher {
             // Fails harmlessly when the folder exists.
             let _ = session.create(&s.processed_folder).await;
         }
-        info!(mailbox = %self.mailbox, host = %s.host, folder = %s.folder, uidvalidity,
+        info!(mailbox = %self.mailbox, host = %s.host, security = ?s.security, folder = %s.folder, uidvalidity,
             idle = can_idle, "mailbox connected");
         *progressed = true;
 

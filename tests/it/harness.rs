@@ -36,7 +36,21 @@ impl World {
     /// (top-level tables such as `[ingest]`) on `database_url` (default: SQLite
     /// in the temp folder).
     pub fn new(mailboxes: &[Mailbox<'_>], database_url: Option<&str>, extra: &str) -> World {
-        let dovecot = Dovecot::start().expect("start dovecot");
+        World::with(
+            Dovecot::start().expect("start dovecot"),
+            mailboxes,
+            database_url,
+            extra,
+        )
+    }
+
+    /// As [`World::new`], on a Dovecot already started.
+    pub fn with(
+        dovecot: Dovecot,
+        mailboxes: &[Mailbox<'_>],
+        database_url: Option<&str>,
+        extra: &str,
+    ) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = database_url
             .map(str::to_string)
