@@ -387,29 +387,28 @@ impl Store {
         p: &Prepared,
         now: i64,
     ) -> Result<Outcome, StoreError> {
-        // Seen before, as a message or in quarantine?
-        if let Some(row) = sqlx::query("SELECT ticket_number FROM messages WHERE dedupe_key = $1")
-            .bind(&p.dedupe_key)
-            .fetch_optional(&mut **tx)
-            .await?
-        {
-            let number: i64 = row.try_get(0)?;
+        // Seen before, as a message or in quarantine? One round trip for both.
+        let seen = sqlx::query(
+            "SELECT CAST(0 AS BIGINT), ticket_number FROM messages WHERE dedupe_key = $1
+             UNION ALL SELECT CAST(1 AS BIGINT), id FROM quarantine WHERE dedupe_key = $1",
+        )
+        .bind(&p.dedupe_key)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(row) = seen {
+            let (in_quarantine, id): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+            if in_quarantine == 1 {
+                return Ok(Outcome::DuplicateQuarantined(id));
+            }
             self.event(
                 tx,
-                number,
+                id,
                 now,
                 "duplicate",
                 &serde_json::json!({"mailbox": p.mailbox, "origin": p.origin.to_string(), "key": p.dedupe_key}),
             )
             .await?;
-            return Ok(Outcome::Duplicate(number));
-        }
-        if let Some(row) = sqlx::query("SELECT id FROM quarantine WHERE dedupe_key = $1")
-            .bind(&p.dedupe_key)
-            .fetch_optional(&mut **tx)
-            .await?
-        {
-            return Ok(Outcome::DuplicateQuarantined(row.try_get(0)?));
+            return Ok(Outcome::Duplicate(id));
         }
 
         match &p.action {
