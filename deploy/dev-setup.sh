@@ -5,7 +5,7 @@
 # `test`); this script starts it if it is installed but stopped.
 set -euo pipefail
 
-packages=(dovecot-imapd dovecot-lmtpd openssl)
+packages=(dovecot-imapd dovecot-lmtpd opensmtpd openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -15,6 +15,17 @@ pub struct Decision {
     pub desk_tag: String,
     pub queue: String,
     pub kind: String,
+    pub urgency: Option<String>,
+    pub impact: Option<String>,
+    pub priority: Option<String>,
+    /// When the initial response is due, ms since the epoch (business hours counted).
+    pub due_ms: Option<i64>,
+    /// The ticket's own recipient list: addresses told of urgent events.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// No acknowledgement to the sender (a rule said so).
+    #[serde(default)]
+    pub suppress_ack: bool,
     /// One line per reason, in the order they applied.
     pub explanation: Vec<String>,
 }
@@ -34,6 +45,12 @@ pub fn classify(_msg: &ParsedMessage, mailbox: &MailboxConfig, config: &Config) 
         desk_tag,
         queue: mailbox.default_queue.get_ref().clone(),
         kind: DEFAULT_KIND.to_string(),
+        urgency: None,
+        impact: None,
+        priority: None,
+        due_ms: None,
+        recipients: Vec::new(),
+        suppress_ack: false,
         explanation: vec![
             format!(
                 "queue {}: default of mailbox {}",

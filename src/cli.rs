@@ -58,6 +58,9 @@ pub enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Queue no mail (acknowledgements, notifications) for these messages.
+        #[arg(long)]
+        no_notify: bool,
         /// Inputs; `-` reads stdin (one message, or an mbox if it starts with `From `).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -71,6 +74,11 @@ pub enum Command {
     Stats {
         #[arg(long)]
         json: bool,
+    },
+    /// Outgoing mail: pending, sent, failed.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
     },
     /// Messages set aside instead of ticketed, with the reason.
     Quarantine {
@@ -111,6 +119,22 @@ pub enum TicketsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List outgoing mail, newest first.
+    List {
+        /// pending, sent or failed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a failed (or waiting) mail back in line for an attempt now.
+    Retry { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +203,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             mailbox,
             verbose,
             json,
+            no_notify,
             paths,
         } => {
             let config = load_config(path)?;
@@ -199,6 +224,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     .context("no mailbox configured")?,
             };
             let store = open_store(&config).await?;
+            let store = if no_notify {
+                store
+            } else {
+                // Mail is queued here and sent by `triaged run`.
+                crate::notify::attach(&config, store, Arc::new(tokio::sync::Notify::new()))
+                    .map_err(|p| anyhow::anyhow!("templates:\n{p}"))?
+            };
             let pipeline = Pipeline::new(config, store.clone());
             let summary = ingest_paths(&pipeline, &mailbox, paths, |r| {
                 if verbose || r.result.is_err() {
@@ -243,6 +275,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Outbox { command } => {
+            let config = load_config(path)?;
+            let store = open_store(&config).await?;
+            let code = outbox(&store, command).await;
+            store.close().await;
+            code
+        }
         Command::Quarantine { command } => {
             let config = load_config(path)?;
             let store = open_store(&config).await?;
@@ -275,25 +314,28 @@ fn describe(o: &Outcome) -> String {
 }
 
 fn check(path: Option<&std::path::Path>) -> ExitCode {
-    match Config::load(path) {
-        Ok(config) => {
-            let problems = config.check_secrets();
-            for p in &problems {
-                println!("{p}");
-            }
-            if problems.is_empty() {
-                println!("{}: ok", config.source);
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
+    let config = match Config::load(path) {
+        Ok(c) => c,
         Err(problems) => {
             for p in &problems.0 {
                 println!("{p}");
             }
-            ExitCode::from(1)
+            return ExitCode::from(1);
         }
+    };
+    let mut problems = config.check_secrets();
+    match crate::notify::templates::Templates::load_or_builtin(&config.paths.templates) {
+        Ok(t) => problems.extend(t.check()),
+        Err(p) => problems.extend(p),
+    }
+    for p in &problems {
+        println!("{p}");
+    }
+    if problems.is_empty() {
+        println!("{}: ok", config.source);
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -404,6 +446,9 @@ async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::Result<ExitC
                 None => writeln!(out, "  requester: {}", k.requester)?,
             }
             writeln!(out, "  mailbox:   {}", k.mailbox)?;
+            if !t.recipients.is_empty() {
+                writeln!(out, "  recipients: {}", t.recipients.join(", "))?;
+            }
             writeln!(out, "  created:   {}", format_ms(k.created_at))?;
             writeln!(out, "  updated:   {}", format_ms(k.updated_at))?;
             for (i, m) in t.messages.iter().enumerate() {
@@ -473,6 +518,51 @@ async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::Result<ExitC
                 )?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn outbox(store: &Store, command: OutboxCommand) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        OutboxCommand::List {
+            status,
+            limit,
+            json,
+        } => {
+            let list = store.list_outbox(status.as_deref(), limit).await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+            } else {
+                for m in &list {
+                    let when = m
+                        .sent_at
+                        .map(format_ms)
+                        .unwrap_or_else(|| format!("next {}", format_ms(m.next_attempt_at)));
+                    writeln!(
+                        out,
+                        "{:>6} {:<8} {:<20} #{:<6} {:<30} {}  {}",
+                        m.id,
+                        m.status,
+                        m.kind,
+                        m.ticket_number.map(|n| n.to_string()).unwrap_or_default(),
+                        truncate(&m.rcpt.join(","), 30),
+                        when,
+                        m.last_error.as_deref().unwrap_or("")
+                    )?;
+                }
+                writeln!(out, "{} mails", list.len())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        OutboxCommand::Retry { id } => {
+            if store.outbox_requeue(id).await? {
+                writeln!(out, "mail {id} queued for an attempt now")?;
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("triaged: no unsent mail {id}");
+                Ok(ExitCode::from(1))
+            }
         }
     }
 }

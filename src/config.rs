@@ -165,6 +165,9 @@ pub struct DeskConfig {
     pub name: Spanned<String>,
     /// The case tag in subjects, e.g. `ISDA` in `[ISDA #1042]`.
     pub tag: String,
+    /// The desk's name as customers read it (default: its name).
+    #[serde(default)]
+    pub title: Option<String>,
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
     /// The desk's own addresses (never acknowledged, never looped to).
@@ -271,6 +274,121 @@ pub struct MailboxConfig {
     pub imap: Option<ImapConfig>,
 }
 
+/// Outgoing mail server. Without `[smtp]`, mail is queued in the outbox and
+/// waits there (see `triaged outbox list`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: Option<u16>,
+    /// tls (implicit, 465), starttls (587), or plain (loopback only, 25).
+    #[serde(default = "default_smtp_security")]
+    pub security: Security,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Extra CA certificate (PEM) to trust.
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_secs: u64,
+    /// First retry after a temporary failure; doubles up to `retry_max_secs`.
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial_secs: u64,
+    #[serde(default = "default_retry_max")]
+    pub retry_max_secs: u64,
+    /// A mail still failing temporarily after this long is given up as failed.
+    #[serde(default = "default_give_up")]
+    pub give_up_after_secs: u64,
+    /// Mails sent at once.
+    #[serde(default = "default_smtp_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_smtp_security() -> Security {
+    Security::Starttls
+}
+fn default_smtp_timeout() -> u64 {
+    30
+}
+fn default_retry_initial() -> u64 {
+    10
+}
+fn default_retry_max() -> u64 {
+    1800
+}
+fn default_give_up() -> u64 {
+    5 * 24 * 3600
+}
+fn default_smtp_concurrency() -> usize {
+    4
+}
+
+impl SmtpConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.security {
+            Security::Tls => 465,
+            Security::Starttls => 587,
+            Security::Plain => 25,
+        })
+    }
+
+    /// The password, if the server wants authentication.
+    pub fn password(&self) -> Result<Option<Secret>, String> {
+        read_secret(self.password_env.as_deref(), self.password_file.as_deref())
+            .map(Some)
+            .or_else(|e| {
+                if self.password_env.is_none() && self.password_file.is_none() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            })
+    }
+}
+
+/// What the desk mails, and to whom at most.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Send acknowledgements to senders of new tickets.
+    #[serde(default = "default_true")]
+    pub acknowledge: bool,
+    /// At most this many acknowledgements to one sender per hour.
+    #[serde(default = "default_ack_limit")]
+    pub ack_limit_per_hour: i64,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_ack_limit() -> i64 {
+    5
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            acknowledge: true,
+            ack_limit_per_hour: default_ack_limit(),
+        }
+    }
+}
+
+/// Reads a secret from an environment variable or a file.
+pub fn read_secret(env: Option<&str>, file: Option<&Path>) -> Result<Secret, String> {
+    if let Some(var) = env {
+        return std::env::var(var)
+            .map(Secret::new)
+            .map_err(|_| format!("environment variable {var} is not set"));
+    }
+    if let Some(file) = file {
+        return std::fs::read_to_string(file)
+            .map(|s| Secret::new(s.trim_end_matches(['\r', '\n'])))
+            .map_err(|e| format!("cannot read password file {}: {e}", file.display()));
+    }
+    Err("no password_env or password_file".to_string())
+}
+
 /// The file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -285,6 +403,9 @@ struct ConfigFile {
     tickets: TicketsConfig,
     #[serde(default)]
     imap: ImapConfig,
+    smtp: Option<Spanned<SmtpConfig>>,
+    #[serde(default)]
+    notify: NotifyConfig,
     #[serde(default)]
     desks: Vec<DeskConfig>,
     #[serde(default)]
@@ -315,17 +436,7 @@ pub struct ImapSettings {
 impl ImapSettings {
     /// Reads the password from its environment variable or file.
     pub fn password(&self) -> Result<Secret, String> {
-        if let Some(var) = &self.password_env {
-            return std::env::var(var)
-                .map(Secret::new)
-                .map_err(|_| format!("environment variable {var} is not set"));
-        }
-        if let Some(file) = &self.password_file {
-            return std::fs::read_to_string(file)
-                .map(|s| Secret::new(s.trim_end_matches(['\r', '\n'])))
-                .map_err(|e| format!("cannot read password file {}: {e}", file.display()));
-        }
-        Err("no password_env or password_file".to_string())
+        read_secret(self.password_env.as_deref(), self.password_file.as_deref())
     }
 }
 
@@ -338,6 +449,8 @@ pub struct Config {
     pub paths: PathsConfig,
     pub ingest: IngestConfig,
     pub tickets: TicketsConfig,
+    pub smtp: Option<SmtpConfig>,
+    pub notify: NotifyConfig,
     pub desks: Vec<DeskConfig>,
     pub queues: Vec<QueueConfig>,
     pub mailboxes: Vec<MailboxConfig>,
@@ -484,6 +597,18 @@ impl Config {
                 },
             }
         }
+        if let Some(smtp) = &raw.smtp
+            && smtp.get_ref().security == Security::Plain
+            && !is_loopback(&smtp.get_ref().host)
+        {
+            problem(
+                smtp.span(),
+                format!(
+                    "smtp.security = \"plain\" is only allowed on loopback, not {:?}",
+                    smtp.get_ref().host
+                ),
+            );
+        }
         if raw.desks.is_empty() {
             problem(0..0, "no [[desks]] defined".to_string());
         }
@@ -502,6 +627,8 @@ impl Config {
             paths: raw.paths,
             ingest: raw.ingest,
             tickets: raw.tickets,
+            smtp: raw.smtp.map(Spanned::into_inner),
+            notify: raw.notify,
             desks: raw.desks,
             queues: raw.queues,
             mailboxes: raw.mailboxes,
@@ -524,6 +651,15 @@ impl Config {
 
     /// Problems that only show when the environment is consulted: passwords.
     pub fn check_secrets(&self) -> Vec<Problem> {
+        let smtp = self
+            .smtp
+            .as_ref()
+            .and_then(|s| s.password().err())
+            .map(|reason| Problem {
+                file: self.source.clone(),
+                line: 0,
+                reason: format!("smtp: {reason}"),
+            });
         self.mailboxes
             .iter()
             .zip(&self.imap)
@@ -535,7 +671,25 @@ impl Config {
                     reason: format!("mailbox {:?}: {reason}", m.name.get_ref()),
                 })
             })
+            .chain(smtp)
             .collect()
+    }
+
+    /// Every address that belongs to the deployment itself: desks' addresses,
+    /// managers, integrators, mailboxes and queue lists, lower-case. Mail from
+    /// them is never acknowledged, and they are never shown to customers.
+    pub fn own_addresses(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .desks
+            .iter()
+            .flat_map(|d| d.addresses.iter().chain(&d.managers).chain(&d.integrators))
+            .chain(self.mailboxes.iter().map(|m| &m.address))
+            .chain(self.queues.iter().flat_map(|q| &q.notify))
+            .map(|a| a.to_ascii_lowercase())
+            .collect();
+        all.sort();
+        all.dedup();
+        all
     }
 }
 

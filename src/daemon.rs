@@ -11,12 +11,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::notify::sender::Sender;
 use crate::pipeline::Pipeline;
 use crate::sources::imap::Watcher;
 use crate::store::Store;
 
 /// How long shutdown waits for watchers to finish their chunk in hand.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(60);
+/// How long shutdown lets due mail go out before stopping the sender.
+const OUTBOX_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(
@@ -24,6 +27,36 @@ pub async fn run(
     store: Store,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let store = crate::notify::attach(&config, store, wake.clone())
+        .map_err(|p| anyhow::anyhow!("templates:\n{p}"))?;
+    // The sender has its own token: it stops after the watchers, once the
+    // outbox has had a chance to flush.
+    let sender_stop = CancellationToken::new();
+    let sender = match &config.smtp {
+        Some(smtp) => {
+            let transport = crate::notify::sender::transport(smtp)
+                .map_err(anyhow::Error::msg)
+                .context("smtp")?;
+            info!(host = %smtp.host, port = smtp.port(), security = ?smtp.security, "outbox sender started");
+            Some(tokio::spawn(
+                Sender {
+                    store: store.clone(),
+                    transport,
+                    config: smtp.clone(),
+                    wake,
+                    shutdown: sender_stop.clone(),
+                }
+                .run(),
+            ))
+        }
+        None => {
+            warn!(
+                "no [smtp] configured: mail is queued in the outbox but not sent (see `triaged outbox list`)"
+            );
+            None
+        }
+    };
     let pipeline = Pipeline::new(config.clone(), store.clone());
     let mut tasks = JoinSet::new();
     for (mailbox, settings) in config.mailboxes.iter().zip(&config.imap) {
@@ -65,6 +98,24 @@ pub async fn run(
     if joined.is_err() {
         warn!("watchers did not stop within {SHUTDOWN_DEADLINE:?}; aborting them");
         tasks.abort_all();
+    }
+    if let Some(sender) = sender {
+        // Let mail that is due now go out, within a deadline; the rest waits
+        // in the outbox for the next start.
+        let flush_until = tokio::time::Instant::now() + OUTBOX_FLUSH_DEADLINE;
+        while tokio::time::Instant::now() < flush_until
+            && store
+                .due_outbox(crate::store::now_ms(), 1)
+                .await
+                .map(|d| !d.is_empty())
+                .unwrap_or(false)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        sender_stop.cancel();
+        if let Err(e) = sender.await {
+            error!(error = %e, "sender task failed");
+        }
     }
     store.close().await;
     info!("stopped");

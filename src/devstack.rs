@@ -451,3 +451,138 @@ impl Drop for Dovecot {
         let _ = self.stop();
     }
 }
+
+/// A private OpenSMTPD (Debian `opensmtpd`) on loopback that delivers every
+/// recipient, any domain, over LMTP into a [`Dovecot`]: the real path a
+/// customer's mail and the desk's answers take. OpenSMTPD keeps one spool
+/// (`/var/spool/smtpd`) and one control socket per machine, so instances are
+/// serialised by a lock file for as long as an `Smtpd` lives.
+#[derive(Debug)]
+pub struct Smtpd {
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    pub port: u16,
+    _lock: std::fs::File,
+}
+
+impl Smtpd {
+    /// Starts OpenSMTPD on a free port, delivering to Dovecot's LMTP port.
+    pub fn start(dovecot: &Dovecot) -> anyhow::Result<Smtpd> {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(std::env::temp_dir().join("triaged-opensmtpd.lock"))?;
+        lock.lock()?;
+        let dir = tempfile::Builder::new()
+            .prefix("triaged-smtpd-")
+            .tempdir()?;
+        let port = free_port()?;
+        let config = dir.path().join("smtpd.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "# Private OpenSMTPD for triaged tests and demo.\n\
+                 table vusers {{ \"@\" = \"mail\" }}\n\
+                 listen on 127.0.0.1 port {port}\n\
+                 action \"deliver\" lmtp \"127.0.0.1:{}\" rcpt-to virtual <vusers>\n\
+                 match from any for any action \"deliver\"\n",
+                dovecot.lmtp_port
+            ),
+        )?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600))?;
+        let mut s = Smtpd {
+            child: None,
+            dir,
+            port,
+            _lock: lock,
+        };
+        // Mail a previous instance left queued must not reach this one's mailboxes.
+        for sub in [
+            "queue",
+            "incoming",
+            "temporary",
+            "offline",
+            "corrupt",
+            "purge",
+        ] {
+            let d = Path::new("/var/spool/smtpd").join(sub);
+            if let Ok(entries) = std::fs::read_dir(&d) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    let _ = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                }
+            }
+        }
+        s.launch()?;
+        Ok(s)
+    }
+
+    fn launch(&mut self) -> anyhow::Result<()> {
+        let smtpd = find_binary("smtpd")
+            .context("OpenSMTPD is not installed (apt-get install opensmtpd)")?;
+        let log = std::fs::File::create(self.dir.path().join("smtpd.log"))?;
+        let child = Command::new(smtpd)
+            .arg("-d")
+            .arg("-f")
+            .arg(self.dir.path().join("smtpd.conf"))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                bail!("smtpd exited with {status}: {}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!("smtpd did not listen on {}: {}", self.port, self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("smtpd.log")).unwrap_or_default()
+    }
+
+    /// Stops the server (an outage); `restart` brings it back on the same port.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Its helper processes go with it; wait until the port is free again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.launch()
+    }
+}
+
+impl Drop for Smtpd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

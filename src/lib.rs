@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod demo;
 pub mod devstack;
 pub mod ingest;
+pub mod notify;
 pub mod parse;
 pub mod pipeline;
 pub mod sources;

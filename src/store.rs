@@ -9,6 +9,7 @@
 //! either wholly recorded (ticket or reply, message row, attachments, events) or
 //! not at all, and the caller only acknowledges it at its source after commit.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -213,6 +214,8 @@ pub struct EventRow {
 pub struct TicketDetail {
     #[serde(flatten)]
     pub ticket: TicketSummary,
+    /// The ticket's own recipient list.
+    pub recipients: Vec<String>,
     pub messages: Vec<MessageRow>,
     pub events: Vec<EventRow>,
 }
@@ -264,6 +267,89 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     first_number: i64,
+    composer: Option<Arc<dyn Composer>>,
+    /// Poked after a commit that queued mail, to wake the sender.
+    outbox_wake: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// A ticket event, as the composer of outgoing mail sees it.
+#[derive(Debug)]
+pub struct TicketEvent<'a> {
+    /// A new ticket (else a reply on an existing one).
+    pub created: bool,
+    pub number: i64,
+    pub mailbox: &'a str,
+    pub decision: &'a Decision,
+    pub parsed: &'a ParsedMessage,
+    /// Acknowledgements queued to this message's sender within the composer's window.
+    pub recent_acks: i64,
+    /// Milliseconds since the epoch.
+    pub now: i64,
+}
+
+/// One mail to queue, fully formatted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundMail {
+    /// The template kind: `acknowledgement`, `queue_notification`, ...
+    pub kind: String,
+    /// Envelope sender.
+    pub from: String,
+    /// Envelope recipients.
+    pub rcpt: Vec<String>,
+    pub subject: String,
+    /// Without angle brackets.
+    pub message_id: String,
+    /// The whole RFC 5322 message.
+    pub raw: Vec<u8>,
+}
+
+/// What the composer decided for one kind of mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    Mail(OutboundMail),
+    /// Not sent, and why (recorded in the ticket's history).
+    Suppressed {
+        kind: String,
+        reason: String,
+    },
+}
+
+/// Turns ticket events into mail. Implemented by `notify`; the store calls it
+/// inside the event's transaction so that the mail and the event commit together.
+pub trait Composer: Send + Sync + std::fmt::Debug {
+    fn compose(&self, event: &TicketEvent<'_>) -> Vec<Outgoing>;
+    /// How far back (ms) acknowledgements to one sender are counted.
+    fn ack_window_ms(&self) -> i64;
+}
+
+/// One outbox row, for the sender.
+#[derive(Debug, Clone)]
+pub struct OutboxMail {
+    pub id: i64,
+    pub ticket_number: Option<i64>,
+    pub kind: String,
+    pub from: String,
+    pub rcpt: Vec<String>,
+    pub raw: Vec<u8>,
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+/// One outbox row, for people.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxSummary {
+    pub id: i64,
+    pub ticket_number: Option<i64>,
+    pub kind: String,
+    pub rcpt: Vec<String>,
+    pub subject: String,
+    pub message_id: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -340,7 +426,21 @@ impl Store {
             pool,
             backend,
             first_number,
+            composer: None,
+            outbox_wake: None,
         })
+    }
+
+    /// This store, composing outgoing mail for every ticket event with
+    /// `composer`, and poking `wake` after each commit that queued mail.
+    pub fn with_composer(
+        mut self,
+        composer: Arc<dyn Composer>,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> Store {
+        self.composer = Some(composer);
+        self.outbox_wake = Some(wake);
+        self
     }
 
     pub fn backend(&self) -> Backend {
@@ -378,6 +478,11 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        if let Some(wake) = &self.outbox_wake
+            && outcomes.iter().any(|o| matches!(o, Outcome::Created(_)))
+        {
+            wake.notify_one();
+        }
         Ok(outcomes)
     }
 
@@ -470,6 +575,16 @@ impl Store {
                             }),
                         )
                         .await?;
+                        for address in &decision.recipients {
+                            sqlx::query(
+                                "INSERT INTO ticket_recipients (ticket_number, address) VALUES ($1, $2)
+                                 ON CONFLICT DO NOTHING",
+                            )
+                            .bind(number)
+                            .bind(text(&address.to_ascii_lowercase()))
+                            .execute(&mut **tx)
+                            .await?;
+                        }
                     }
                     _ => {
                         sqlx::query(
@@ -496,7 +611,89 @@ impl Store {
                         .await?;
                     }
                 }
+                if let Some(composer) = &self.composer {
+                    let created = matches!(outcome, Outcome::Created(_));
+                    let recent_acks = match (created, parsed.requester()) {
+                        (true, Some(sender)) => {
+                            let row = sqlx::query(
+                                "SELECT COUNT(*) FROM outbox WHERE kind = 'acknowledgement' AND first_rcpt = $1 AND created_at > $2",
+                            )
+                            .bind(text(&sender.address.to_ascii_lowercase()))
+                            .bind(now - composer.ack_window_ms())
+                            .fetch_one(&mut **tx)
+                            .await?;
+                            row.try_get(0)?
+                        }
+                        _ => 0,
+                    };
+                    let event = TicketEvent {
+                        created,
+                        number,
+                        mailbox: &p.mailbox,
+                        decision,
+                        parsed,
+                        recent_acks,
+                        now,
+                    };
+                    for out in composer.compose(&event) {
+                        self.queue_mail(tx, number, out, now).await?;
+                    }
+                }
                 Ok(outcome)
+            }
+        }
+    }
+
+    /// Writes one composed mail to the outbox, or its suppression to the history.
+    async fn queue_mail(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        number: i64,
+        out: Outgoing,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        match out {
+            Outgoing::Mail(m) => {
+                let first = m
+                    .rcpt
+                    .first()
+                    .map(|r| r.to_ascii_lowercase())
+                    .unwrap_or_default();
+                let row = sqlx::query(
+                    "INSERT INTO outbox (ticket_number, kind, mail_from, rcpt, first_rcpt, subject, message_id, raw,
+                       status, attempts, next_attempt_at, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9) RETURNING id",
+                )
+                .bind(number)
+                .bind(&m.kind)
+                .bind(text(&m.from))
+                .bind(json(&m.rcpt))
+                .bind(text(&first))
+                .bind(text(&m.subject))
+                .bind(text(&m.message_id))
+                .bind(m.raw)
+                .bind(now)
+                .fetch_one(&mut **tx)
+                .await?;
+                let id: i64 = row.try_get(0)?;
+                self.event(
+                    tx,
+                    number,
+                    now,
+                    "mail queued",
+                    &serde_json::json!({"outbox": id, "kind": m.kind, "to": m.rcpt, "subject": m.subject}),
+                )
+                .await
+            }
+            Outgoing::Suppressed { kind, reason } => {
+                self.event(
+                    tx,
+                    number,
+                    now,
+                    "mail suppressed",
+                    &serde_json::json!({"kind": kind, "reason": reason}),
+                )
+                .await
             }
         }
     }
@@ -525,6 +722,16 @@ impl Store {
             .fetch_optional(&mut **tx)
             .await?;
             if let Some(row) = found {
+                return Ok(Some(row.try_get(0)?));
+            }
+            // A reply to a mail we sent (an acknowledgement, a notification).
+            let ours = sqlx::query(
+                "SELECT ticket_number FROM outbox WHERE message_id = $1 AND ticket_number IS NOT NULL LIMIT 1",
+            )
+            .bind(text(id))
+            .fetch_optional(&mut **tx)
+            .await?;
+            if let Some(row) = ours {
                 return Ok(Some(row.try_get(0)?));
             }
         }
@@ -787,6 +994,7 @@ impl Store {
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
         Ok(Some(TicketDetail {
+            recipients: self.recipients(number).await?,
             ticket,
             messages,
             events,
@@ -803,6 +1011,174 @@ impl Store {
             Some(r) => Some(r.try_get(0)?),
             None => None,
         })
+    }
+
+    /// Pending mail whose next attempt is due, oldest first.
+    pub async fn due_outbox(&self, now: i64, limit: i64) -> Result<Vec<OutboxMail>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, ticket_number, kind, mail_from, rcpt, raw, attempts, created_at FROM outbox
+             WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxMail {
+                    id: r.try_get(0)?,
+                    ticket_number: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    from: r.try_get(3)?,
+                    rcpt: from_json(r, 4)?,
+                    raw: r.try_get(5)?,
+                    attempts: r.try_get(6)?,
+                    created_at: r.try_get(7)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// When the next pending mail is due, if any is pending.
+    pub async fn next_outbox_due(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Records that the server accepted a mail.
+    pub async fn outbox_sent(&self, id: i64, response: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, last_error = NULL
+             WHERE id = $2 RETURNING ticket_number, kind",
+        )
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(r) = row
+            && let Some(number) = r.try_get::<Option<i64>, _>(0)?
+        {
+            let kind: String = r.try_get(1)?;
+            self.event(
+                &mut tx,
+                number,
+                now,
+                "mail sent",
+                &serde_json::json!({"outbox": id, "kind": kind, "response": text(response)}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a temporary failure; the mail is tried again at `next_at`.
+    pub async fn outbox_retry(&self, id: i64, next_at: i64, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3",
+        )
+        .bind(next_at)
+        .bind(text(error))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a permanent failure: the mail will not be tried again unless retried by hand.
+    pub async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = $1 WHERE id = $2
+             RETURNING ticket_number, kind",
+        )
+        .bind(text(error))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(r) = row
+            && let Some(number) = r.try_get::<Option<i64>, _>(0)?
+        {
+            let kind: String = r.try_get(1)?;
+            self.event(
+                &mut tx,
+                number,
+                now,
+                "mail failed",
+                &serde_json::json!({"outbox": id, "kind": kind, "error": text(error)}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts a mail back in line for an attempt now. False if there is no such mail
+    /// or it was already sent.
+    pub async fn outbox_requeue(&self, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'pending', next_attempt_at = $1 WHERE id = $2 AND status <> 'sent'",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn list_outbox(
+        &self,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OutboxSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, ticket_number, kind, rcpt, subject, message_id, status, attempts, next_attempt_at,
+               last_error, created_at, sent_at
+             FROM outbox WHERE ($1 = '' OR status = $1) ORDER BY id DESC LIMIT $2",
+        )
+        .bind(status.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxSummary {
+                    id: r.try_get(0)?,
+                    ticket_number: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    rcpt: from_json(r, 3)?,
+                    subject: r.try_get(4)?,
+                    message_id: r.try_get(5)?,
+                    status: r.try_get(6)?,
+                    attempts: r.try_get(7)?,
+                    next_attempt_at: r.try_get(8)?,
+                    last_error: r.try_get(9)?,
+                    created_at: r.try_get(10)?,
+                    sent_at: r.try_get(11)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// A ticket's recipient list.
+    pub async fn recipients(&self, number: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT address FROM ticket_recipients WHERE ticket_number = $1 ORDER BY address",
+        )
+        .bind(number)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<Vec<String>, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 
     pub async fn list_quarantine(&self) -> Result<Vec<QuarantineRow>, StoreError> {

@@ -3,4 +3,5 @@
 mod harness;
 mod imap;
 mod ingest;
+mod outbound;
 mod store;

@@ -1,0 +1,366 @@
+//! Notify: what the desk says, to whom, and how it leaves.
+//!
+//! - [`Notifier`] composes mail for ticket events (an acknowledgement to the
+//!   sender of a new ticket, the queue's notification, the urgent notice to the
+//!   ticket's recipient list). The store calls it inside the event's transaction
+//!   and writes the result to the outbox, so a mail and its cause commit together.
+//! - [`policy`] says who must never get an automatic reply (loops, bounces, lists).
+//! - [`templates`] renders the minijinja templates.
+//! - [`sender`] delivers the outbox over SMTP.
+//!
+//! Customer-facing mail goes to the customer alone; internal lists get their own
+//! mails, so no internal address is ever shown to a customer.
+
+pub mod policy;
+pub mod sender;
+pub mod templates;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart, header};
+use minijinja::Value;
+
+use crate::config::Config;
+use crate::parse::ParsedMessage;
+use crate::store::{Composer, OutboundMail, Outgoing, TicketEvent};
+use crate::thread::format_tag;
+use templates::{Rendered, Templates};
+
+/// Urgencies that make a ticket urgent: the recipient list is told at once.
+const URGENT_KINDS: &[&str] = &["incident"];
+
+/// Composes the desk's mail from templates and the configuration.
+#[derive(Debug)]
+pub struct Notifier {
+    config: Arc<Config>,
+    templates: Templates,
+    own: Vec<String>,
+}
+
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// Loads the templates named by the configuration (or the built-in ones) and
+/// gives the store its composer; every template problem is returned.
+pub fn attach(
+    config: &Arc<Config>,
+    store: crate::store::Store,
+    wake: Arc<tokio::sync::Notify>,
+) -> Result<crate::store::Store, crate::config::Problems> {
+    let templates =
+        Templates::load_or_builtin(&config.paths.templates).map_err(crate::config::Problems)?;
+    let problems = templates.check();
+    if !problems.is_empty() {
+        return Err(crate::config::Problems(problems));
+    }
+    Ok(store.with_composer(Arc::new(Notifier::new(config.clone(), templates)), wake))
+}
+
+impl Notifier {
+    pub fn new(config: Arc<Config>, templates: Templates) -> Notifier {
+        let own = config.own_addresses();
+        Notifier {
+            config,
+            templates,
+            own,
+        }
+    }
+
+    fn is_internal(&self, address: &str) -> bool {
+        self.own.iter().any(|o| o.eq_ignore_ascii_case(address))
+    }
+
+    fn context(&self, ev: &TicketEvent<'_>, desk_address: &str, recipients: &[String]) -> Value {
+        let d = ev.decision;
+        let m = ev.parsed;
+        let desk = self.config.desk(&d.desk);
+        let requester = m.requester();
+        let tz = desk
+            .and_then(|d| jiff::tz::TimeZone::get(&d.time_zone).ok())
+            .unwrap_or(jiff::tz::TimeZone::UTC);
+        let when = |ms: i64| {
+            jiff::Timestamp::from_millisecond(ms)
+                .map(|t| {
+                    t.to_zoned(tz.clone())
+                        .strftime("%Y-%m-%d %H:%M %Z")
+                        .to_string()
+                })
+                .unwrap_or_default()
+        };
+        minijinja::context! {
+            ticket => minijinja::context! {
+                number => ev.number,
+                tag => format_tag(&d.desk_tag, ev.number),
+                subject => m.subject.clone().unwrap_or_else(|| "(no subject)".to_string()),
+                queue => d.queue.clone(),
+                kind => d.kind.clone(),
+                status => "new",
+                urgency => d.urgency.clone(),
+                impact => d.impact.clone(),
+                priority => d.priority.clone(),
+                due => d.due_ms.map(when),
+                requester => requester.map(|a| a.address.clone()),
+                requester_name => requester.and_then(|a| a.name.clone()),
+                requester_display => requester.map(|a| a.to_string()),
+                mailbox => ev.mailbox,
+                created_at => when(ev.now),
+                desk => d.desk.clone(),
+            },
+            desk => minijinja::context! {
+                name => d.desk.clone(),
+                tag => d.desk_tag.clone(),
+                title => desk.and_then(|x| x.title.clone()).unwrap_or_else(|| d.desk.clone()),
+                address => desk_address,
+            },
+            message => minijinja::context! {
+                from => m.from.as_ref().map(|a| a.to_string()),
+                subject => m.subject.clone().unwrap_or_else(|| "(no subject)".to_string()),
+                body => m.body.clone(),
+                date => m.date.map(|s| when(s * 1000)),
+                message_id => m.message_id.clone(),
+            },
+            recipients => recipients,
+        }
+    }
+
+    fn render(&self, kind: &str, ev: &TicketEvent<'_>, ctx: &Value) -> Result<Rendered, String> {
+        self.templates
+            .render(kind, &ev.decision.desk, &ev.decision.queue, ctx)
+            .map_err(|p| format!("template: {p}"))
+    }
+
+    /// One mail, or why it cannot be made.
+    fn build(
+        &self,
+        kind: &str,
+        ev: &TicketEvent<'_>,
+        desk_address: &str,
+        to: &[String],
+        rendered: Rendered,
+    ) -> Outgoing {
+        match build_mail(kind, ev, desk_address, to, rendered) {
+            Ok(mail) => Outgoing::Mail(mail),
+            Err(reason) => Outgoing::Suppressed {
+                kind: kind.to_string(),
+                reason,
+            },
+        }
+    }
+}
+
+impl Composer for Notifier {
+    fn ack_window_ms(&self) -> i64 {
+        3_600_000
+    }
+
+    fn compose(&self, ev: &TicketEvent<'_>) -> Vec<Outgoing> {
+        if !ev.created {
+            return Vec::new();
+        }
+        let d = ev.decision;
+        let desk_address = self
+            .config
+            .mailbox(ev.mailbox)
+            .map(|m| m.address.clone())
+            .or_else(|| {
+                self.config
+                    .desk(&d.desk)
+                    .and_then(|x| x.addresses.first().cloned())
+            })
+            .unwrap_or_else(|| format!("{}@localhost", d.desk));
+        let mut out = Vec::new();
+
+        // 1. The acknowledgement, to the sender alone.
+        let suppressed = |reason: String| Outgoing::Suppressed {
+            kind: "acknowledgement".to_string(),
+            reason,
+        };
+        let sender = ev.parsed.requester().map(|a| a.address.clone());
+        let ack_block = if !self.config.notify.acknowledge {
+            Some("acknowledgements are switched off (notify.acknowledge)".to_string())
+        } else if d.suppress_ack {
+            Some("a routing rule suppresses the acknowledgement".to_string())
+        } else if let Some(reason) = policy::no_reply_reason(ev.parsed, &self.own) {
+            Some(reason)
+        } else if ev.recent_acks >= self.config.notify.ack_limit_per_hour {
+            Some(format!(
+                "{} acknowledgements to this sender in the last hour (limit {})",
+                ev.recent_acks, self.config.notify.ack_limit_per_hour
+            ))
+        } else {
+            None
+        };
+        match (ack_block, sender) {
+            (Some(reason), _) => out.push(suppressed(reason)),
+            (None, None) => out.push(suppressed("no sender address".to_string())),
+            (None, Some(sender)) => {
+                let ctx = self.context(ev, &desk_address, &[]);
+                out.push(match self.render("acknowledgement", ev, &ctx) {
+                    Ok(r) => self.build("acknowledgement", ev, &desk_address, &[sender], r),
+                    Err(reason) => suppressed(reason),
+                });
+            }
+        }
+
+        // 2. The queue's notification list.
+        let notify: Vec<String> = self
+            .config
+            .queues
+            .iter()
+            .find(|q| q.name.get_ref() == &d.queue)
+            .map(|q| q.notify.clone())
+            .unwrap_or_default();
+        if !notify.is_empty() {
+            let ctx = self.context(ev, &desk_address, &notify);
+            out.push(match self.render("queue_notification", ev, &ctx) {
+                Ok(r) => self.build("queue_notification", ev, &desk_address, &notify, r),
+                Err(reason) => Outgoing::Suppressed {
+                    kind: "queue_notification".to_string(),
+                    reason,
+                },
+            });
+        }
+
+        // 3. An urgent response: the preliminary notification to the recipient
+        // list. Internal addresses share one mail; anyone else gets their own
+        // copy, and the sender already has the acknowledgement.
+        if URGENT_KINDS.contains(&d.kind.as_str()) && !d.recipients.is_empty() {
+            let sender = ev
+                .parsed
+                .requester()
+                .map(|a| a.address.to_ascii_lowercase());
+            let others: Vec<String> = d
+                .recipients
+                .iter()
+                .filter(|r| Some(r.to_ascii_lowercase()) != sender)
+                .cloned()
+                .collect();
+            let (internal, external): (Vec<String>, Vec<String>) =
+                others.into_iter().partition(|r| self.is_internal(r));
+            let mut groups: Vec<Vec<String>> = Vec::new();
+            if !internal.is_empty() {
+                groups.push(internal.clone());
+            }
+            groups.extend(external.into_iter().map(|e| vec![e]));
+            for group in groups {
+                // Each mail lists only the people it goes to.
+                let ctx = self.context(ev, &desk_address, &group);
+                out.push(match self.render("urgent_notification", ev, &ctx) {
+                    Ok(r) => self.build("urgent_notification", ev, &desk_address, &group, r),
+                    Err(reason) => Outgoing::Suppressed {
+                        kind: "urgent_notification".to_string(),
+                        reason,
+                    },
+                });
+            }
+        }
+        out
+    }
+}
+
+/// `Auto-Submitted` (RFC 3834).
+#[derive(Debug, Clone)]
+struct AutoSubmitted(String);
+
+impl header::Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted(s.to_string()))
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// `X-Auto-Response-Suppress`, so that Exchange does not answer our mail.
+#[derive(Debug, Clone)]
+struct AutoResponseSuppress;
+
+impl header::Header for AutoResponseSuppress {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("X-Auto-Response-Suppress")
+    }
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoResponseSuppress)
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "All".to_string())
+    }
+}
+
+/// Our Message-ID for a new mail: unique per process run and ticket.
+fn new_message_id(number: i64, kind: &str, domain: &str) -> String {
+    let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "triaged.{number}.{kind}.{nanos:x}.{n}.{}@{domain}",
+        std::process::id()
+    )
+}
+
+fn build_mail(
+    kind: &str,
+    ev: &TicketEvent<'_>,
+    desk_address: &str,
+    to: &[String],
+    rendered: Rendered,
+) -> Result<OutboundMail, String> {
+    let m: &ParsedMessage = ev.parsed;
+    let from: Mailbox = desk_address
+        .parse()
+        .map_err(|e| format!("desk address {desk_address:?}: {e}"))?;
+    let domain = desk_address
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("localhost");
+    let message_id = new_message_id(ev.number, kind, domain);
+    let mut b = lettre::Message::builder()
+        .from(from.clone())
+        .reply_to(from)
+        .subject(rendered.subject.clone())
+        .message_id(Some(format!("<{message_id}>")))
+        .date_now()
+        .header(AutoSubmitted(
+            if kind == "acknowledgement" {
+                "auto-replied"
+            } else {
+                "auto-generated"
+            }
+            .to_string(),
+        ))
+        .header(AutoResponseSuppress);
+    for r in to {
+        let mb: Mailbox = r.parse().map_err(|e| format!("recipient {r:?}: {e}"))?;
+        b = b.to(mb);
+    }
+    // Thread under the customer's message.
+    if let Some(id) = &m.message_id {
+        b = b.in_reply_to(format!("<{id}>"));
+        let mut refs: Vec<String> = m.references.iter().map(|r| format!("<{r}>")).collect();
+        refs.push(format!("<{id}>"));
+        b = b.references(refs.join(" "));
+    }
+    let message = match rendered.html {
+        Some(html) => b.multipart(MultiPart::alternative_plain_html(rendered.text, html)),
+        None => b.singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(rendered.text),
+        ),
+    }
+    .map_err(|e| format!("cannot build the mail: {e}"))?;
+    Ok(OutboundMail {
+        kind: kind.to_string(),
+        from: desk_address.to_string(),
+        rcpt: to.to_vec(),
+        subject: rendered.subject,
+        message_id,
+        raw: message.formatted(),
+    })
+}

@@ -1,0 +1,195 @@
+//! The sender: delivers the outbox over SMTP with lettre.
+//!
+//! It takes due rows oldest first, sends each as the bytes that were composed
+//! (so a retry sends exactly the same mail, Message-ID included), and records
+//! the result right after the server's answer:
+//! - accepted: `sent`. The at-least-once window is the time between the
+//!   server's acceptance and that update; a crash inside it sends the mail once
+//!   more after restart.
+//! - 5xx: `failed`, with the server's words, never retried on its own
+//!   (`triaged outbox retry ID` puts it back).
+//! - anything else (4xx, connection refused, timeout): retried with exponential
+//!   backoff, and given up as `failed` after `give_up_after_secs`.
+//!
+//! It wakes when a transaction queues mail (a `Notify`), when a retry falls
+//! due, and at least every few seconds.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{Security, SmtpConfig};
+use crate::store::{OutboxMail, Store, now_ms};
+
+/// Longest sleep between looks at the outbox.
+const IDLE_WAIT: Duration = Duration::from_secs(5);
+const BATCH: i64 = 200;
+
+pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
+
+/// Builds the SMTP transport from the configuration.
+pub fn transport(c: &SmtpConfig) -> Result<Transport, String> {
+    let tls = |host: &str| -> Result<TlsParameters, String> {
+        let mut b = TlsParameters::builder(host.to_string());
+        if let Some(file) = &c.ca_file {
+            let pem =
+                std::fs::read(file).map_err(|e| format!("ca_file {}: {e}", file.display()))?;
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| format!("ca_file {}: {e}", file.display()))?;
+            b = b.add_root_certificate(cert);
+        }
+        b.build().map_err(|e| format!("TLS: {e}"))
+    };
+    let mut b = Transport::builder_dangerous(&c.host).port(c.port());
+    b = match c.security {
+        Security::Tls => b.tls(Tls::Wrapper(tls(&c.host)?)),
+        Security::Starttls => b.tls(Tls::Required(tls(&c.host)?)),
+        Security::Plain => b.tls(Tls::None),
+    };
+    if let (Some(user), Some(pw)) = (&c.username, c.password()?) {
+        b = b.credentials(Credentials::new(user.clone(), pw.expose().to_string()));
+    }
+    Ok(b.timeout(Some(Duration::from_secs(c.timeout_secs))).build())
+}
+
+/// The sender task.
+pub struct Sender {
+    pub store: Store,
+    pub transport: Transport,
+    pub config: SmtpConfig,
+    /// Poked after every commit that queued mail.
+    pub wake: Arc<Notify>,
+    pub shutdown: CancellationToken,
+}
+
+enum Delivery {
+    Sent(String),
+    Retry(String),
+    Failed(String),
+}
+
+impl Sender {
+    /// Runs until shutdown. At shutdown the mail in hand is finished first.
+    pub async fn run(self) {
+        let sender = Arc::new(self);
+        loop {
+            if sender.shutdown.is_cancelled() {
+                return;
+            }
+            let due = match sender.store.due_outbox(now_ms(), BATCH).await {
+                Ok(d) => d,
+                Err(e) => {
+                    warn!(error = %e, "outbox unreadable; retrying");
+                    Vec::new()
+                }
+            };
+            let full = due.len() as i64 == BATCH;
+            let mut any_retry = false;
+            if !due.is_empty() {
+                let results: Vec<bool> = futures::stream::iter(due)
+                    .map(|mail| {
+                        let s = sender.clone();
+                        async move { s.deliver(mail).await }
+                    })
+                    .buffer_unordered(sender.config.concurrency.max(1))
+                    .collect()
+                    .await;
+                any_retry = results.iter().any(|ok| !ok);
+            }
+            if full && !any_retry {
+                continue;
+            }
+            let wait = match sender.store.next_outbox_due().await {
+                Ok(Some(at)) => Duration::from_millis(
+                    (at - now_ms()).clamp(0, IDLE_WAIT.as_millis() as i64) as u64,
+                ),
+                _ => IDLE_WAIT,
+            };
+            tokio::select! {
+                _ = sender.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = sender.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Sends one mail and records the outcome; false when it is to be retried.
+    async fn deliver(&self, mail: OutboxMail) -> bool {
+        let result = self.send(&mail).await;
+        let recorded = match &result {
+            Delivery::Sent(response) => {
+                info!(outbox = mail.id, ticket = ?mail.ticket_number, kind = %mail.kind, to = ?mail.rcpt, "mail sent");
+                self.store.outbox_sent(mail.id, response).await
+            }
+            Delivery::Failed(error) => {
+                warn!(outbox = mail.id, ticket = ?mail.ticket_number, error = %error, "mail failed for good");
+                self.store.outbox_failed(mail.id, error).await
+            }
+            Delivery::Retry(error) => {
+                let age = now_ms() - mail.created_at;
+                if age > self.config.give_up_after_secs as i64 * 1000 {
+                    let why = format!(
+                        "gave up after {} attempts over {} s: {error}",
+                        mail.attempts + 1,
+                        age / 1000
+                    );
+                    warn!(outbox = mail.id, error = %why, "mail failed for good");
+                    self.store.outbox_failed(mail.id, &why).await
+                } else {
+                    let delay = backoff(&self.config, mail.attempts);
+                    warn!(outbox = mail.id, error = %error, retry_in_s = delay.as_secs(), "mail not sent; will retry");
+                    self.store
+                        .outbox_retry(mail.id, now_ms() + delay.as_millis() as i64, error)
+                        .await
+                }
+            }
+        };
+        if let Err(e) = recorded {
+            warn!(outbox = mail.id, error = %e, "could not record the outcome of a mail");
+        }
+        matches!(result, Delivery::Sent(_) | Delivery::Failed(_))
+    }
+
+    async fn send(&self, mail: &OutboxMail) -> Delivery {
+        let from = match Address::from_str(&mail.from) {
+            Ok(a) => a,
+            Err(e) => return Delivery::Failed(format!("sender {:?}: {e}", mail.from)),
+        };
+        let mut rcpt = Vec::with_capacity(mail.rcpt.len());
+        for r in &mail.rcpt {
+            match Address::from_str(r) {
+                Ok(a) => rcpt.push(a),
+                Err(e) => return Delivery::Failed(format!("recipient {r:?}: {e}")),
+            }
+        }
+        let envelope = match Envelope::new(Some(from), rcpt) {
+            Ok(e) => e,
+            Err(e) => return Delivery::Failed(format!("envelope: {e}")),
+        };
+        match self.transport.send_raw(&envelope, &mail.raw).await {
+            Ok(response) => Delivery::Sent(format!(
+                "{} {}",
+                response.code(),
+                response.message().collect::<Vec<_>>().join(" ")
+            )),
+            Err(e) if e.is_permanent() => Delivery::Failed(e.to_string()),
+            Err(e) => Delivery::Retry(e.to_string()),
+        }
+    }
+}
+
+/// `retry_initial_secs * 2^attempts`, at most `retry_max_secs`.
+pub fn backoff(c: &SmtpConfig, attempts: i64) -> Duration {
+    let exp = attempts.clamp(0, 20) as u32;
+    let secs = c.retry_initial_secs.saturating_mul(1u64 << exp);
+    Duration::from_secs(secs.min(c.retry_max_secs).max(1))
+}
