@@ -33,6 +33,26 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         count: usize,
     },
+    /// Classification of parsed messages in memory, one core: the shipped rules
+    /// and a generated rule set, with load times.
+    Classify {
+        /// Size of the generated rule set.
+        #[arg(long, default_value_t = 1000)]
+        rules: usize,
+        /// Messages classified per measurement.
+        #[arg(long, default_value_t = 200_000)]
+        count: usize,
+    },
+    /// Acknowledgements through the outbox to a private OpenSMTPD: mails per
+    /// second, then the latency from a message landing in the watched mailbox
+    /// to its acknowledgement landing in the customer's (IDLE).
+    Outbound {
+        #[arg(long, default_value_t = 2_000)]
+        count: usize,
+        /// Messages timed one after another for the latency figures.
+        #[arg(long, default_value_t = 50)]
+        latency_samples: usize,
+    },
 }
 
 pub async fn run(command: BenchCommand, _config: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -46,6 +66,11 @@ pub async fn run(command: BenchCommand, _config: Option<&Path>) -> anyhow::Resul
             }
         }
         BenchCommand::Imap { count } => bench_imap(count).await?,
+        BenchCommand::Classify { rules, count } => bench_classify(rules, count)?,
+        BenchCommand::Outbound {
+            count,
+            latency_samples,
+        } => bench_outbound(count, latency_samples).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -118,10 +143,47 @@ pub fn generate(i: usize) -> Vec<u8> {
     }
 }
 
+/// The example deployment on a private mail stack: isda-support watched on
+/// `dovecot`, mail sent through OpenSMTPD on `smtp_port`, no per-sender limit.
+fn daemon_config(
+    url: &str,
+    dovecot: &crate::devstack::Dovecot,
+    password_file: &Path,
+    smtp_port: Option<u16>,
+) -> anyhow::Result<Arc<Config>> {
+    let mut c = Config::parse(DEFAULT_CONFIG, "built-in").map_err(|p| anyhow::anyhow!("{p}"))?;
+    c.store.database_url = url.to_string();
+    let mut imap = dovecot.imap_settings("isda-support@example.edu", "INBOX", "");
+    imap.password_env = None;
+    imap.password_file = Some(password_file.to_path_buf());
+    c.imap = c
+        .mailboxes
+        .iter()
+        .map(|m| (m.name.get_ref() == "isda-support").then(|| imap.clone()))
+        .collect();
+    c.smtp = smtp_port.map(|port| crate::config::SmtpConfig {
+        host: "127.0.0.1".to_string(),
+        port: Some(port),
+        security: crate::config::Security::Plain,
+        username: None,
+        password_env: None,
+        password_file: None,
+        ca_file: None,
+        timeout_secs: 30,
+        retry_initial_secs: 1,
+        retry_max_secs: 10,
+        give_up_after_secs: 3600,
+        concurrency: 4,
+    });
+    c.notify.ack_limit_per_hour = i64::MAX;
+    Ok(Arc::new(c))
+}
+
 fn bench_config(database_url: String) -> anyhow::Result<Arc<Config>> {
     let mut config =
         Config::parse(DEFAULT_CONFIG, "built-in").map_err(|p| anyhow::anyhow!("{p}"))?;
     config.store.database_url = database_url;
+    config.notify.ack_limit_per_hour = i64::MAX;
     Ok(Arc::new(config))
 }
 
@@ -141,8 +203,14 @@ async fn bench_ingest(count: usize, database_url: Option<&str>) -> anyhow::Resul
         .map(str::to_string)
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let config = bench_config(url.clone())?;
-    let store = Store::open(&url, 1).await?;
-    let pipeline = Pipeline::new(config, store.clone());
+    // The same work as `triaged ingest`: acknowledgements are composed and queued.
+    let store = crate::notify::attach(
+        &config,
+        Store::open(&url, 1).await?,
+        Arc::new(tokio::sync::Notify::new()),
+    )
+    .map_err(|p| anyhow::anyhow!("{p}"))?;
+    let pipeline = Pipeline::new(config, store.clone()).map_err(|p| anyhow::anyhow!("{p}"))?;
     let rss_before = rss_mib();
     let start = Instant::now();
     let summary =
@@ -183,14 +251,7 @@ async fn bench_imap(count: usize) -> anyhow::Result<()> {
     // The password goes through a file, as a deployment's would.
     let pw = dir.path().join("pw");
     std::fs::write(&pw, crate::devstack::PASSWORD)?;
-    let text = format!(
-        "[store]\ndatabase_url = \"{url}\"\n[[desks]]\nname = \"isda\"\ntag = \"ISDA\"\n[[queues]]\nname = \"Customer-Support\"\ndesk = \"isda\"\n\
-         [[mailboxes]]\nname = \"isda-support\"\naddress = \"isda-support@example.edu\"\ndesk = \"isda\"\ndefault_queue = \"Customer-Support\"\n\
-         [mailboxes.imap]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\nusername = \"isda-support@example.edu\"\npassword_file = \"{}\"\n",
-        dovecot.imap_port,
-        pw.display()
-    );
-    let config = Arc::new(Config::parse(&text, "bench").map_err(|p| anyhow::anyhow!("{p}"))?);
+    let config = daemon_config(&url, &dovecot, &pw, None)?;
     let store = Store::open(&url, 1).await?;
     let shutdown = CancellationToken::new();
     let rss_before = rss_mib();
@@ -215,5 +276,174 @@ async fn bench_imap(count: usize) -> anyhow::Result<()> {
         rss_mib(),
         peak_rss_mib()
     );
+    Ok(())
+}
+
+async fn bench_outbound(count: usize, samples: usize) -> anyhow::Result<()> {
+    use crate::devstack::{Dovecot, Smtpd};
+    let dovecot = Dovecot::start()?;
+    let smtpd = Smtpd::start(&dovecot)?;
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, crate::devstack::PASSWORD)?;
+    let config = daemon_config(&url, &dovecot, &pw, Some(smtpd.port))?;
+
+    // Throughput: queue `count` acknowledgements, then time the sender alone.
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let store = crate::notify::attach(&config, Store::open(&url, 1).await?, wake.clone())
+        .map_err(|p| anyhow::anyhow!("{p}"))?;
+    let pipeline =
+        Pipeline::new(config.clone(), store.clone()).map_err(|p| anyhow::anyhow!("{p}"))?;
+    for chunk in (0..count).collect::<Vec<_>>().chunks(64) {
+        let batch: Vec<_> = chunk
+            .iter()
+            .map(|&i| {
+                let raw = generate(i);
+                pipeline.prepare(
+                    "isda-support",
+                    crate::store::Origin::File {
+                        path: format!("bench-{i}"),
+                    },
+                    raw,
+                )
+            })
+            .collect();
+        pipeline.commit(&batch, None).await?;
+    }
+    let queued = store.list_outbox(Some("pending"), i64::MAX).await?.len();
+    let smtp = config
+        .smtp
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no smtp"))?;
+    let stop = CancellationToken::new();
+    let sender = crate::notify::sender::Sender {
+        store: store.clone(),
+        transport: crate::notify::sender::transport(&smtp).map_err(anyhow::Error::msg)?,
+        config: smtp,
+        wake,
+        shutdown: stop.clone(),
+    };
+    let start = Instant::now();
+    let task = tokio::spawn(sender.run());
+    while !store.list_outbox(Some("pending"), 1).await?.is_empty()
+        && start.elapsed() < Duration::from_secs(600)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    stop.cancel();
+    let _ = task.await;
+    let sent = store.list_outbox(Some("sent"), i64::MAX).await?.len();
+    println!(
+        "bench outbound: {sent} of {queued} acknowledgements accepted by OpenSMTPD in {secs:.2} s = {:.0} mails/s",
+        sent as f64 / secs
+    );
+    store.close().await;
+
+    // Latency: the daemon (IMAP IDLE + sender) answering one message at a time.
+    let url2 = format!("sqlite://{}", dir.path().join("latency.db").display());
+    let mut config2 = (*config).clone();
+    config2.store.database_url = url2.clone();
+    let config2 = Arc::new(config2);
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(crate::daemon::run(
+        config2,
+        Store::open(&url2, 1).await?,
+        shutdown.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut watch = dovecot.session("isda-support@example.edu").await?;
+    let mut latencies = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let customer = format!("latency{i}@customers.example");
+        let raw = format!(
+            "From: {customer}\r\nTo: isda-support@example.edu\r\nSubject: latency {i}\r\nMessage-ID: <lat-{i}@customers.example>\r\n\r\nhello\r\n"
+        );
+        let mut reader = dovecot.session(&customer).await?;
+        let t0 = Instant::now();
+        watch.append("INBOX", None, None, raw.as_bytes()).await?;
+        loop {
+            reader.select("INBOX").await?;
+            if !reader.uid_search("ALL").await?.is_empty() {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                anyhow::bail!("no acknowledgement for message {i} within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let _ = reader.logout().await;
+    }
+    let _ = watch.logout().await;
+    shutdown.cancel();
+    daemon.await??;
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    if !latencies.is_empty() {
+        println!(
+            "bench outbound: arrival in the watched mailbox -> acknowledgement in the customer's mailbox, {} samples: \
+             median {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+            latencies.len(),
+            pct(0.5),
+            pct(0.95),
+            pct(1.0)
+        );
+    }
+    Ok(())
+}
+
+fn bench_classify(generated: usize, count: usize) -> anyhow::Result<()> {
+    use crate::classify::Classifier;
+    use crate::rules::{Known, RuleSet};
+    let config = Config::parse(DEFAULT_CONFIG, "built-in").map_err(|p| anyhow::anyhow!("{p}"))?;
+    let messages: Vec<crate::parse::ParsedMessage> = (0..1000)
+        .map(|i| crate::parse::parse(&generate(i)))
+        .collect();
+    let mailboxes: Vec<_> = config.mailboxes.iter().collect();
+
+    let t = Instant::now();
+    let shipped = crate::classify::load_rules(&config).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let shipped_load = t.elapsed();
+    let text = crate::rules::generate_rules(generated);
+    let t = Instant::now();
+    let big = RuleSet::from_sources(&[("generated.toml".to_string(), text)], &Known::domain())
+        .map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    let big_load = t.elapsed();
+
+    for (name, rules, load) in [
+        ("shipped", shipped, shipped_load),
+        ("generated", big, big_load),
+    ] {
+        let n_rules = rules.len();
+        // The rule engine alone, then the whole decision (priority, calendar, explanation).
+        let t = Instant::now();
+        let mut hits = 0usize;
+        for i in 0..count {
+            let m = &messages[i % messages.len()];
+            let ev = rules.evaluate(mailboxes[i % mailboxes.len()].name.get_ref(), m);
+            hits += ev.matched.len();
+        }
+        let engine = count as f64 / t.elapsed().as_secs_f64();
+        let classifier = Classifier::new(rules);
+        let t = Instant::now();
+        let now = crate::store::now_ms();
+        for i in 0..count / 4 {
+            let d = classifier.classify(
+                &messages[i % messages.len()],
+                mailboxes[i % mailboxes.len()],
+                now,
+                &config,
+            );
+            hits += d.explanation.len();
+        }
+        let full = (count / 4) as f64 / t.elapsed().as_secs_f64();
+        println!(
+            "bench classify: {name} rules ({n_rules}): load {:.1} ms; rule evaluation {engine:.0} msg/s; \
+             full decision {full:.0} msg/s (one core, {hits} matches)",
+            load.as_secs_f64() * 1000.0
+        );
+    }
     Ok(())
 }

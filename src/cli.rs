@@ -75,6 +75,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Dry run: how one message would be routed (queue, kind, urgency, impact,
+    /// priority, due time, recipients, tags) and why. Stores nothing.
+    Classify {
+        /// The message (.eml), or - for stdin.
+        file: PathBuf,
+        /// The mailbox it counts as arriving in (default: the first configured).
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// Arrival time for the due-time computation (RFC 3339; default: now).
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Test and compare routing rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Outgoing mail: pending, sent, failed.
     Outbox {
         #[command(subcommand)]
@@ -118,6 +137,35 @@ pub enum TicketsCommand {
         number: String,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Run the test cases kept beside the rules (default `routing-rules/tests/`);
+    /// pass/fail per case with a diff, non-zero exit on any failure.
+    Test {
+        /// Rules folder (default: paths.rules).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Test-case folder (default: RULES/tests).
+        #[arg(long)]
+        cases: Option<PathBuf>,
+    },
+    /// Run messages through two rule sets and list every message whose decision
+    /// would change, and how.
+    Diff {
+        /// The rules in force (a folder).
+        old: PathBuf,
+        /// The proposed rules (a folder).
+        new: PathBuf,
+        /// Messages: Maildir, mbox, .eml files or folders; without it, every
+        /// message already stored.
+        #[arg(long, num_args = 1..)]
+        corpus: Option<Vec<PathBuf>>,
+        /// The mailbox file messages count as arriving in (default: the first).
+        #[arg(long)]
+        mailbox: Option<String>,
     },
 }
 
@@ -231,7 +279,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 crate::notify::attach(&config, store, Arc::new(tokio::sync::Notify::new()))
                     .map_err(|p| anyhow::anyhow!("templates:\n{p}"))?
             };
-            let pipeline = Pipeline::new(config, store.clone());
+            let pipeline = Pipeline::new(config, store.clone())
+                .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?;
             let summary = ingest_paths(&pipeline, &mailbox, paths, |r| {
                 if verbose || r.result.is_err() {
                     match &r.result {
@@ -274,6 +323,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Classify {
+            file,
+            mailbox,
+            at,
+            json,
+        } => {
+            let config = load_config(path)?;
+            crate::rules_cmd::classify(&config, &file, mailbox, at, json)
+        }
+        Command::Rules { command } => {
+            let config = load_config(path)?;
+            match command {
+                RulesCommand::Test { rules, cases } => {
+                    crate::rules_cmd::test(&config, rules, cases)
+                }
+                RulesCommand::Diff {
+                    old,
+                    new,
+                    corpus,
+                    mailbox,
+                } => crate::rules_cmd::diff(config, &old, &new, corpus, mailbox).await,
+            }
         }
         Command::Outbox { command } => {
             let config = load_config(path)?;
@@ -324,6 +396,9 @@ fn check(path: Option<&std::path::Path>) -> ExitCode {
         }
     };
     let mut problems = config.check_secrets();
+    if let Err(p) = crate::classify::load_rules(&config) {
+        problems.extend(p.0);
+    }
     match crate::notify::templates::Templates::load_or_builtin(&config.paths.templates) {
         Ok(t) => problems.extend(t.check()),
         Err(p) => problems.extend(p),
@@ -441,6 +516,22 @@ async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::Result<ExitC
             writeln!(out, "  desk:      {}", k.desk)?;
             writeln!(out, "  queue:     {}", k.queue)?;
             writeln!(out, "  kind:      {}", k.kind)?;
+            writeln!(
+                out,
+                "  priority:  {} (urgency {}, impact {})",
+                k.priority.as_deref().unwrap_or("-"),
+                k.urgency.as_deref().unwrap_or("-"),
+                k.impact.as_deref().unwrap_or("-")
+            )?;
+            if let Some(due) = k.due_at {
+                writeln!(out, "  due:       {}", format_ms(due))?;
+            }
+            if !k.tags.is_empty() {
+                writeln!(out, "  tags:      {}", k.tags.join(", "))?;
+            }
+            if let Some(key) = &k.alert_key {
+                writeln!(out, "  alert key: {key}")?;
+            }
             match &k.requester_name {
                 Some(n) => writeln!(out, "  requester: {n} <{}>", k.requester)?,
                 None => writeln!(out, "  requester: {}", k.requester)?,

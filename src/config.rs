@@ -170,6 +170,12 @@ pub struct DeskConfig {
     pub title: Option<String>,
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
+    /// Business hours per weekday (default Monday to Friday 08:00-17:00),
+    /// e.g. `mon = ["08:00-12:00", "13:00-17:00"]`.
+    pub hours: Option<crate::calendar::WeeklyHoursConfig>,
+    /// Dates (`YYYY-MM-DD`) the desk is closed.
+    #[serde(default)]
+    pub holidays: Vec<String>,
     /// The desk's own addresses (never acknowledged, never looped to).
     #[serde(default)]
     pub addresses: Vec<String>,
@@ -188,6 +194,8 @@ fn default_time_zone() -> String {
 pub struct QueueConfig {
     pub name: Spanned<String>,
     pub desk: Spanned<String>,
+    /// The kind of a ticket here when no rule sets one (default `service`).
+    pub default_kind: Option<Spanned<String>>,
     /// Addresses told of every new ticket in this queue.
     #[serde(default)]
     pub notify: Vec<String>,
@@ -406,6 +414,10 @@ struct ConfigFile {
     smtp: Option<Spanned<SmtpConfig>>,
     #[serde(default)]
     notify: NotifyConfig,
+    /// Absent: the defaults of DOMAIN.md, which may name queues a smaller
+    /// deployment lacks; present: checked against the queues and desks.
+    priority: Option<crate::priority::PriorityConfig>,
+    targets: Option<crate::priority::TargetsConfig>,
     #[serde(default)]
     desks: Vec<DeskConfig>,
     #[serde(default)]
@@ -451,7 +463,11 @@ pub struct Config {
     pub tickets: TicketsConfig,
     pub smtp: Option<SmtpConfig>,
     pub notify: NotifyConfig,
+    pub priority: crate::priority::PriorityConfig,
+    pub targets: crate::priority::TargetsConfig,
     pub desks: Vec<DeskConfig>,
+    /// Each desk's business-hours calendar, by desk name.
+    pub calendars: std::collections::BTreeMap<String, crate::calendar::Calendar>,
     pub queues: Vec<QueueConfig>,
     pub mailboxes: Vec<MailboxConfig>,
     /// Resolved IMAP settings, by mailbox index; `None` for mailboxes without IMAP.
@@ -512,6 +528,7 @@ impl Config {
         };
 
         let mut desk_names = HashSet::new();
+        let mut calendars = std::collections::BTreeMap::new();
         for d in &raw.desks {
             if !desk_names.insert(d.name.get_ref().as_str()) {
                 problem(
@@ -534,15 +551,20 @@ impl Config {
                     ),
                 );
             }
-            if jiff::tz::TimeZone::get(&d.time_zone).is_err() {
-                problem(
-                    d.name.span(),
-                    format!(
-                        "desk {:?}: unknown time zone {:?}",
-                        d.name.get_ref(),
-                        d.time_zone
-                    ),
-                );
+            let calendar = crate::calendar::CalendarConfig {
+                time_zone: d.time_zone.clone(),
+                hours: d.hours.clone().unwrap_or_default(),
+                holidays: d.holidays.clone(),
+            };
+            match crate::calendar::Calendar::from_config(&calendar) {
+                Ok(c) => {
+                    calendars.insert(d.name.get_ref().clone(), c);
+                }
+                Err(reasons) => {
+                    for r in reasons {
+                        problem(d.name.span(), format!("desk {:?}: {r}", d.name.get_ref()));
+                    }
+                }
             }
         }
         let mut queue_names = HashSet::new();
@@ -560,6 +582,18 @@ impl Config {
                         "queue {:?}: unknown desk {:?}",
                         q.name.get_ref(),
                         q.desk.get_ref()
+                    ),
+                );
+            }
+            if let Some(k) = &q.default_kind
+                && k.get_ref().parse::<crate::priority::Kind>().is_err()
+            {
+                problem(
+                    k.span(),
+                    format!(
+                        "queue {:?}: unknown kind {:?}",
+                        q.name.get_ref(),
+                        k.get_ref()
                     ),
                 );
             }
@@ -609,6 +643,30 @@ impl Config {
                 ),
             );
         }
+        let queue_list: Vec<&str> = raw
+            .queues
+            .iter()
+            .map(|q| q.name.get_ref().as_str())
+            .collect();
+        let desk_list: Vec<&str> = raw
+            .desks
+            .iter()
+            .map(|d| d.name.get_ref().as_str())
+            .collect();
+        for reason in raw.priority.as_ref().map(|p| p.check(&queue_list)).unwrap_or_default() {
+            problem(
+                section_span(text, "[priority"),
+                format!("priority: {reason}"),
+            );
+        }
+        for reason in raw
+            .targets
+            .as_ref()
+            .map(|t| t.check(&desk_list, &queue_list))
+            .unwrap_or_default()
+        {
+            problem(section_span(text, "[targets"), format!("targets: {reason}"));
+        }
         if raw.desks.is_empty() {
             problem(0..0, "no [[desks]] defined".to_string());
         }
@@ -629,6 +687,9 @@ impl Config {
             tickets: raw.tickets,
             smtp: raw.smtp.map(Spanned::into_inner),
             notify: raw.notify,
+            priority: raw.priority.unwrap_or_default(),
+            targets: raw.targets.unwrap_or_default(),
+            calendars,
             desks: raw.desks,
             queues: raw.queues,
             mailboxes: raw.mailboxes,
@@ -645,6 +706,12 @@ impl Config {
     }
 
     /// Every desk's case tag, for threading.
+    /// The desk a queue belongs to.
+    pub fn queue_desk(&self, queue: &str) -> Option<&DeskConfig> {
+        let q = self.queues.iter().find(|q| q.name.get_ref() == queue)?;
+        self.desk(q.desk.get_ref())
+    }
+
     pub fn desk_tags(&self) -> Vec<String> {
         self.desks.iter().map(|d| d.tag.clone()).collect()
     }
@@ -732,6 +799,12 @@ fn resolve_imap(c: &ImapConfig) -> Result<ImapSettings, String> {
         fetch_batch,
         ca_file: c.ca_file.clone(),
     })
+}
+
+/// Where a section starts in the text (for problems in it), else the top.
+fn section_span(text: &str, header: &str) -> std::ops::Range<usize> {
+    let at = text.find(header).unwrap_or(0);
+    at..at
 }
 
 /// Whether a host name or address is on the loopback interface.

@@ -57,7 +57,8 @@ pub async fn run(
             None
         }
     };
-    let pipeline = Pipeline::new(config.clone(), store.clone());
+    let pipeline = Pipeline::new(config.clone(), store.clone())
+        .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?;
     let mut tasks = JoinSet::new();
     for (mailbox, settings) in config.mailboxes.iter().zip(&config.imap) {
         let Some(settings) = settings else {
@@ -83,6 +84,7 @@ pub async fn run(
             config.source
         );
     }
+    let reloader = tokio::spawn(watch_rules(pipeline.clone(), shutdown.clone()));
     info!(mailboxes = tasks.len(), database = %redact_url(&config.store.database_url), "triaged running");
 
     shutdown.cancelled().await;
@@ -117,6 +119,7 @@ pub async fn run(
             error!(error = %e, "sender task failed");
         }
     }
+    let _ = reloader.await;
     store.close().await;
     info!("stopped");
     Ok(())
@@ -134,6 +137,72 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// How often the rules folder is looked at for changes.
+const RULES_POLL: Duration = Duration::from_secs(2);
+
+/// Reloads the routing rules on SIGHUP and whenever a file in the rules folder
+/// changes. A set with problems is refused (each logged as `file:line: reason`)
+/// and the daemon goes on with the last good one.
+async fn watch_rules(pipeline: Pipeline, shutdown: CancellationToken) {
+    let dir = pipeline.config().paths.rules.clone();
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP; rules reload on file changes only");
+            None
+        }
+    };
+    let mut seen = fingerprint(&dir);
+    loop {
+        let why = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = async {
+                match hup.as_mut() {
+                    Some(h) => { h.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => "SIGHUP",
+            _ = tokio::time::sleep(RULES_POLL) => {
+                let now = fingerprint(&dir);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "files changed"
+            }
+        };
+        match pipeline.reload_rules() {
+            Ok(count) => {
+                info!(rules = count, reason = why, dir = %dir.display(), "routing rules reloaded")
+            }
+            Err(problems) => {
+                for p in &problems.0 {
+                    error!(problem = %p, "routing rules refused");
+                }
+                warn!(reason = why, "keeping the last good routing rules");
+            }
+        }
+    }
+}
+
+/// Names, sizes and modification times of the rule files: changes when any file does.
+fn fingerprint(
+    dir: &std::path::Path,
+) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let meta = e.metadata().ok()?;
+                    Some((e.path(), meta.len(), meta.modified().ok()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::devstack::{Dovecot, PASSWORD};
+use crate::devstack::{Dovecot, PASSWORD, Smtpd};
 use crate::store::{Store, TicketFilter};
 
 const DEMO_CONFIG: &str = include_str!("../deploy/demo/triaged.toml");
@@ -45,8 +45,9 @@ const DEMO_MAIL: &[(&str, &str)] = &[
 ];
 
 pub async fn run(keep_running: bool) -> anyhow::Result<ExitCode> {
-    println!("Starting a private Dovecot on 127.0.0.1 ...");
+    println!("Starting a private Dovecot and OpenSMTPD on 127.0.0.1 ...");
     let dovecot = Dovecot::start()?;
+    let smtpd = Smtpd::start(&dovecot)?;
     let dir = dovecot.root().to_path_buf();
     let password_file = dir.join("imap-password");
     std::fs::write(&password_file, PASSWORD)?;
@@ -58,6 +59,7 @@ pub async fn run(keep_running: bool) -> anyhow::Result<ExitCode> {
     let text = DEMO_CONFIG
         .replace("@DB@", &db.display().to_string())
         .replace("@IMAP_PORT@", &dovecot.imap_port.to_string())
+        .replace("@SMTP_PORT@", &smtpd.port.to_string())
         .replace("@PASSWORD_FILE@", &password_file.display().to_string());
     let config_path = dir.join("triaged.toml");
     std::fs::write(&config_path, &text)?;
@@ -115,6 +117,51 @@ pub async fn run(keep_running: bool) -> anyhow::Result<ExitCode> {
             "{:<14} {:<18} {:<36} {}",
             t.tag, t.queue, t.requester, t.subject
         );
+    }
+    // The answers: wait for the outbox to drain, then read one back over IMAP.
+    let sending = Instant::now();
+    while !store.list_outbox(Some("pending"), 1).await?.is_empty()
+        && sending.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("\nMail the desk sent, through OpenSMTPD into Dovecot:");
+    for m in store.list_outbox(None, 100).await?.iter().rev() {
+        println!(
+            "  {:<6} {:<20} to {:<36} {}",
+            m.status,
+            m.kind,
+            m.rcpt.join(", "),
+            m.subject
+        );
+    }
+    let customer = "dana.whitfield@history.example.edu";
+    let mut imap = dovecot.session(customer).await?;
+    imap.select("INBOX").await?;
+    let mut fetched = Vec::new();
+    {
+        let mut stream = imap.fetch("1:*", "BODY.PEEK[]").await?;
+        while let Some(f) = futures::TryStreamExt::try_next(&mut stream).await? {
+            fetched.push(String::from_utf8_lossy(f.body().unwrap_or_default()).into_owned());
+        }
+    }
+    let _ = imap.logout().await;
+    if let Some(ack) = fetched.first() {
+        println!("\nThe acknowledgement as it landed in {customer}'s INBOX:");
+        for line in ack.lines().take_while(|l| !l.is_empty()).filter(|l| {
+            [
+                "Subject:",
+                "From:",
+                "To:",
+                "Reply-To:",
+                "In-Reply-To:",
+                "Auto-Submitted:",
+            ]
+            .iter()
+            .any(|h| l.starts_with(h))
+        }) {
+            println!("  {line}");
+        }
     }
     println!(
         "\nThe tickets stay in {}. See one with its messages and history:\n  \

@@ -20,6 +20,7 @@
 //!   demo and benchmarks built on it.
 
 pub mod bench;
+pub mod calendar;
 pub mod classify;
 pub mod cli;
 pub mod config;
@@ -30,6 +31,9 @@ pub mod ingest;
 pub mod notify;
 pub mod parse;
 pub mod pipeline;
+pub mod priority;
+pub mod rules;
+pub mod rules_cmd;
 pub mod sources;
 pub mod store;
 pub mod telemetry;

@@ -4,10 +4,10 @@
 //! `prepare` is pure (parse -> classify -> thread keys -> dedupe key);
 //! `commit` hands a batch to the store in one transaction.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use crate::classify;
-use crate::config::Config;
+use crate::classify::Classifier;
+use crate::config::{Config, Problems};
 use crate::parse::{self, ParsedMessage};
 use crate::store::{Action, Cursor, Origin, Outcome, Prepared, Store, StoreError};
 use crate::thread;
@@ -56,16 +56,47 @@ pub struct Pipeline {
     config: Arc<Config>,
     store: Store,
     desk_tags: Arc<Vec<String>>,
+    /// The current classifier; replaced whole on reload, read as one snapshot
+    /// per message, so no message is routed by half a rule set.
+    classifier: Arc<RwLock<Arc<Classifier>>>,
 }
 
 impl Pipeline {
-    pub fn new(config: Arc<Config>, store: Store) -> Pipeline {
+    /// A pipeline with the configured routing rules.
+    pub fn new(config: Arc<Config>, store: Store) -> Result<Pipeline, Problems> {
+        let classifier = Classifier::load(&config)?;
+        Ok(Pipeline::with_classifier(config, store, classifier))
+    }
+
+    pub fn with_classifier(config: Arc<Config>, store: Store, classifier: Classifier) -> Pipeline {
         let desk_tags = Arc::new(config.desk_tags());
         Pipeline {
             config,
             store,
             desk_tags,
+            classifier: Arc::new(RwLock::new(Arc::new(classifier))),
         }
+    }
+
+    /// The classifier in force now.
+    pub fn classifier(&self) -> Arc<Classifier> {
+        match self.classifier.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Loads the rules again; on success the new set replaces the old one
+    /// between two messages, otherwise the old set stays and the problems are returned.
+    pub fn reload_rules(&self) -> Result<usize, Problems> {
+        let fresh = Classifier::load(&self.config)?;
+        let count = fresh.rules().len();
+        let fresh = Arc::new(fresh);
+        match self.classifier.write() {
+            Ok(mut c) => *c = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(count)
     }
 
     pub fn config(&self) -> &Config {
@@ -89,7 +120,12 @@ impl Pipeline {
         let dedupe_key = dedupe_key(&parsed, &raw);
         let action = match self.config.mailbox(mailbox) {
             Some(mb) => Action::Ticket {
-                decision: classify::classify(&parsed, mb, &self.config),
+                decision: Box::new(self.classifier().classify(
+                    &parsed,
+                    mb,
+                    crate::store::now_ms(),
+                    &self.config,
+                )),
                 keys: thread::keys(&parsed, &self.desk_tags),
                 parsed: Box::new(parsed),
             },

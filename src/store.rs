@@ -104,7 +104,7 @@ pub enum Action {
     /// Make a ticket, or a reply on the ticket its thread keys name.
     Ticket {
         parsed: Box<ParsedMessage>,
-        decision: Decision,
+        decision: Box<Decision>,
         keys: ThreadKeys,
     },
     /// Set it aside with a reason; `headers` is what was kept of it.
@@ -167,6 +167,13 @@ pub struct TicketSummary {
     pub mailbox: String,
     pub created_at: i64,
     pub updated_at: i64,
+    pub urgency: Option<String>,
+    pub impact: Option<String>,
+    pub priority: Option<String>,
+    /// Initial response due, ms since the epoch.
+    pub due_at: Option<i64>,
+    pub tags: Vec<String>,
+    pub alert_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -548,7 +555,10 @@ impl Store {
                 decision,
                 keys,
             } => {
-                let (number, outcome) = match self.find_thread(tx, keys).await? {
+                let (number, outcome) = match self
+                    .find_thread(tx, keys, decision.alert_key.as_deref())
+                    .await?
+                {
                     Some(number) => (number, Outcome::Reply(number)),
                     None => {
                         let number = self
@@ -605,7 +615,13 @@ impl Store {
                                 "message": message,
                                 "mailbox": p.mailbox,
                                 "origin": p.origin.to_string(),
-                                "thread": if keys.tagged.contains(&number) { "subject tag" } else { "references" },
+                                "thread": if keys.tagged.contains(&number) {
+                                    "subject tag"
+                                } else if decision.alert_key.is_some() && keys.referenced.is_empty() {
+                                    "alert key"
+                                } else {
+                                    "references"
+                                },
                             }),
                         )
                         .await?;
@@ -704,7 +720,20 @@ impl Store {
         &self,
         tx: &mut Transaction<'static, Any>,
         keys: &ThreadKeys,
+        alert_key: Option<&str>,
     ) -> Result<Option<i64>, StoreError> {
+        // A repeated alert lands on the open ticket of the same alert.
+        if let Some(key) = alert_key {
+            let found = sqlx::query(
+                "SELECT number FROM tickets WHERE alert_key = $1 AND status <> 'resolved' ORDER BY number DESC LIMIT 1",
+            )
+            .bind(text(key))
+            .fetch_optional(&mut **tx)
+            .await?;
+            if let Some(row) = found {
+                return Ok(Some(row.try_get(0)?));
+            }
+        }
         for &number in &keys.tagged {
             let found = sqlx::query("SELECT number FROM tickets WHERE number = $1")
                 .bind(number)
@@ -764,8 +793,9 @@ impl Store {
         };
         let requester = parsed.requester();
         sqlx::query(
-            "INSERT INTO tickets (number, desk, desk_tag, queue, kind, status, requester, requester_name, subject, mailbox, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, 'new', $6, $7, $8, $9, $10, $10)",
+            "INSERT INTO tickets (number, desk, desk_tag, queue, kind, status, requester, requester_name, subject, mailbox, created_at, updated_at,
+               urgency, impact, priority, due_at, tags, alert_key)
+             VALUES ($1, $2, $3, $4, $5, 'new', $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(number)
         .bind(&decision.desk)
@@ -777,6 +807,12 @@ impl Store {
         .bind(text(parsed.subject.as_deref().unwrap_or("(no subject)")))
         .bind(mailbox)
         .bind(now)
+        .bind(opt_text(decision.urgency.as_deref()))
+        .bind(opt_text(decision.impact.as_deref()))
+        .bind(opt_text(decision.priority.as_deref()))
+        .bind(decision.due_ms)
+        .bind(json(&decision.tags))
+        .bind(opt_text(decision.alert_key.as_deref()))
         .execute(&mut **tx)
         .await?;
         Ok(number)
@@ -881,7 +917,8 @@ impl Store {
         filter: &TicketFilter,
     ) -> Result<Vec<TicketSummary>, StoreError> {
         let rows = sqlx::query(
-            "SELECT number, desk_tag, desk, queue, kind, status, requester, requester_name, subject, mailbox, created_at, updated_at
+            "SELECT number, desk_tag, desk, queue, kind, status, requester, requester_name, subject, mailbox, created_at, updated_at,
+               urgency, impact, priority, due_at, tags, alert_key
              FROM tickets
              WHERE ($1 = '' OR queue = $1) AND ($2 = '' OR status = $2)
              ORDER BY number DESC LIMIT $3",
@@ -916,7 +953,8 @@ impl Store {
 
     pub async fn ticket(&self, number: i64) -> Result<Option<TicketDetail>, StoreError> {
         let Some(row) = sqlx::query(
-            "SELECT number, desk_tag, desk, queue, kind, status, requester, requester_name, subject, mailbox, created_at, updated_at
+            "SELECT number, desk_tag, desk, queue, kind, status, requester, requester_name, subject, mailbox, created_at, updated_at,
+               urgency, impact, priority, due_at, tags, alert_key
              FROM tickets WHERE number = $1",
         )
         .bind(number)
@@ -1181,6 +1219,24 @@ impl Store {
             .map_err(StoreError::from)
     }
 
+    /// Stored messages with ids above `after`, oldest first: (id, mailbox, raw).
+    pub async fn raw_messages_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, Vec<u8>)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT id, mailbox, raw FROM messages WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
     pub async fn list_quarantine(&self) -> Result<Vec<QuarantineRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, mailbox, origin, reason, message_id, from_addr, subject, size, created_at, headers
@@ -1224,6 +1280,12 @@ fn ticket_summary(r: &AnyRow) -> Result<TicketSummary, StoreError> {
         mailbox: r.try_get(9)?,
         created_at: r.try_get(10)?,
         updated_at: r.try_get(11)?,
+        urgency: r.try_get(12)?,
+        impact: r.try_get(13)?,
+        priority: r.try_get(14)?,
+        due_at: r.try_get(15)?,
+        tags: from_json(r, 16)?,
+        alert_key: r.try_get(17)?,
     })
 }
 

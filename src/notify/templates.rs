@@ -343,7 +343,7 @@ mod tests {
         let r = t
             .render("acknowledgement", "isda", "Q", &ctx)
             .expect("render");
-        assert_eq!(r.html.as_deref(), Some("<p>&lt;b&gt;x&lt;/b&gt;</p>"));
+        assert_eq!(r.html.as_deref(), Some("<p>&lt;b&gt;x&lt;&#x2f;b&gt;</p>"));
         assert_eq!(r.subject, "[ISDA #1] a Bcc: victim@example.org");
         assert!(!r.subject.contains('\n') && !r.subject.contains('\r'));
     }
@@ -351,8 +351,7 @@ mod tests {
     #[test]
     fn errors_name_file_and_line() {
         let e = Templates::from_sources("tpl", set(&[("escalation.txt", "line one\n{% if %}\n")]))
-            .err()
-            .expect("error");
+            .expect_err("error");
         let s: Vec<String> = e.iter().map(|p| p.to_string()).collect();
         assert!(
             s.iter()
@@ -366,8 +365,7 @@ mod tests {
                 .filter(|(n, _)| n != "daily_status.txt")
                 .collect(),
         )
-        .err()
-        .expect("error");
+        .expect_err("error");
         assert!(
             missing
                 .iter()

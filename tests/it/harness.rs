@@ -58,14 +58,23 @@ impl World {
         let mut text = format!(
             "[store]\ndatabase_url = \"{db}\"\n{extra}\n\
              [imap]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\npassword_env = \"{PW_ENV}\"\npoll_interval_secs = 2\n\n\
-             [[desks]]\nname = \"isda\"\ntag = \"ISDA\"\naddresses = [\"isda-support@example.edu\"]\n\n",
+             [[desks]]\nname = \"isda\"\ntag = \"ISDA\"\naddresses = [\"isda-support@example.edu\"]\n\n\
+             [[desks]]\nname = \"database\"\ntag = \"DB\"\n\n[[desks]]\nname = \"hosted\"\ntag = \"HELP\"\n\n",
             dovecot.imap_port
         );
-        let mut queues: Vec<&str> = mailboxes.iter().map(|m| m.queue).collect();
-        queues.sort();
-        queues.dedup();
-        for q in queues {
-            text.push_str(&format!("[[queues]]\nname = \"{q}\"\ndesk = \"isda\"\n\n"));
+        // The deployment of DOMAIN.md, so that the shipped routing rules load;
+        // the test's mailboxes are watched, the others are not.
+        for (q, desk) in [
+            ("Customer-Support", "isda"),
+            ("ProductionDefect", "isda"),
+            ("ProductionDeploy", "isda"),
+            ("Admin", "isda"),
+            ("Database", "database"),
+            ("Hosted-Help", "hosted"),
+        ] {
+            text.push_str(&format!(
+                "[[queues]]\nname = \"{q}\"\ndesk = \"{desk}\"\n\n"
+            ));
         }
         for m in mailboxes {
             text.push_str(&format!(
@@ -73,6 +82,18 @@ impl World {
                  [mailboxes.imap]\nusername = \"{}\"\nafter = \"{}\"\n\n",
                 m.name, m.user, m.queue, m.user, m.after
             ));
+        }
+        for (name, desk, queue) in [
+            ("isda-support", "isda", "Customer-Support"),
+            ("map-support", "isda", "ProductionDefect"),
+            ("db-requests", "database", "Database"),
+            ("help", "hosted", "Hosted-Help"),
+        ] {
+            if !mailboxes.iter().any(|m| m.name == name) {
+                text.push_str(&format!(
+                    "[[mailboxes]]\nname = \"{name}\"\naddress = \"{name}@example.edu\"\ndesk = \"{desk}\"\ndefault_queue = \"{queue}\"\n\n"
+                ));
+            }
         }
         let config = dir.path().join("triaged.toml");
         std::fs::write(&config, text).expect("write config");

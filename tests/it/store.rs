@@ -12,7 +12,7 @@ async fn pipeline(url: &str) -> Pipeline {
     let mut config = Config::parse(DEFAULT_CONFIG, "default").expect("default config");
     config.ingest.max_message_bytes = 4096;
     let store = Store::open(url, 1000).await.expect("open store");
-    Pipeline::new(Arc::new(config), store)
+    Pipeline::new(Arc::new(config), store).expect("rules")
 }
 
 fn file(n: usize) -> Origin {

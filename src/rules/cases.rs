@@ -1,0 +1,336 @@
+//! Test cases kept beside the rules (`routing-rules/tests/*.toml`): a message
+//! in, the expected decision out, compared key by key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Evaluation, RuleSet};
+use crate::config::line_of;
+use crate::priority::{Impact, Kind, Priority, PriorityConfig, Urgency};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    #[serde(default)]
+    case: Vec<CaseDe>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseDe {
+    name: Spanned<String>,
+    mailbox: String,
+    /// An `.eml` file, relative to the tests directory.
+    message: Option<String>,
+    /// A table `{ Name = "value" }` (a value may be an array for repeated
+    /// headers) or an array of `"Name: value"` lines.
+    headers: Option<toml::Value>,
+    body: Option<String>,
+    expect: Expect,
+}
+
+/// The expected decision; only the keys given are compared.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    queue: Option<String>,
+    kind: Option<Kind>,
+    urgency: Option<Urgency>,
+    impact: Option<Impact>,
+    priority: Option<Priority>,
+    recipients: Option<Vec<String>>,
+    tags: Option<Vec<String>>,
+    suppress_ack: Option<bool>,
+    /// `""` expects no alert key.
+    alert_key: Option<String>,
+    /// The names of the rules that match, in order.
+    matched: Option<Vec<String>>,
+}
+
+/// What the rules cannot know themselves: each mailbox's default queue, and
+/// the priority configuration that completes urgency and impact.
+#[derive(Debug, Clone)]
+pub struct CaseContext {
+    pub default_queues: BTreeMap<String, String>,
+    pub priority: PriorityConfig,
+}
+
+impl Default for CaseContext {
+    /// DOMAIN.md's mailboxes and priority defaults.
+    fn default() -> Self {
+        let default_queues = [
+            ("isda-support", "Customer-Support"),
+            ("map-support", "ProductionDefect"),
+            ("db-requests", "Database"),
+            ("help", "Hosted-Help"),
+        ]
+        .into_iter()
+        .map(|(m, q)| (m.to_string(), q.to_string()))
+        .collect();
+        CaseContext {
+            default_queues,
+            priority: PriorityConfig::default(),
+        }
+    }
+}
+
+impl CaseContext {
+    pub fn from_config(config: &crate::config::Config, priority: PriorityConfig) -> CaseContext {
+        CaseContext {
+            default_queues: config
+                .mailboxes
+                .iter()
+                .map(|m| (m.name.get_ref().clone(), m.default_queue.get_ref().clone()))
+                .collect(),
+            priority,
+        }
+    }
+}
+
+/// One key whose value differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDiff {
+    pub key: String,
+    pub expected: String,
+    pub actual: String,
+}
+
+/// The outcome of one case.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub file: String,
+    pub line: usize,
+    pub name: String,
+    pub passed: bool,
+    pub diffs: Vec<KeyDiff>,
+    /// Why the case could not run at all (unreadable file, bad TOML).
+    pub error: Option<String>,
+    /// The rules' explanation, to read when the case fails.
+    pub explanation: Vec<String>,
+}
+
+impl fmt::Display for CaseResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.passed { "ok  " } else { "FAIL" };
+        write!(f, "{verdict} {}:{}: {}", self.file, self.line, self.name)?;
+        if let Some(e) = &self.error {
+            write!(f, "\n     {e}")?;
+        }
+        for d in &self.diffs {
+            write!(
+                f,
+                "\n     {}: expected {}, got {}",
+                d.key, d.expected, d.actual
+            )?;
+        }
+        if !self.passed {
+            for line in &self.explanation {
+                write!(f, "\n       {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs every case of every `*.toml` file in `dir`, in name order.
+pub fn run_cases(rules: &RuleSet, dir: &Path, ctx: &CaseContext) -> Vec<CaseResult> {
+    let failed = |file: String, line: usize, name: &str, e: String| CaseResult {
+        file,
+        line,
+        name: name.to_string(),
+        passed: false,
+        diffs: Vec::new(),
+        error: Some(e),
+        explanation: Vec::new(),
+    };
+    let mut paths: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+            .collect(),
+        Err(e) => {
+            return vec![failed(
+                dir.display().to_string(),
+                0,
+                "<tests>",
+                format!("cannot read the tests directory: {e}"),
+            )];
+        }
+    };
+    paths.sort();
+    let mut out = Vec::new();
+    for p in paths {
+        let file = p.display().to_string();
+        let text = match std::fs::read_to_string(&p) {
+            Ok(t) => t,
+            Err(e) => {
+                out.push(failed(file, 0, "<file>", format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        let cases: CaseFile = match toml::from_str(&text) {
+            Ok(c) => c,
+            Err(e) => {
+                let line = e.span().map(|s| line_of(&text, s.start)).unwrap_or(0);
+                out.push(failed(file, line, "<file>", e.message().trim().to_string()));
+                continue;
+            }
+        };
+        for c in &cases.case {
+            let line = line_of(&text, c.name.span().start);
+            let name = c.name.get_ref();
+            let raw = match raw_message(c, dir) {
+                Ok(r) => r,
+                Err(e) => {
+                    out.push(failed(file.clone(), line, name, e));
+                    continue;
+                }
+            };
+            let msg = crate::parse::parse(&raw);
+            let ev = rules.evaluate(&c.mailbox, &msg);
+            let diffs = compare(&c.expect, &ev, &c.mailbox, ctx);
+            out.push(CaseResult {
+                file: file.clone(),
+                line,
+                name: name.clone(),
+                passed: diffs.is_empty(),
+                diffs,
+                error: None,
+                explanation: ev.explanation(),
+            });
+        }
+    }
+    out
+}
+
+/// The raw bytes of a case's message: the `.eml` file, or one built from the
+/// inline headers and body so that it goes through the real parser.
+fn raw_message(c: &CaseDe, dir: &Path) -> Result<Vec<u8>, String> {
+    if let Some(m) = &c.message {
+        if c.headers.is_some() || c.body.is_some() {
+            return Err("give either message or headers and body, not both".to_string());
+        }
+        let path = dir.join(m);
+        return std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+    }
+    let mut raw = String::new();
+    match &c.headers {
+        None => {}
+        Some(toml::Value::Table(t)) => {
+            for (k, v) in t {
+                match v {
+                    toml::Value::String(s) => raw.push_str(&format!("{k}: {s}\r\n")),
+                    toml::Value::Array(a) => {
+                        for x in a {
+                            match x.as_str() {
+                                Some(s) => raw.push_str(&format!("{k}: {s}\r\n")),
+                                None => return Err(format!("headers.{k}: values must be strings")),
+                            }
+                        }
+                    }
+                    _ => return Err(format!("headers.{k}: values must be strings")),
+                }
+            }
+        }
+        Some(toml::Value::Array(a)) => {
+            for x in a {
+                match x.as_str() {
+                    Some(s) if s.contains(':') => raw.push_str(&format!("{s}\r\n")),
+                    _ => return Err(format!("headers: {x} is not a \"Name: value\" line")),
+                }
+            }
+        }
+        Some(_) => {
+            return Err("headers must be a table or an array of \"Name: value\" lines".to_string());
+        }
+    }
+    raw.push_str("\r\n");
+    raw.push_str(&c.body.clone().unwrap_or_default().replace('\n', "\r\n"));
+    Ok(raw.into_bytes())
+}
+
+fn show<T: fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref()
+        .map(|x| format!("{:?}", x.to_string()))
+        .unwrap_or_else(|| "(unset)".to_string())
+}
+
+fn show_list(v: &[String]) -> String {
+    format!("{v:?}")
+}
+
+/// The key-by-key differences between what a case expects and the final
+/// decision: rule values completed with the mailbox's default queue, the
+/// default kind and the priority defaults.
+fn compare(e: &Expect, ev: &Evaluation, mailbox: &str, ctx: &CaseContext) -> Vec<KeyDiff> {
+    let mut diffs = Vec::new();
+    let mut diff = |key: &str, expected: String, actual: String| {
+        if expected != actual {
+            diffs.push(KeyDiff {
+                key: key.to_string(),
+                expected,
+                actual,
+            });
+        }
+    };
+    let queue = ev
+        .queue
+        .clone()
+        .or_else(|| ctx.default_queues.get(mailbox).cloned());
+    let kind = ev.kind.unwrap_or(Kind::Service);
+    let resolved =
+        ctx.priority
+            .resolve(queue.as_deref().unwrap_or(""), kind, ev.urgency, ev.impact);
+    if let Some(q) = &e.queue {
+        diff("queue", show(&Some(q)), show(&queue));
+    }
+    if let Some(k) = e.kind {
+        diff("kind", show(&Some(k)), show(&Some(kind)));
+    }
+    if let Some(u) = e.urgency {
+        diff("urgency", show(&Some(u)), show(&Some(resolved.urgency)));
+    }
+    if let Some(i) = e.impact {
+        diff("impact", show(&Some(i)), show(&Some(resolved.impact)));
+    }
+    if let Some(p) = e.priority {
+        diff("priority", show(&Some(p)), show(&Some(resolved.priority)));
+    }
+    if let Some(r) = &e.recipients {
+        let mut want: Vec<String> = r.iter().map(|x| x.trim().to_ascii_lowercase()).collect();
+        let mut got = ev.recipients.clone();
+        want.sort();
+        got.sort();
+        diff("recipients", show_list(&want), show_list(&got));
+    }
+    if let Some(t) = &e.tags {
+        let mut want = t.clone();
+        let mut got = ev.tags.clone();
+        want.sort();
+        got.sort();
+        diff("tags", show_list(&want), show_list(&got));
+    }
+    if let Some(s) = e.suppress_ack {
+        diff(
+            "suppress_ack",
+            s.to_string(),
+            ev.suppress_ack.unwrap_or(false).to_string(),
+        );
+    }
+    if let Some(k) = &e.alert_key {
+        diff(
+            "alert_key",
+            format!("{k:?}"),
+            format!("{:?}", ev.alert_key.clone().unwrap_or_default()),
+        );
+    }
+    if let Some(m) = &e.matched {
+        let got: Vec<String> = ev.matched.iter().map(|m| m.rule.clone()).collect();
+        diff("matched", show_list(m), show_list(&got));
+    }
+    diffs
+}

@@ -1,0 +1,1010 @@
+//! Loading rule files: validation with every problem as `file:line: reason`,
+//! then compilation into the per-field index.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+use std::path::Path;
+
+use regex::{RegexBuilder, RegexSetBuilder};
+use toml::Spanned;
+
+use super::format::{CondDe, FileDe, MatchAt, MatchDe, MatchTable, Patterns, RuleDe};
+use super::{
+    Actions, Atom, Builtin, Expr, FIXED_SLOTS, Field, FieldIndex, Index, Known, Matcher, Part,
+    Rule, RuleSet, Template,
+};
+use crate::config::{Problem, line_of};
+use crate::priority::{Impact, Kind, Urgency};
+
+/// Compiled sets may be large with a thousand case-insensitive patterns; the
+/// defaults of the regex crate (about 10 MB) are sized for one expression.
+const SET_SIZE_LIMIT: usize = 512 * 1024 * 1024;
+const SET_DFA_LIMIT: usize = 64 * 1024 * 1024;
+
+/// A named list: addresses and `@domain` entries, lower-case.
+#[derive(Debug, Default, Clone)]
+struct List {
+    addresses: Vec<String>,
+    domains: Vec<String>,
+    file: String,
+    line: usize,
+}
+
+impl RuleSet {
+    /// Loads every `*.toml` file directly in `dir`, in name order.
+    pub fn load_dir(dir: &Path, known: &Known) -> Result<RuleSet, Vec<Problem>> {
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            vec![Problem {
+                file: dir.display().to_string(),
+                line: 0,
+                reason: format!("cannot read the rules directory: {e}"),
+            }]
+        })?;
+        let mut paths: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        let mut sources = Vec::new();
+        let mut problems = Vec::new();
+        for p in paths {
+            match std::fs::read_to_string(&p) {
+                Ok(text) => sources.push((p.display().to_string(), text)),
+                Err(e) => problems.push(Problem {
+                    file: p.display().to_string(),
+                    line: 0,
+                    reason: format!("cannot read: {e}"),
+                }),
+            }
+        }
+        match RuleSet::from_sources(&sources, known) {
+            Ok(set) if problems.is_empty() => Ok(set),
+            Ok(_) => Err(problems),
+            Err(mut more) => {
+                problems.append(&mut more);
+                Err(problems)
+            }
+        }
+    }
+
+    /// Compiles rule files given as (file name, text), in the order given.
+    pub fn from_sources(
+        files: &[(String, String)],
+        known: &Known,
+    ) -> Result<RuleSet, Vec<Problem>> {
+        let mut c = Compiler {
+            known,
+            problems: Vec::new(),
+            lists: HashMap::new(),
+            atoms: Vec::new(),
+            atom_keys: HashMap::new(),
+            header_names: HashMap::new(),
+            file: String::new(),
+            text: String::new(),
+            rule_span: 0..0,
+        };
+        // First every file is parsed and its lists collected, so that a rule
+        // may use a list defined in any file.
+        let mut parsed = Vec::new();
+        for (name, text) in files {
+            c.file = name.clone();
+            c.text = text.clone();
+            match toml::from_str::<FileDe>(text) {
+                Ok(f) => {
+                    c.collect_lists(&f);
+                    parsed.push((name.clone(), text.clone(), f));
+                }
+                Err(e) => {
+                    let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+                    c.problems.push(Problem {
+                        file: name.clone(),
+                        line,
+                        reason: e.message().trim().to_string(),
+                    });
+                }
+            }
+        }
+        let mut rules = Vec::new();
+        let mut names: HashMap<String, (String, usize)> = HashMap::new();
+        for (name, text, f) in &parsed {
+            c.file = name.clone();
+            c.text = text.clone();
+            for r in &f.rule {
+                let line = c.line(&r.name.span());
+                c.rule_span = r.name.span();
+                let rule_name = r.name.get_ref().trim().to_string();
+                if rule_name.is_empty() {
+                    c.problem(r.name.span(), "a rule needs a non-empty name".to_string());
+                }
+                match names.get(&rule_name) {
+                    Some((f0, l0)) => c.problem(
+                        r.name.span(),
+                        format!("rule name {rule_name:?} is already used at {f0}:{l0}"),
+                    ),
+                    None => {
+                        names.insert(rule_name.clone(), (name.clone(), line));
+                    }
+                }
+                let cond = match &r.when {
+                    Some(w) => c.cond(w),
+                    None => Expr::True,
+                };
+                let actions = c.actions(r, &cond);
+                rules.push(Rule {
+                    name: rule_name,
+                    file: name.clone(),
+                    line,
+                    cond,
+                    actions,
+                });
+            }
+        }
+        check_reachable(&rules, &mut c.problems);
+        if !c.problems.is_empty() {
+            return Err(c.problems);
+        }
+        let index = build_index(&c.atoms, c.header_names, &mut c.problems);
+        if !c.problems.is_empty() {
+            return Err(c.problems);
+        }
+        let mut triggered = vec![Vec::new(); c.atoms.len()];
+        let mut untriggered = vec![0u64; rules.len().div_ceil(64)];
+        for (i, r) in rules.iter().enumerate() {
+            match triggers(&r.cond) {
+                Some(atoms) => {
+                    for a in atoms {
+                        if let Some(list) = triggered.get_mut(a as usize) {
+                            list.push(i as u32);
+                        }
+                    }
+                }
+                None => {
+                    if let Some(w) = untriggered.get_mut(i / 64) {
+                        *w |= 1 << (i % 64);
+                    }
+                }
+            }
+        }
+        Ok(RuleSet {
+            rules,
+            atoms: c.atoms,
+            index,
+            files: files.iter().map(|(n, _)| n.clone()).collect(),
+            triggered,
+            untriggered,
+        })
+    }
+}
+
+struct Compiler<'k> {
+    known: &'k Known,
+    problems: Vec<Problem>,
+    lists: HashMap<String, List>,
+    atoms: Vec<Atom>,
+    /// Deduplication: identical conditions share one atom, so they are
+    /// evaluated once and compare equal in reachability checks.
+    atom_keys: HashMap<String, u32>,
+    header_names: HashMap<String, u32>,
+    file: String,
+    text: String,
+    /// The span of the current rule's name, for problems without a span of
+    /// their own.
+    rule_span: Range<usize>,
+}
+
+/// How the short form of a matcher (a bare string or array) reads on a field.
+enum Short {
+    Exact,
+    AddressOrDomain,
+    Regex,
+}
+
+impl Compiler<'_> {
+    fn line(&self, span: &Range<usize>) -> usize {
+        line_of(&self.text, span.start)
+    }
+
+    fn problem(&mut self, span: Range<usize>, reason: String) {
+        let line = self.line(&span);
+        self.problems.push(Problem {
+            file: self.file.clone(),
+            line,
+            reason,
+        });
+    }
+
+    fn collect_lists(&mut self, f: &FileDe) {
+        for (name, entries) in &f.lists {
+            let line = self.line(&entries.span());
+            if let Some(prev) = self.lists.get(name) {
+                let reason = format!(
+                    "list {name:?} is already defined at {}:{}",
+                    prev.file, prev.line
+                );
+                self.problem(entries.span(), reason);
+                continue;
+            }
+            let mut list = List {
+                file: self.file.clone(),
+                line,
+                ..List::default()
+            };
+            for e in entries.get_ref() {
+                let v = e.get_ref().trim().to_ascii_lowercase();
+                if let Some(d) = v.strip_prefix('@').filter(|d| is_domain(d)) {
+                    list.domains.push(d.to_string());
+                } else if is_address(&v) {
+                    list.addresses.push(v);
+                } else {
+                    self.problem(
+                        e.span(),
+                        format!(
+                            "list {name:?}: {:?} is neither an address nor @domain",
+                            e.get_ref()
+                        ),
+                    );
+                }
+            }
+            self.lists.insert(name.clone(), list);
+        }
+    }
+
+    fn cond(&mut self, d: &CondDe) -> Expr {
+        let mut parts = Vec::new();
+        if let Some(all) = &d.all {
+            parts.push(Expr::All(all.iter().map(|x| self.cond(x)).collect()));
+        }
+        if let Some(any) = &d.any {
+            if any.is_empty() {
+                self.problem(
+                    self.rule_span.clone(),
+                    "`any = []` can never hold".to_string(),
+                );
+            }
+            parts.push(Expr::Any(any.iter().map(|x| self.cond(x)).collect()));
+        }
+        if let Some(not) = &d.not {
+            parts.push(Expr::Not(Box::new(self.cond(not))));
+        }
+        let fields: [(&str, Field, &Option<MatchAt>); 18] = [
+            ("mailbox", Field::Mailbox, &d.mailbox),
+            ("from", Field::From, &d.from),
+            ("to", Field::To, &d.to),
+            ("cc", Field::Cc, &d.cc),
+            ("reply_to", Field::ReplyTo, &d.reply_to),
+            ("from_name", Field::FromName, &d.from_name),
+            ("to_name", Field::ToName, &d.to_name),
+            ("cc_name", Field::CcName, &d.cc_name),
+            ("reply_to_name", Field::ReplyToName, &d.reply_to_name),
+            ("subject", Field::Subject, &d.subject),
+            ("body", Field::Body, &d.body),
+            ("attachment", Field::Attachment, &d.attachment),
+            ("attachment_type", Field::AttachmentType, &d.attachment_type),
+            ("auto_submitted", Field::AutoSubmitted, &d.auto_submitted),
+            ("precedence", Field::Precedence, &d.precedence),
+            ("list_id", Field::ListId, &d.list_id),
+            ("return_path", Field::ReturnPath, &d.return_path),
+            (
+                "x_auto_response_suppress",
+                Field::XAutoResponseSuppress,
+                &d.x_auto_response_suppress,
+            ),
+        ];
+        for (name, field, m) in fields {
+            if let Some(m) = m {
+                parts.push(self.matcher(field, name.to_string(), m));
+            }
+        }
+        if let Some(headers) = &d.header {
+            for (h, m) in headers {
+                let key = h.trim().to_ascii_lowercase();
+                if key.is_empty() || key.contains(|c: char| c.is_whitespace() || c == ':') {
+                    let span = m.span.clone().unwrap_or(self.rule_span.clone());
+                    self.problem(span, format!("{h:?} is not a header name"));
+                    continue;
+                }
+                let next = self.header_names.len() as u32;
+                let n = *self.header_names.entry(key).or_insert(next);
+                parts.push(self.matcher(Field::Header(n), format!("header {h}"), m));
+            }
+        }
+        if let Some(b) = d.has_attachment {
+            parts.push(self.atom(
+                Field::HasAttachment,
+                "has_attachment".to_string(),
+                Matcher::Bool(b),
+            ));
+        }
+        if let Some(b) = d.auto_generated {
+            parts.push(self.atom(
+                Field::AutoGenerated,
+                "auto_generated".to_string(),
+                Matcher::Bool(b),
+            ));
+        }
+        normalize(Expr::All(parts))
+    }
+
+    fn matcher(&mut self, field: Field, name: String, m: &MatchAt) -> Expr {
+        let span = m.span.clone().unwrap_or(self.rule_span.clone());
+        match &m.m {
+            MatchDe::Short(p) => {
+                let short = match field {
+                    Field::Mailbox => Short::Exact,
+                    f if f.is_address() => Short::AddressOrDomain,
+                    _ => Short::Regex,
+                };
+                if p.0.is_empty() {
+                    self.problem(span, format!("{name}: an empty array can never match"));
+                    return Expr::True;
+                }
+                match short {
+                    Short::Exact => self.exact(field, name, p, false, &span),
+                    Short::Regex => self.regex(field, name, p, false, false, &span),
+                    Short::AddressOrDomain => {
+                        let (domains, addrs): (Vec<_>, Vec<_>) =
+                            p.0.iter()
+                                .cloned()
+                                .partition(|(v, _)| v.trim().starts_with('@'));
+                        let mut any = Vec::new();
+                        if !addrs.is_empty() {
+                            any.push(self.exact(
+                                field,
+                                name.clone(),
+                                &Patterns(addrs),
+                                false,
+                                &span,
+                            ));
+                        }
+                        if !domains.is_empty() {
+                            let ds = domains
+                                .into_iter()
+                                .map(|(v, s)| (v.trim().trim_start_matches('@').to_string(), s))
+                                .collect();
+                            any.push(self.domain(field, name, &Patterns(ds), &span));
+                        }
+                        normalize(Expr::Any(any))
+                    }
+                }
+            }
+            MatchDe::Full(t) => self.full(field, name, t, &span),
+        }
+    }
+
+    fn full(&mut self, field: Field, name: String, t: &MatchTable, span: &Range<usize>) -> Expr {
+        let given: Vec<(&str, &Spanned<Patterns>)> = [
+            ("regex", &t.regex),
+            ("exact", &t.exact),
+            ("contains", &t.contains),
+            ("domain", &t.domain),
+            ("in_list", &t.in_list),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .collect();
+        let [(kind, sp)] = given.as_slice() else {
+            self.problem(
+                span.clone(),
+                format!("{name}: give exactly one of regex, exact, contains, domain, in_list"),
+            );
+            return Expr::True;
+        };
+        let span = &sp.span();
+        let p = sp.get_ref();
+        if p.0.is_empty() {
+            self.problem(
+                span.clone(),
+                format!("{name}: an empty array can never match"),
+            );
+            return Expr::True;
+        }
+        if matches!(*kind, "domain" | "in_list") && !field.is_address() {
+            self.problem(
+                span.clone(),
+                format!("{name}: {kind} only applies to from, to, cc and reply_to"),
+            );
+            return Expr::True;
+        }
+        if field == Field::Mailbox && *kind != "exact" && *kind != "regex" {
+            self.problem(
+                span.clone(),
+                format!("mailbox: {kind} does not apply to mailbox names"),
+            );
+            return Expr::True;
+        }
+        let cs = t.case_sensitive;
+        match *kind {
+            "regex" => self.regex(field, name, p, cs, false, span),
+            "contains" => self.regex(field, name, p, cs, true, span),
+            "exact" => self.exact(field, name, p, cs, span),
+            "domain" => self.domain(field, name, p, span),
+            _ => self.in_list(field, name, p, span),
+        }
+    }
+
+    fn regex(
+        &mut self,
+        field: Field,
+        name: String,
+        p: &Patterns,
+        case_sensitive: bool,
+        literal: bool,
+        span: &Range<usize>,
+    ) -> Expr {
+        let mut regexes = Vec::new();
+        for (pat, s) in &p.0 {
+            let source = if literal {
+                regex::escape(pat)
+            } else {
+                pat.clone()
+            };
+            match RegexBuilder::new(&source)
+                .case_insensitive(!case_sensitive)
+                .build()
+            {
+                Ok(r) => regexes.push(r),
+                Err(e) => {
+                    let first = e.to_string();
+                    let reason = first
+                        .lines()
+                        .filter(|l| l.trim_start().starts_with("error:"))
+                        .map(|l| l.trim().trim_start_matches("error:").trim())
+                        .next()
+                        .unwrap_or(first.as_str())
+                        .to_string();
+                    self.problem(
+                        s.clone().unwrap_or(span.clone()),
+                        format!("{name}: bad regex {pat:?}: {reason}"),
+                    );
+                }
+            }
+        }
+        if regexes.len() != p.0.len() {
+            return Expr::True;
+        }
+        let what = if literal { "contains" } else { "regex" };
+        let shown: Vec<String> = p.0.iter().map(|(v, _)| format!("{v:?}")).collect();
+        let cs = if case_sensitive {
+            " (case-sensitive)"
+        } else {
+            ""
+        };
+        let description = format!("{what} {}{cs}", shown.join(" | "));
+        self.atom(
+            field,
+            name,
+            Matcher::Regex {
+                regexes,
+                description,
+                case_sensitive,
+            },
+        )
+    }
+
+    fn exact(
+        &mut self,
+        field: Field,
+        name: String,
+        p: &Patterns,
+        cs: bool,
+        span: &Range<usize>,
+    ) -> Expr {
+        let mut values = Vec::new();
+        for (v, s) in &p.0 {
+            let v = v.trim();
+            if field == Field::Mailbox
+                && let Some(known) = &self.known.mailboxes
+                && !known.iter().any(|k| k.eq_ignore_ascii_case(v))
+            {
+                self.problem(
+                    s.clone().unwrap_or(span.clone()),
+                    format!("unknown mailbox {v:?}"),
+                );
+            }
+            if field.is_address() && !is_address(&v.to_ascii_lowercase()) {
+                self.problem(
+                    s.clone().unwrap_or(span.clone()),
+                    format!("{name}: {v:?} is not an address (write \"@domain\" for a domain)"),
+                );
+            }
+            values.push(if cs { v.to_string() } else { v.to_lowercase() });
+        }
+        self.atom(
+            field,
+            name,
+            Matcher::Exact {
+                values,
+                case_sensitive: cs,
+            },
+        )
+    }
+
+    fn domain(&mut self, field: Field, name: String, p: &Patterns, span: &Range<usize>) -> Expr {
+        let mut domains = Vec::new();
+        for (v, s) in &p.0 {
+            let d = v.trim().trim_start_matches('@').to_ascii_lowercase();
+            if !is_domain(&d) {
+                self.problem(
+                    s.clone().unwrap_or(span.clone()),
+                    format!("{name}: {v:?} is not a domain"),
+                );
+            }
+            domains.push(d);
+        }
+        self.atom(field, name, Matcher::Domain(domains))
+    }
+
+    fn in_list(&mut self, field: Field, name: String, p: &Patterns, span: &Range<usize>) -> Expr {
+        let (mut addresses, mut domains, mut names) = (Vec::new(), Vec::new(), Vec::new());
+        for (v, s) in &p.0 {
+            match self.lists.get(v.trim()) {
+                Some(l) => {
+                    addresses.extend(l.addresses.iter().cloned());
+                    domains.extend(l.domains.iter().cloned());
+                    names.push(v.trim().to_string());
+                }
+                None => self.problem(
+                    s.clone().unwrap_or(span.clone()),
+                    format!("{name}: unknown list {v:?}"),
+                ),
+            }
+        }
+        self.atom(
+            field,
+            name,
+            Matcher::InList {
+                names,
+                addresses,
+                domains,
+            },
+        )
+    }
+
+    /// Adds an atom, or finds the identical one already compiled.
+    fn atom(&mut self, field: Field, field_name: String, matcher: Matcher) -> Expr {
+        let key = match &matcher {
+            Matcher::Regex { description, .. } => format!("{field:?}|{description}"),
+            Matcher::Exact {
+                values,
+                case_sensitive,
+            } => {
+                format!("{field:?}|exact|{case_sensitive}|{}", values.join("\u{0}"))
+            }
+            Matcher::Domain(d) => format!("{field:?}|domain|{}", d.join("\u{0}")),
+            Matcher::InList { names, .. } => format!("{field:?}|in_list|{}", names.join("\u{0}")),
+            Matcher::Bool(b) => format!("{field:?}|bool|{b}"),
+        };
+        if let Some(&id) = self.atom_keys.get(&key) {
+            return Expr::Atom(id);
+        }
+        let id = self.atoms.len() as u32;
+        self.atoms.push(Atom {
+            field,
+            field_name,
+            matcher,
+        });
+        self.atom_keys.insert(key, id);
+        Expr::Atom(id)
+    }
+
+    fn actions(&mut self, r: &RuleDe, cond: &Expr) -> Actions {
+        let mut a = Actions {
+            stop: r.stop,
+            override_: r.override_,
+            suppress_ack: r.suppress_ack,
+            ..Actions::default()
+        };
+        if let Some(q) = &r.queue {
+            let name = q.get_ref().trim();
+            if let Some(known) = &self.known.queues
+                && !known.contains(name)
+            {
+                self.problem(q.span(), format!("unknown queue {name:?}"));
+            }
+            a.queue = Some(name.to_string());
+        }
+        a.kind = self.parse_named::<Kind>(&r.kind);
+        a.urgency = self.parse_named::<Urgency>(&r.urgency);
+        a.impact = self.parse_named::<Impact>(&r.impact);
+        for rcpt in &r.recipients {
+            let v = rcpt.get_ref().trim();
+            if v.contains('@') {
+                let v = v.to_ascii_lowercase();
+                if is_address(&v) {
+                    push_unique(&mut a.recipients, v);
+                } else {
+                    self.problem(rcpt.span(), format!("recipient {v:?} is not an address"));
+                }
+            } else if let Some(l) = self.lists.get(v) {
+                for addr in l.addresses.clone() {
+                    push_unique(&mut a.recipients, addr);
+                }
+            } else {
+                self.problem(rcpt.span(), format!("recipients: unknown list {v:?}"));
+            }
+        }
+        for t in &r.tags {
+            push_unique(&mut a.tags, t.trim().to_string());
+        }
+        if let Some(k) = &r.alert_key {
+            match parse_template(k.get_ref()) {
+                Ok(t) => {
+                    let captures = self.capture_names(cond);
+                    for p in &t.parts {
+                        if let Part::Capture(n) = p
+                            && !captures.contains(n)
+                        {
+                            self.problem(
+                                k.span(),
+                                format!(
+                                    "alert_key uses {{{n}}}, but no regex of this rule captures a group named {n:?} (built-ins: mailbox, from, from_domain, subject)"
+                                ),
+                            );
+                        }
+                    }
+                    a.alert_key = Some(t);
+                }
+                Err(reason) => self.problem(k.span(), format!("alert_key: {reason}")),
+            }
+        }
+        if a.queue.is_none()
+            && a.kind.is_none()
+            && a.urgency.is_none()
+            && a.impact.is_none()
+            && a.recipients.is_empty()
+            && a.tags.is_empty()
+            && a.suppress_ack.is_none()
+            && a.alert_key.is_none()
+            && !a.stop
+        {
+            self.problem(
+                r.name.span(),
+                format!("rule {:?} has no action", r.name.get_ref()),
+            );
+        }
+        a
+    }
+
+    fn parse_named<T: std::str::FromStr<Err = String>>(
+        &mut self,
+        v: &Option<Spanned<String>>,
+    ) -> Option<T> {
+        let v = v.as_ref()?;
+        match v.get_ref().parse::<T>() {
+            Ok(x) => Some(x),
+            Err(reason) => {
+                self.problem(v.span(), reason);
+                None
+            }
+        }
+    }
+
+    /// Named groups of every regex in a condition.
+    fn capture_names(&self, e: &Expr) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut stack = vec![e];
+        while let Some(e) = stack.pop() {
+            match e {
+                Expr::True => {}
+                Expr::Atom(a) => {
+                    if let Some(Atom {
+                        matcher: Matcher::Regex { regexes, .. },
+                        ..
+                    }) = self.atoms.get(*a as usize)
+                    {
+                        for r in regexes {
+                            out.extend(r.capture_names().flatten().map(str::to_string));
+                        }
+                    }
+                }
+                Expr::All(v) | Expr::Any(v) => stack.extend(v),
+                Expr::Not(x) => stack.push(x),
+            }
+        }
+        out
+    }
+}
+
+/// Flattens nested `all`/`any`, sorts and deduplicates their members, and
+/// drops `true` from conjunctions, so that equal conditions compare equal.
+fn normalize(e: Expr) -> Expr {
+    match e {
+        Expr::All(v) => {
+            let mut out = Vec::new();
+            for x in v.into_iter().map(normalize) {
+                match x {
+                    Expr::True => {}
+                    Expr::All(inner) => out.extend(inner),
+                    other => out.push(other),
+                }
+            }
+            out.sort();
+            out.dedup();
+            match out.len() {
+                0 => Expr::True,
+                1 => out.pop().unwrap_or(Expr::True),
+                _ => Expr::All(out),
+            }
+        }
+        Expr::Any(v) => {
+            let mut out = Vec::new();
+            for x in v.into_iter().map(normalize) {
+                match x {
+                    Expr::Any(inner) => out.extend(inner),
+                    other => out.push(other),
+                }
+            }
+            out.sort();
+            out.dedup();
+            if out.contains(&Expr::True) {
+                return Expr::True;
+            }
+            match out.len() {
+                1 => out.pop().unwrap_or(Expr::True),
+                _ => Expr::Any(out),
+            }
+        }
+        Expr::Not(x) => Expr::Not(Box::new(normalize(*x))),
+        other => other,
+    }
+}
+
+/// Atoms of which at least one must hold for the condition to hold, or `None`
+/// when there is no such set (a `not`, or no condition at all). A conjunction
+/// uses its member with the fewest triggers; a disjunction needs triggers for
+/// every member.
+fn triggers(e: &Expr) -> Option<Vec<u32>> {
+    match e {
+        Expr::True | Expr::Not(_) => None,
+        Expr::Atom(a) => Some(vec![*a]),
+        Expr::All(v) => v.iter().filter_map(triggers).min_by_key(Vec::len),
+        Expr::Any(v) => {
+            let mut out = Vec::new();
+            for x in v {
+                out.extend(triggers(x)?);
+            }
+            out.sort_unstable();
+            out.dedup();
+            Some(out)
+        }
+    }
+}
+
+/// The members of a condition read as a conjunction.
+fn conjuncts(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::True => Vec::new(),
+        Expr::All(v) => v.iter().collect(),
+        other => vec![other],
+    }
+}
+
+/// A rule can never match when an earlier rule with `stop = true` matches
+/// whenever it does: the earlier rule's conditions are a subset of its own
+/// (an earlier unconditional stop rule, or identical conditions, are the
+/// common cases).
+fn check_reachable(rules: &[Rule], problems: &mut Vec<Problem>) {
+    let mut stoppers: Vec<(&Rule, Vec<&Expr>)> = Vec::new();
+    for r in rules {
+        let mine = conjuncts(&r.cond);
+        if let Some((s, _)) = stoppers
+            .iter()
+            .find(|(_, theirs)| theirs.iter().all(|c| mine.contains(c)))
+        {
+            let why = if s.cond == Expr::True {
+                "matches every message"
+            } else if s.cond == r.cond {
+                "has the same conditions"
+            } else {
+                "matches whenever this one does"
+            };
+            problems.push(Problem {
+                file: r.file.clone(),
+                line: r.line,
+                reason: format!(
+                    "rule {:?} is unreachable: rule {:?} ({}:{}) {why} and stops",
+                    r.name, s.name, s.file, s.line
+                ),
+            });
+        }
+        if r.actions.stop {
+            stoppers.push((r, mine));
+        }
+    }
+}
+
+fn build_index(
+    atoms: &[Atom],
+    header_names: HashMap<String, u32>,
+    problems: &mut Vec<Problem>,
+) -> Index {
+    let slots = FIXED_SLOTS + header_names.len();
+    let mut fields: Vec<FieldIndex> = (0..slots).map(|_| FieldIndex::default()).collect();
+    let mut patterns: Vec<Vec<String>> = vec![Vec::new(); slots];
+    let mut bools = Vec::new();
+    for (id, a) in atoms.iter().enumerate() {
+        let id = id as u32;
+        let slot = a.field.slot();
+        let Some(fi) = fields.get_mut(slot) else {
+            continue;
+        };
+        match &a.matcher {
+            Matcher::Regex { regexes, .. } => {
+                for r in regexes {
+                    patterns[slot].push(r.as_str().to_string());
+                    fi.set_atoms.push(id);
+                }
+            }
+            Matcher::Exact {
+                values,
+                case_sensitive,
+            } => {
+                let map = if *case_sensitive {
+                    &mut fi.exact_cs
+                } else {
+                    &mut fi.exact_ci
+                };
+                for v in values {
+                    map.entry(v.clone()).or_default().push(id);
+                }
+            }
+            Matcher::Domain(ds) => {
+                for d in ds {
+                    fi.domains.entry(d.clone()).or_default().push(id);
+                }
+            }
+            Matcher::InList {
+                addresses, domains, ..
+            } => {
+                for v in addresses {
+                    fi.exact_ci.entry(v.clone()).or_default().push(id);
+                }
+                for d in domains {
+                    fi.domains.entry(d.clone()).or_default().push(id);
+                }
+            }
+            Matcher::Bool(b) => bools.push((id, a.field, *b)),
+        }
+    }
+    let mut max_set = 0;
+    for (slot, pats) in patterns.into_iter().enumerate() {
+        if pats.is_empty() {
+            continue;
+        }
+        // The individual regexes were built with the case-insensitive flag;
+        // their source text does not carry it, so it is restored per pattern.
+        let sources: Vec<String> = pats
+            .iter()
+            .zip(&fields[slot].set_atoms)
+            .map(
+                |(p, &id)| match atoms.get(id as usize).map(|a| &a.matcher) {
+                    Some(Matcher::Regex {
+                        case_sensitive: true,
+                        ..
+                    }) => p.clone(),
+                    _ => format!("(?i){p}"),
+                },
+            )
+            .collect();
+        match RegexSetBuilder::new(&sources)
+            .size_limit(SET_SIZE_LIMIT)
+            .dfa_size_limit(SET_DFA_LIMIT)
+            .build()
+        {
+            Ok(set) => {
+                max_set = max_set.max(set.len());
+                fields[slot].set = Some(set);
+            }
+            Err(e) => problems.push(Problem {
+                file: "<rules>".to_string(),
+                line: 0,
+                reason: format!("the patterns of one field cannot be compiled together: {e}"),
+            }),
+        }
+    }
+    let active = all_fixed_fields()
+        .into_iter()
+        .filter(|f| fields.get(f.slot()).is_some_and(|fi| !fi.is_empty()))
+        .collect();
+    Index {
+        fields,
+        active,
+        header_names,
+        bools,
+        max_set,
+    }
+}
+
+fn all_fixed_fields() -> [Field; 18] {
+    [
+        Field::Mailbox,
+        Field::From,
+        Field::To,
+        Field::Cc,
+        Field::ReplyTo,
+        Field::FromName,
+        Field::ToName,
+        Field::CcName,
+        Field::ReplyToName,
+        Field::Subject,
+        Field::Body,
+        Field::Attachment,
+        Field::AttachmentType,
+        Field::AutoSubmitted,
+        Field::Precedence,
+        Field::ListId,
+        Field::ReturnPath,
+        Field::XAutoResponseSuppress,
+    ]
+}
+
+/// Parses `text {name} text`; `{{` and `}}` are literal braces.
+fn parse_template(s: &str) -> Result<Template, String> {
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                text.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                text.push('}');
+            }
+            '{' => {
+                let mut name = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(c) if c.is_ascii_alphanumeric() || c == '_' => name.push(c),
+                        _ => return Err(format!("{s:?}: a hole must look like {{name}}")),
+                    }
+                }
+                if name.is_empty() {
+                    return Err(format!("{s:?}: empty hole {{}}"));
+                }
+                if !text.is_empty() {
+                    parts.push(Part::Text(std::mem::take(&mut text)));
+                }
+                parts.push(match name.as_str() {
+                    "mailbox" => Part::Builtin(Builtin::Mailbox),
+                    "from" => Part::Builtin(Builtin::From),
+                    "from_domain" => Part::Builtin(Builtin::FromDomain),
+                    "subject" => Part::Builtin(Builtin::Subject),
+                    _ => Part::Capture(name),
+                });
+            }
+            '}' => return Err(format!("{s:?}: unmatched }} (write }}}} for a brace)")),
+            c => text.push(c),
+        }
+    }
+    if !text.is_empty() {
+        parts.push(Part::Text(text));
+    }
+    Ok(Template { parts })
+}
+
+fn push_unique(v: &mut Vec<String>, s: String) {
+    if !s.is_empty() && !v.contains(&s) {
+        v.push(s);
+    }
+}
+
+/// A plausible domain: dot-separated labels of letters, digits and hyphens.
+fn is_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+}
+
+/// A plausible address: `local@domain`, no spaces.
+fn is_address(a: &str) -> bool {
+    match a.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty() && !local.contains(char::is_whitespace) && is_domain(domain)
+        }
+        None => false,
+    }
+}

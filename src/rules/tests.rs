@@ -1,0 +1,730 @@
+//! Unit tests of the rule engine: loading problems, semantics, explanations,
+//! and the shipped rules against their own cases.
+
+use std::path::Path;
+
+use super::*;
+use crate::parse::parse;
+
+fn load(text: &str) -> Result<RuleSet, Vec<crate::config::Problem>> {
+    RuleSet::from_sources(
+        &[("t.toml".to_string(), text.to_string())],
+        &Known::domain(),
+    )
+}
+
+fn rules(text: &str) -> RuleSet {
+    match load(text) {
+        Ok(r) => r,
+        Err(p) => panic!("rules do not load: {p:?}"),
+    }
+}
+
+/// A message from header lines and a body, through the real parser.
+fn msg(headers: &[&str], body: &str) -> crate::parse::ParsedMessage {
+    let mut raw = headers.join("\r\n");
+    raw.push_str("\r\n\r\n");
+    raw.push_str(body);
+    parse(raw.as_bytes())
+}
+
+/// Asserts that loading `text` reports a problem `t.toml:LINE: REASON...`.
+#[track_caller]
+fn check_problem(text: &str, want: &str) {
+    let got: Vec<String> = match load(text) {
+        Ok(_) => Vec::new(),
+        Err(p) => p.iter().map(|p| p.to_string()).collect(),
+    };
+    assert!(
+        got.iter().any(|g| g.starts_with(want)),
+        "want {want:?}\n got {got:#?}"
+    );
+}
+
+#[test]
+fn problems_are_reported_with_lines() {
+    let cases: &[(&str, &str)] = &[
+        ("[[rule]\nname = 'x'", "t.toml:1: "),
+        (
+            "[[rule]]\nname = 'a'\nwhen.subject = '(unclosed'\nqueue = 'Admin'",
+            "t.toml:3: subject: bad regex \"(unclosed\"",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nwhen.subject.regex = ['ok', '[z-a]']\nqueue = 'Admin'",
+            "t.toml:3: subject: bad regex \"[z-a]\"",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nqueue = 'Nowhere'",
+            "t.toml:3: unknown queue \"Nowhere\"",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nwhen.from.in_list = 'ghosts'\nqueue = 'Admin'",
+            "t.toml:3: from: unknown list \"ghosts\"",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nrecipients = ['ghosts']",
+            "t.toml:3: recipients: unknown list \"ghosts\"",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nkind = 'outage'",
+            "t.toml:3: unknown kind \"outage\"",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nurgency = 'asap'",
+            "t.toml:3: unknown urgency \"asap\"",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nimpact = 'huge'",
+            "t.toml:3: unknown impact \"huge\"",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nqueue = 'Admin'\n[[rule]]\nname = 'a'\nqueue = 'Admin'",
+            "t.toml:5: rule name \"a\" is already used at t.toml:2",
+        ),
+        (
+            "[[rule]]\nname = 'all'\nqueue = 'Admin'\nstop = true\n[[rule]]\nname = 'b'\nwhen.subject = 'x'\nqueue = 'Admin'",
+            "t.toml:6: rule \"b\" is unreachable: rule \"all\" (t.toml:2) matches every message",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nwhen.subject = 'x'\nqueue = 'Admin'\nstop = true\n[[rule]]\nname = 'b'\nwhen.subject = 'x'\nkind = 'bug'",
+            "t.toml:7: rule \"b\" is unreachable: rule \"a\" (t.toml:2) has the same conditions",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nwhen.subject = 'x'\nqueue = 'Admin'\nstop = true\n[[rule]]\nname = 'b'\nwhen.subject = 'x'\nwhen.body = 'y'\nkind = 'bug'",
+            "t.toml:7: rule \"b\" is unreachable: rule \"a\" (t.toml:2) matches whenever this one does",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nwhen.mailbox = 'nobody'\nqueue = 'Admin'",
+            "t.toml:3: unknown mailbox \"nobody\"",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nwhen.subject.domain = 'x.org'\nqueue = 'Admin'",
+            "t.toml:3: subject: domain only applies",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nwhen.subject = { regex = 'x', exact = 'y' }\nqueue = 'Admin'",
+            "t.toml:3: subject: give exactly one of",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nwhen.subjet = 'x'\nqueue = 'Admin'",
+            "t.toml:3: unknown field `subjet`",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nwhen.subject = 'x'",
+            "t.toml:2: rule \"a\" has no action",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nwhen.subject = 'x'\nalert_key = 'k:{host}'",
+            "t.toml:4: alert_key uses {host}",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nwhen.subject = 'x'\nalert_key = 'k:{host'",
+            "t.toml:4: alert_key: ",
+        ),
+        (
+            "[lists]\nbad = ['not an address']",
+            "t.toml:2: list \"bad\": \"not an address\" is neither",
+        ),
+        (
+            "[[rule]]\nname = 'a'\nwhen.from = 'nobody'\nqueue = 'Admin'",
+            "t.toml:3: from: \"nobody\" is not an address",
+        ),
+    ];
+    for (text, want) in cases {
+        check_problem(text, want);
+    }
+}
+
+#[test]
+fn every_problem_is_reported() {
+    let text = "[[rule]]\nname = 'a'\nwhen.subject = '('\nqueue = 'Nope'\nkind = 'nope'\n";
+    let n = load(text).err().map(|p| p.len()).unwrap_or(0);
+    assert_eq!(n, 3);
+    // Problems in several files, and lists shared across files.
+    let files = [
+        (
+            "a.toml".to_string(),
+            "[lists]\nops = ['ops@example.edu']\n[[rule]]\nname = 'x'\nqueue = 'Bad'\n".to_string(),
+        ),
+        (
+            "b.toml".to_string(),
+            "[[rule]]\nname = 'x'\nwhen.from.in_list = 'ops'\nqueue = 'Admin'\n".to_string(),
+        ),
+    ];
+    let got: Vec<String> = RuleSet::from_sources(&files, &Known::domain())
+        .err()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            "a.toml:5: unknown queue \"Bad\"".to_string(),
+            "b.toml:2: rule name \"x\" is already used at a.toml:4".to_string(),
+        ]
+    );
+}
+
+const SEMANTICS: &str = r#"
+[lists]
+ops = ["ops@example.edu", "@noc.example.edu"]
+
+[[rule]]
+name = "first"
+when.subject = 'down'
+queue = "ProductionDefect"
+kind = "incident"
+tags = ["a"]
+recipients = ["ops", "x@example.edu"]
+
+[[rule]]
+name = "second"
+when.subject = 'down'
+queue = "Admin"
+urgency = "high"
+tags = ["b", "a"]
+recipients = ["X@example.edu"]
+
+[[rule]]
+name = "overrider"
+when.body = 'override me'
+queue = "Database"
+override = true
+
+[[rule]]
+name = "stopper"
+when.body = 'stop here'
+stop = true
+tags = ["stopped"]
+
+[[rule]]
+name = "after stop"
+when.subject = 'down'
+impact = "moderate"
+"#;
+
+#[test]
+fn first_match_sets_later_fill_override_and_stop() {
+    let r = rules(SEMANTICS);
+    let check = |subject: &str,
+                 body: &str,
+                 queue: Option<&str>,
+                 urgency: Option<Urgency>,
+                 impact: Option<Impact>,
+                 tags: &[&str]| {
+        let e = r.evaluate("map-support", &msg(&[&format!("Subject: {subject}")], body));
+        assert_eq!(
+            e.queue.as_deref(),
+            queue,
+            "{subject}/{body}: {:?}",
+            e.explanation()
+        );
+        assert_eq!(e.urgency, urgency, "{subject}/{body}");
+        assert_eq!(e.impact, impact, "{subject}/{body}");
+        assert_eq!(e.tags, tags, "{subject}/{body}");
+    };
+    check(
+        "site DOWN",
+        "",
+        Some("ProductionDefect"),
+        Some(Urgency::High),
+        Some(Impact::Moderate),
+        &["a", "b"],
+    );
+    check(
+        "site down",
+        "override me",
+        Some("Database"),
+        Some(Urgency::High),
+        Some(Impact::Moderate),
+        &["a", "b"],
+    );
+    check(
+        "site down",
+        "stop here",
+        Some("ProductionDefect"),
+        Some(Urgency::High),
+        None,
+        &["a", "b", "stopped"],
+    );
+    check("fine", "", None, None, None, &[]);
+    let e = r.evaluate("map-support", &msg(&["Subject: down"], ""));
+    assert_eq!(e.recipients, vec!["ops@example.edu", "x@example.edu"]);
+    assert_eq!(e.kind, Some(Kind::Incident));
+    let second = e.matched.iter().find(|m| m.rule == "second");
+    assert!(
+        second.is_some_and(|m| m.effects.contains(
+            &"queue Admin not applied: already ProductionDefect from rule \"first\"".to_string()
+        )),
+        "{:?}",
+        e.explanation()
+    );
+}
+
+/// One condition checked against one message: `(condition, headers, body, mailbox, matches?)`.
+#[test]
+fn matchers() {
+    let cases: &[(&str, &[&str], &str, &str, bool)] = &[
+        ("when.mailbox = 'help'", &[], "", "help", true),
+        ("when.mailbox = 'help'", &[], "", "map-support", false),
+        (
+            "when.mailbox = ['help', 'map-support']",
+            &[],
+            "",
+            "map-support",
+            true,
+        ),
+        (
+            "when.from = 'Ann@Example.org'",
+            &["From: ann@example.org"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.from = '@example.org'",
+            &["From: ann@dept.example.org"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.from = '@example.org'",
+            &["From: ann@notexample.org"],
+            "",
+            "help",
+            false,
+        ),
+        (
+            "when.from.domain = 'example.org'",
+            &["From: ann@EXAMPLE.ORG"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.from.exact = 'ann@example.org'\nwhen.from.case_sensitive = true",
+            &["From: Ann@example.org"],
+            "",
+            "help",
+            false,
+        ),
+        (
+            "when.to.in_list = 'ops'",
+            &["From: a@b.c", "To: x@y.z, desk@noc.example.edu"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.cc.in_list = 'ops'",
+            &["From: a@b.c", "Cc: ops@example.edu"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.cc.in_list = 'ops'",
+            &["From: a@b.c", "To: ops@example.edu"],
+            "",
+            "help",
+            false,
+        ),
+        (
+            "when.reply_to = 'r@example.edu'",
+            &["From: a@b.c", "Reply-To: r@example.edu"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.from_name = '^ann lee$'",
+            &["From: Ann Lee <a@b.c>"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.to_name.contains = 'support'",
+            &["From: a@b.c", "To: ISDA Support <s@b.c>"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.subject = 'outage'",
+            &["Subject: Big OUTAGE"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.subject.regex = 'outage'\nwhen.subject.case_sensitive = true",
+            &["Subject: Big OUTAGE"],
+            "",
+            "help",
+            false,
+        ),
+        (
+            "when.subject.exact = 'hello'",
+            &["Subject: Hello"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.subject.exact = 'hello'",
+            &["Subject: Hello there"],
+            "",
+            "help",
+            false,
+        ),
+        (
+            "when.subject.contains = 'a.b'",
+            &["Subject: xaxb"],
+            "",
+            "help",
+            false,
+        ),
+        (
+            "when.subject.contains = 'a.b'",
+            &["Subject: see A.B now"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.body = 'cannot connect'",
+            &["Subject: x"],
+            "I cannot connect",
+            "help",
+            true,
+        ),
+        (
+            "when.header.X-Mailer = 'zabbix'",
+            &["X-Mailer: Zabbix 6.0"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.header.x-mailer = 'zabbix'",
+            &["X-MAILER: Zabbix 6.0"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.header.X-Mailer = 'zabbix'",
+            &["X-Other: Zabbix"],
+            "",
+            "help",
+            false,
+        ),
+        (
+            "when.header.Received = 'relay2'",
+            &["Received: from relay1", "Received: from relay2"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.auto_generated = true",
+            &["Auto-Submitted: auto-replied"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.auto_generated = true",
+            &["Auto-Submitted: no"],
+            "",
+            "help",
+            false,
+        ),
+        (
+            "when.auto_generated = true",
+            &["Precedence: bulk"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.auto_generated = true",
+            &["List-Id: <l.example.org>"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.auto_generated = true",
+            &["Return-Path: <>"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.auto_generated = true",
+            &["From: postmaster@example.org"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.auto_generated = false",
+            &["From: ann@example.org"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.precedence = '^junk$'",
+            &["Precedence: junk"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.x_auto_response_suppress = 'OOF'",
+            &["X-Auto-Response-Suppress: DR, OOF"],
+            "",
+            "help",
+            true,
+        ),
+        (
+            "when.has_attachment = true",
+            &["Subject: x"],
+            "",
+            "help",
+            false,
+        ),
+        ("when.not.subject = 'x'", &["Subject: y"], "", "help", true),
+        ("when.not.subject = 'x'", &["Subject: x"], "", "help", false),
+        (
+            "when.any = [{ subject = 'a' }, { body = 'b' }]",
+            &["Subject: z"],
+            "b",
+            "help",
+            true,
+        ),
+        (
+            "when.all = [{ subject = 'a' }, { body = 'b' }]",
+            &["Subject: a"],
+            "c",
+            "help",
+            false,
+        ),
+        (
+            "when.all = [{ subject = 'a' }, { not = { any = [{ body = 'b' }, { body = 'c' }] } }]",
+            &["Subject: a"],
+            "d",
+            "help",
+            true,
+        ),
+    ];
+    for (cond, headers, body, mailbox, want) in cases {
+        let text = format!(
+            "[lists]\nops = ['ops@example.edu', '@noc.example.edu']\n[[rule]]\nname = 'r'\n{cond}\ntags = ['hit']\n"
+        );
+        let r = rules(&text);
+        let e = r.evaluate(mailbox, &msg(headers, body));
+        assert_eq!(
+            !e.matched.is_empty(),
+            *want,
+            "{cond} on {headers:?} / {body:?}"
+        );
+    }
+}
+
+#[test]
+fn attachments() {
+    let raw = b"From: a@b.c\nSubject: log\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=XX\n\n--XX\nContent-Type: text/plain\n\nsee log\n--XX\nContent-Type: text/plain; name=app.log\nContent-Disposition: attachment; filename=app.log\n\nERROR 1\n--XX--\n";
+    let m = parse(raw);
+    for (cond, want) in [
+        ("when.has_attachment = true", true),
+        ("when.attachment = '\\.log$'", true),
+        ("when.attachment = '\\.pdf$'", false),
+        ("when.attachment_type.exact = 'text/plain'", true),
+    ] {
+        let r = rules(&format!("[[rule]]\nname = 'r'\n{cond}\ntags = ['x']\n"));
+        assert_eq!(!r.evaluate("help", &m).matched.is_empty(), want, "{cond}");
+    }
+}
+
+#[test]
+fn alert_keys_and_explanations() {
+    let r = rules(
+        r#"
+[[rule]]
+name = "nagios"
+when.from = "nagios@monitor.example.edu"
+when.subject.regex = '^PROBLEM: (?P<host>\S+) is (?P<state>\w+)'
+kind = "alert"
+alert_key = "nagios:{host}:{state}:{mailbox}:{from_domain}"
+
+[[rule]]
+name = "later key"
+when.subject = 'PROBLEM'
+alert_key = "other:{subject}"
+"#,
+    );
+    let e = r.evaluate(
+        "map-support",
+        &msg(
+            &[
+                "From: Nagios <NAGIOS@monitor.example.edu>",
+                "Subject: PROBLEM: web1 is DOWN",
+            ],
+            "",
+        ),
+    );
+    assert_eq!(
+        e.alert_key.as_deref(),
+        Some("nagios:web1:DOWN:map-support:monitor.example.edu")
+    );
+    let lines = e.explanation();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("rule \"nagios\" (t.toml:3): "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains(
+            "from exact \"nagios@monitor.example.edu\" matched \"NAGIOS@monitor.example.edu\""
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains("matched \"PROBLEM: web1 is DOWN\""),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("alert_key not applied: already nagios:web1:DOWN"),
+        "{}",
+        lines[1]
+    );
+    // Literal braces survive.
+    let r = rules("[[rule]]\nname = 'b'\nwhen.subject = '(?P<x>\\d+)'\nalert_key = '{{{x}}}'\n");
+    let e = r.evaluate("help", &msg(&["Subject: code 42"], ""));
+    assert_eq!(e.alert_key.as_deref(), Some("{42}"));
+}
+
+#[test]
+fn no_rules_no_decision() {
+    let r = rules("");
+    let e = r.evaluate("help", &msg(&["Subject: x"], ""));
+    assert_eq!(e, Evaluation::default());
+    assert_eq!(e.explanation(), vec!["no rule matched"]);
+}
+
+#[test]
+fn generated_rules_load_and_run() {
+    let text = generate_rules(1000);
+    let r = match RuleSet::from_sources(&[("gen.toml".to_string(), text)], &Known::domain()) {
+        Ok(r) => r,
+        Err(p) => panic!("{:?}", &p[..p.len().min(5)]),
+    };
+    assert_eq!(r.len(), 1000);
+    let e = r.evaluate(
+        "map-support",
+        &msg(
+            &["From: user7@dept7.example.edu", "Subject: app-6 crash"],
+            "",
+        ),
+    );
+    let names: Vec<&str> = e.matched.iter().map(|m| m.rule.as_str()).collect();
+    assert_eq!(names, vec!["generated rule 6", "generated rule 7"]);
+    let e = r.evaluate(
+        "map-support",
+        &msg(
+            &["From: nagios@monitor.example.edu", "X-Service: service-4"],
+            "host db-04-4 is down",
+        ),
+    );
+    assert_eq!(
+        e.alert_key.as_deref(),
+        Some("svc:db-04"),
+        "{:?}",
+        e.explanation()
+    );
+}
+
+#[test]
+fn shipped_rules_pass_their_cases() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("routing-rules");
+    let r = match RuleSet::load_dir(&dir, &Known::domain()) {
+        Ok(r) => r,
+        Err(p) => panic!(
+            "{}",
+            p.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    };
+    let results = run_cases(&r, &dir.join("tests"), &CaseContext::default());
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.to_string())
+        .collect();
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    assert!(results.len() >= 25, "only {} cases", results.len());
+    // Every queue and kind of DOMAIN.md is covered by some case.
+    let text: String = std::fs::read_dir(dir.join("tests"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
+    for q in [
+        "Customer-Support",
+        "ProductionDefect",
+        "ProductionDeploy",
+        "Admin",
+        "Database",
+        "Hosted-Help",
+    ] {
+        assert!(
+            text.contains(&format!("queue = \"{q}\"")),
+            "no case expects queue {q}"
+        );
+    }
+    for k in Kind::ALL {
+        assert!(
+            text.contains(&format!("kind = \"{k}\"")),
+            "no case expects kind {k}"
+        );
+    }
+}
+
+#[test]
+fn failing_case_shows_a_diff() {
+    let dir = tempfile::tempdir();
+    let Ok(dir) = dir else { panic!("no temp dir") };
+    let case = "[[case]]\nname = 'wrong on purpose'\nmailbox = 'help'\nheaders = { From = 'a@b.c', Subject = 'hello' }\nbody = 'x'\n[case.expect]\nqueue = 'Admin'\nkind = 'service'\n";
+    if let Err(e) = std::fs::write(dir.path().join("c.toml"), case) {
+        panic!("{e}");
+    }
+    let r = rules("[[rule]]\nname = 'help'\nwhen.mailbox = 'help'\nqueue = 'Hosted-Help'\n");
+    let results = run_cases(&r, dir.path(), &CaseContext::default());
+    assert_eq!(results.len(), 1);
+    assert!(!results[0].passed);
+    assert_eq!(
+        results[0].diffs,
+        vec![KeyDiff {
+            key: "queue".to_string(),
+            expected: "\"Admin\"".to_string(),
+            actual: "\"Hosted-Help\"".to_string(),
+        }]
+    );
+    assert!(
+        results[0]
+            .to_string()
+            .contains("queue: expected \"Admin\", got \"Hosted-Help\"")
+    );
+}

@@ -1,0 +1,261 @@
+//! `triaged classify`, `triaged rules test` and `triaged rules diff`: the
+//! routing rules as something an administrator can run, test and compare
+//! before deploying. Nothing here writes to the store.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::classify::{Classifier, Decision, load_rules_from};
+use crate::config::Config;
+use crate::parse::parse;
+use crate::rules::{CaseContext, run_cases};
+use crate::sources::files::{Item, Walker};
+use crate::store::now_ms;
+
+/// The mailbox a message counts as arriving in: the named one, or the first.
+fn mailbox_name(config: &Config, mailbox: Option<String>) -> anyhow::Result<String> {
+    match mailbox {
+        Some(m) if config.mailbox(&m).is_some() => Ok(m),
+        Some(m) => anyhow::bail!("unknown mailbox {m:?}"),
+        None => config
+            .mailboxes
+            .first()
+            .map(|m| m.name.get_ref().clone())
+            .ok_or_else(|| anyhow::anyhow!("no mailbox configured")),
+    }
+}
+
+/// `triaged classify FILE`: the decision for one message, stored nowhere.
+pub fn classify(
+    config: &Config,
+    file: &Path,
+    mailbox: Option<String>,
+    at: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let classifier =
+        Classifier::load(config).map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?;
+    let mailbox = mailbox_name(config, mailbox)?;
+    let raw = if file == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+        buf
+    } else {
+        std::fs::read(file)?
+    };
+    let msg = parse(&raw);
+    let arrival = match at {
+        Some(t) => t
+            .parse::<jiff::Timestamp>()
+            .map_err(|e| anyhow::anyhow!("--at {t:?}: {e} (use e.g. 2026-11-20T16:30:00-06:00)"))?
+            .as_millisecond(),
+        None => now_ms(),
+    };
+    let mb = config
+        .mailbox(&mailbox)
+        .ok_or_else(|| anyhow::anyhow!("unknown mailbox {mailbox:?}"))?;
+    let d = classifier.classify(&msg, mb, arrival, config);
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&d)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tz = config
+        .calendars
+        .get(&d.desk)
+        .map(|c| c.time_zone().clone())
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let due = d
+        .due_ms
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map(|t| t.to_zoned(tz).strftime("%a %Y-%m-%d %H:%M %Z").to_string())
+        .unwrap_or_else(|| "-".to_string());
+    writeln!(out, "mailbox:    {mailbox}")?;
+    writeln!(out, "desk:       {} [{}]", d.desk, d.desk_tag)?;
+    writeln!(out, "queue:      {}", d.queue)?;
+    writeln!(out, "kind:       {}", d.kind)?;
+    writeln!(out, "urgency:    {}", d.urgency.as_deref().unwrap_or("-"))?;
+    writeln!(out, "impact:     {}", d.impact.as_deref().unwrap_or("-"))?;
+    writeln!(out, "priority:   {}", d.priority.as_deref().unwrap_or("-"))?;
+    writeln!(out, "due:        {due}")?;
+    writeln!(
+        out,
+        "recipients: {}",
+        if d.recipients.is_empty() {
+            "-".to_string()
+        } else {
+            d.recipients.join(", ")
+        }
+    )?;
+    writeln!(
+        out,
+        "tags:       {}",
+        if d.tags.is_empty() {
+            "-".to_string()
+        } else {
+            d.tags.join(", ")
+        }
+    )?;
+    writeln!(
+        out,
+        "ack:        {}",
+        if d.suppress_ack {
+            "suppressed by rule"
+        } else {
+            "yes, unless the sender is automated"
+        }
+    )?;
+    if let Some(k) = &d.alert_key {
+        writeln!(out, "alert key:  {k}")?;
+    }
+    writeln!(out, "because:")?;
+    for line in &d.explanation {
+        writeln!(out, "  - {line}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `triaged rules test`: every case beside the rules; non-zero on any failure.
+pub fn test(
+    config: &Config,
+    rules_dir: Option<PathBuf>,
+    cases_dir: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let rules_dir = rules_dir.unwrap_or_else(|| config.paths.rules.clone());
+    let rules = load_rules_from(&rules_dir, config)
+        .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?;
+    let cases_dir = cases_dir.unwrap_or_else(|| rules_dir.join("tests"));
+    let ctx = CaseContext::from_config(config, config.priority.clone());
+    let results = run_cases(&rules, &cases_dir, &ctx);
+    let mut out = std::io::stdout().lock();
+    let failed = results.iter().filter(|r| !r.passed).count();
+    for r in &results {
+        writeln!(out, "{r}")?;
+    }
+    writeln!(
+        out,
+        "rules test: {} passed, {failed} failed",
+        results.len() - failed
+    )?;
+    if results.is_empty() {
+        writeln!(out, "no test cases found in {}", cases_dir.display())?;
+        return Ok(ExitCode::from(1));
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The parts of a decision a rule change can alter (not the explanation).
+fn comparable(d: &Decision) -> Vec<(&'static str, String)> {
+    vec![
+        ("desk", d.desk.clone()),
+        ("queue", d.queue.clone()),
+        ("kind", d.kind.clone()),
+        ("urgency", d.urgency.clone().unwrap_or_default()),
+        ("impact", d.impact.clone().unwrap_or_default()),
+        ("priority", d.priority.clone().unwrap_or_default()),
+        ("due", d.due_ms.map(|m| m.to_string()).unwrap_or_default()),
+        ("recipients", d.recipients.join(", ")),
+        ("tags", d.tags.join(", ")),
+        ("suppress_ack", d.suppress_ack.to_string()),
+        ("alert_key", d.alert_key.clone().unwrap_or_default()),
+    ]
+}
+
+/// `triaged rules diff OLD NEW --corpus PATH`: every message whose decision
+/// would change, and how. `corpus` of `None` means the messages already stored.
+pub async fn diff(
+    config: Arc<Config>,
+    old: &Path,
+    new: &Path,
+    corpus: Option<Vec<PathBuf>>,
+    mailbox: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let old_rules = Classifier::new(
+        load_rules_from(old, &config)
+            .map_err(|p| anyhow::anyhow!("{}: invalid rules:\n{p}", old.display()))?,
+    );
+    let new_rules = Classifier::new(
+        load_rules_from(new, &config)
+            .map_err(|p| anyhow::anyhow!("{}: invalid rules:\n{p}", new.display()))?,
+    );
+    let default_mailbox = mailbox_name(&config, mailbox)?;
+    let mut out = std::io::stdout().lock();
+    let (mut changed, mut total) = (0usize, 0usize);
+    // One arrival time for both sides and every message, so only the rules can
+    // make a difference.
+    let now = now_ms();
+    let mut check = |label: &str, mailbox: &str, raw: &[u8]| -> std::io::Result<()> {
+        let Some(mb) = config
+            .mailbox(mailbox)
+            .or_else(|| config.mailbox(&default_mailbox))
+        else {
+            return Ok(());
+        };
+        total += 1;
+        let msg = parse(raw);
+        let a = old_rules.classify(&msg, mb, now, &config);
+        let b = new_rules.classify(&msg, mb, now, &config);
+        let diffs: Vec<String> = comparable(&a)
+            .into_iter()
+            .zip(comparable(&b))
+            .filter(|((_, x), (_, y))| x != y)
+            .map(|((k, x), (_, y))| {
+                let show = |v: &str| {
+                    if v.is_empty() {
+                        "-".to_string()
+                    } else {
+                        v.to_string()
+                    }
+                };
+                format!("    {k}: {} -> {}", show(&x), show(&y))
+            })
+            .collect();
+        if !diffs.is_empty() {
+            changed += 1;
+            writeln!(
+                out,
+                "{label}: {}",
+                msg.subject.as_deref().unwrap_or("(no subject)")
+            )?;
+            for d in diffs {
+                writeln!(out, "{d}")?;
+            }
+        }
+        Ok(())
+    };
+    match corpus {
+        Some(paths) => {
+            for item in Walker::new(&paths, config.ingest.max_message_bytes) {
+                if let Item::Message { origin, raw } = item {
+                    check(&origin.to_string(), &default_mailbox, &raw)?;
+                }
+            }
+        }
+        None => {
+            let store =
+                crate::store::Store::open(&config.store.database_url, config.tickets.first_number)
+                    .await?;
+            let mut after = 0;
+            loop {
+                let page = store.raw_messages_after(after, 500).await?;
+                let Some(last) = page.last() else { break };
+                after = last.0;
+                for (id, mailbox, raw) in &page {
+                    check(&format!("stored message {id}"), mailbox, raw)?;
+                }
+            }
+            store.close().await;
+        }
+    }
+    writeln!(
+        std::io::stdout(),
+        "rules diff: {changed} of {total} messages would be routed differently"
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
