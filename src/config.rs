@@ -653,7 +653,12 @@ impl Config {
             .iter()
             .map(|d| d.name.get_ref().as_str())
             .collect();
-        for reason in raw.priority.as_ref().map(|p| p.check(&queue_list)).unwrap_or_default() {
+        for reason in raw
+            .priority
+            .as_ref()
+            .map(|p| p.check(&queue_list))
+            .unwrap_or_default()
+        {
             problem(
                 section_span(text, "[priority"),
                 format!("priority: {reason}"),

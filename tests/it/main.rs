@@ -4,4 +4,5 @@ mod harness;
 mod imap;
 mod ingest;
 mod outbound;
+mod rules;
 mod store;

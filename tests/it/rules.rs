@@ -1,0 +1,316 @@
+//! Routing rules as an administrator uses them: classify, rules test, rules
+//! diff, check, and live reload in the running daemon.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{Mailbox, World, bin, message, wait_for};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .current_dir(dir)
+        .args(args)
+        .env_remove("TRIAGED_CONFIG")
+        .env_remove("TRIAGED_DATABASE_URL")
+        .output()
+        .expect("run triaged")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A copy of the shipped rules (and their tests) to change.
+fn copy_rules(to: &Path) {
+    let from = repo().join("routing-rules");
+    copy_dir(&from, to);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn classify_explains_a_friday_afternoon_outage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let eml = dir.path().join("outage.eml");
+    std::fs::write(
+        &eml,
+        "From: Lee Park <lpark@registrar.example.edu>\nTo: map-support@example.edu\nSubject: Registration system is down\n\nStudents cannot log in to registration.\n",
+    )
+    .expect("write");
+    // 16:30 on Friday 2026-11-20 in Chicago.
+    let args = [
+        "classify",
+        eml.to_str().unwrap_or(""),
+        "--mailbox",
+        "map-support",
+        "--at",
+        "2026-11-20T16:30:00-06:00",
+    ];
+    let out = run(&repo(), &[&args[..], &["--json"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(d["queue"], "ProductionDefect", "{d:#}");
+    assert_eq!(d["kind"], "incident");
+    assert_eq!(d["urgency"], "high");
+    let recipients: Vec<&str> = d["recipients"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert_eq!(
+        recipients.first(),
+        Some(&"lpark@registrar.example.edu"),
+        "the initiator heads the urgent list"
+    );
+    assert!(
+        recipients.contains(&"isda-pipeline@example.edu")
+            && recipients.contains(&"computing-help@example.edu"),
+        "{recipients:?}"
+    );
+    // Due on Monday morning: business hours only.
+    let due = jiff::Timestamp::from_millisecond(d["due_ms"].as_i64().expect("due")).expect("ts");
+    let local = due.to_zoned(jiff::tz::TimeZone::get("America/Chicago").expect("tz"));
+    assert_eq!(local.weekday(), jiff::civil::Weekday::Monday, "{local}");
+    let text = stdout(&run(&repo(), &args));
+    assert!(
+        text.contains("because:") && text.contains("urgent wording"),
+        "{text}"
+    );
+    assert!(text.contains("due:        Mon 2026-11-23"), "{text}");
+}
+
+#[test]
+fn rules_test_passes_shipped_and_reports_a_failing_case() {
+    let out = run(&repo(), &["rules", "test"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(" 0 failed"), "{text}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    copy_rules(&rules);
+    std::fs::write(
+        rules.join("tests/99-wrong.toml"),
+        "[[case]]\nname = \"deliberately wrong\"\nmailbox = \"isda-support\"\nheaders = { From = \"a@example.org\", Subject = \"Question about grades\" }\nbody = \"hi\"\n[case.expect]\nqueue = \"Admin\"\n",
+    )
+    .expect("write");
+    let out = run(
+        dir.path(),
+        &["rules", "test", "--rules", rules.to_str().unwrap_or("")],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL") && text.contains("deliberately wrong"),
+        "{text}"
+    );
+    assert!(
+        text.contains("queue: expected \"Admin\", got \"Customer-Support\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_refuses_a_bad_rule_with_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_rules(&dir.path().join("routing-rules"));
+    let bad = dir.path().join("routing-rules/55-bad.toml");
+    std::fs::write(&bad, "# a broken rule\n\n[[rule]]\nname = \"broken\"\nwhen.subject.regex = '(unclosed'\nqueue = \"Nowhere\"\n").expect("write");
+    let out = run(dir.path(), &["check"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("55-bad.toml:5:") && l.to_lowercase().contains("regex")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("55-bad.toml:") && l.contains("Nowhere")),
+        "{text}"
+    );
+}
+
+#[test]
+fn rules_diff_lists_what_a_change_would_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let new = dir.path().join("new");
+    copy_rules(&new);
+    // The proposal: deployment requests go to Admin instead.
+    let deploy = std::fs::read_to_string(new.join("40-deploy.toml")).expect("read");
+    assert!(deploy.contains("queue = \"ProductionDeploy\""));
+    std::fs::write(
+        new.join("40-deploy.toml"),
+        deploy.replace("queue = \"ProductionDeploy\"", "queue = \"Admin\""),
+    )
+    .expect("write");
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir_all(&corpus).expect("mkdir");
+    std::fs::write(
+        corpus.join("deploy.eml"),
+        message(
+            "dep@x",
+            "dev@registrar.example.edu",
+            "map-support@example.edu",
+            "Deployment request: registrar-api 2.4 to production",
+            "Please deploy release 2.4 to production on Thursday.",
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        corpus.join("question.eml"),
+        message(
+            "q@x",
+            "a@example.org",
+            "isda-support@example.edu",
+            "A question",
+            "How do I print?",
+        ),
+    )
+    .expect("write");
+    let old = repo().join("routing-rules");
+    let out = run(
+        dir.path(),
+        &[
+            "rules",
+            "diff",
+            old.to_str().unwrap_or(""),
+            new.to_str().unwrap_or(""),
+            "--corpus",
+            corpus.to_str().unwrap_or(""),
+            "--mailbox",
+            "map-support",
+        ],
+    );
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Deployment request") && text.contains("queue: ProductionDeploy -> Admin"),
+        "{text}"
+    );
+    assert!(!text.contains("A question"), "{text}");
+    assert!(
+        text.contains("1 of 2 messages would be routed differently"),
+        "{text}"
+    );
+}
+
+/// The daemon reloads rules when the files change; a broken file is refused
+/// and the last good rules stay in force.
+#[tokio::test(flavor = "multi_thread")]
+async fn live_reload_refuses_bad_rules_and_takes_good_ones() {
+    const SUPPORT: &str = "isda-support@example.edu";
+    let rules_dir = tempfile::tempdir().expect("tempdir");
+    copy_rules(rules_dir.path());
+    let world = World::new(
+        &[Mailbox {
+            name: "isda-support",
+            user: SUPPORT,
+            queue: "Customer-Support",
+            after: "seen",
+        }],
+        None,
+        &format!("[paths]\nrules = \"{}\"\n", rules_dir.path().display()),
+    );
+    let daemon = world.start_daemon();
+    let queue_of = |subject: &str| -> Option<String> {
+        world
+            .tickets()
+            .iter()
+            .find(|t| t["subject"] == subject)
+            .and_then(|t| t["queue"].as_str().map(str::to_string))
+    };
+
+    assert!(
+        wait_for(Duration::from_secs(15), || daemon
+            .log()
+            .contains("triaged running")),
+        "{}",
+        daemon.log()
+    );
+    // A broken file: refused, logged with file and line, old rules stay.
+    std::fs::write(
+        rules_dir.path().join("15-zebra.toml"),
+        "[[rule]]\nname = \"zebra\"\nwhen.subject.regex = '(zebra'\nqueue = \"Admin\"\n",
+    )
+    .expect("write");
+    assert!(
+        wait_for(Duration::from_secs(15), || daemon
+            .log()
+            .contains("routing rules refused")),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.log().contains("15-zebra.toml:3"), "{}", daemon.log());
+    world
+        .dovecot
+        .append(
+            SUPPORT,
+            "INBOX",
+            &[message("z1@x", "a@example.org", SUPPORT, "zebra one", "x")],
+        )
+        .await
+        .expect("append");
+    assert!(
+        wait_for(Duration::from_secs(20), || queue_of("zebra one").is_some()),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(queue_of("zebra one").as_deref(), Some("Customer-Support"));
+
+    // Fixed: taken at once, and the next message is routed by it.
+    std::fs::write(
+        rules_dir.path().join("15-zebra.toml"),
+        "[[rule]]\nname = \"zebra\"\nwhen.subject.regex = 'zebra'\nqueue = \"Admin\"\n",
+    )
+    .expect("write");
+    assert!(
+        wait_for(Duration::from_secs(15), || daemon
+            .log()
+            .contains("routing rules reloaded")),
+        "{}",
+        daemon.log()
+    );
+    world
+        .dovecot
+        .append(
+            SUPPORT,
+            "INBOX",
+            &[message("z2@x", "a@example.org", SUPPORT, "zebra two", "x")],
+        )
+        .await
+        .expect("append");
+    assert!(
+        wait_for(Duration::from_secs(20), || queue_of("zebra two").is_some()),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(queue_of("zebra two").as_deref(), Some("Admin"));
+    assert!(daemon.terminate(Duration::from_secs(20)).success());
+}
