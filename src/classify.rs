@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, MailboxConfig, Problem, Problems};
 use crate::parse::ParsedMessage;
 use crate::priority::Kind;
-use crate::rules::{Known, RuleSet};
+use crate::rules::{Evaluation, Known, RuleSet};
 
 /// The routing decision for one message, with the reasons for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,109 +117,123 @@ impl Classifier {
         config: &Config,
     ) -> Decision {
         let ev = self.rules.evaluate(mailbox.name.get_ref(), msg);
-        let mut explanation = ev.explanation();
+        complete(&ev, msg, mailbox, arrival_ms, config)
+    }
+}
 
-        let queue = match &ev.queue {
-            Some(q) => q.clone(),
-            None => {
-                let q = mailbox.default_queue.get_ref().clone();
+/// Completes what the rules decided into the full decision: the mailbox's
+/// default queue, the queue's default kind, priority defaults and matrix, the
+/// response target and the desk's calendar, the initiator on an incident's
+/// list. Shared by the pipeline and `triaged rules test`, so a rule test checks
+/// exactly what a live message would get.
+pub fn complete(
+    ev: &Evaluation,
+    msg: &ParsedMessage,
+    mailbox: &MailboxConfig,
+    arrival_ms: i64,
+    config: &Config,
+) -> Decision {
+    let mut explanation = ev.explanation();
+
+    let queue = match &ev.queue {
+        Some(q) => q.clone(),
+        None => {
+            let q = mailbox.default_queue.get_ref().clone();
+            explanation.push(format!(
+                "queue {q}: default of mailbox {}",
+                mailbox.name.get_ref()
+            ));
+            q
+        }
+    };
+    let queue_config = config.queues.iter().find(|q| q.name.get_ref() == &queue);
+    let desk = config
+        .queue_desk(&queue)
+        .or_else(|| config.desk(mailbox.desk.get_ref()));
+    let desk_name = desk
+        .map(|d| d.name.get_ref().clone())
+        .unwrap_or_else(|| mailbox.desk.get_ref().clone());
+    let desk_tag = desk
+        .map(|d| d.tag.clone())
+        .unwrap_or_else(|| desk_name.to_ascii_uppercase());
+
+    let kind = match ev.kind {
+        Some(k) => k,
+        None => {
+            let from_queue = queue_config
+                .and_then(|q| q.default_kind.as_ref())
+                .and_then(|k| Kind::from_str(k.get_ref()).ok());
+            match from_queue {
+                Some(k) => {
+                    explanation.push(format!("kind {k}: default of queue {queue}"));
+                    k
+                }
+                None => {
+                    explanation.push(format!("kind {DEFAULT_KIND}: default"));
+                    Kind::Service
+                }
+            }
+        }
+    };
+
+    let resolved = config.priority.resolve(&queue, kind, ev.urgency, ev.impact);
+    explanation.extend(resolved.explanation.iter().cloned());
+    let (target, why_target) = config
+        .targets
+        .target(&desk_name, &queue, kind, resolved.priority);
+    explanation.push(why_target);
+    let due_ms = match (
+        config.calendars.get(&desk_name),
+        jiff::Timestamp::from_millisecond(arrival_ms),
+    ) {
+        (Some(calendar), Ok(arrival)) => match calendar.due(arrival, target) {
+            Ok(due) => {
                 explanation.push(format!(
-                    "queue {q}: default of mailbox {}",
-                    mailbox.name.get_ref()
+                    "due {}: {} of business time after arrival",
+                    due.to_zoned(calendar.time_zone().clone())
+                        .strftime("%Y-%m-%d %H:%M %Z"),
+                    humanize(target)
                 ));
-                q
+                Some(due.as_millisecond())
             }
-        };
-        let queue_config = config.queues.iter().find(|q| q.name.get_ref() == &queue);
-        let desk = config
-            .queue_desk(&queue)
-            .or_else(|| config.desk(mailbox.desk.get_ref()));
-        let desk_name = desk
-            .map(|d| d.name.get_ref().clone())
-            .unwrap_or_else(|| mailbox.desk.get_ref().clone());
-        let desk_tag = desk
-            .map(|d| d.tag.clone())
-            .unwrap_or_else(|| desk_name.to_ascii_uppercase());
-
-        let kind = match ev.kind {
-            Some(k) => k,
-            None => {
-                let from_queue = queue_config
-                    .and_then(|q| q.default_kind.as_ref())
-                    .and_then(|k| Kind::from_str(k.get_ref()).ok());
-                match from_queue {
-                    Some(k) => {
-                        explanation.push(format!("kind {k}: default of queue {queue}"));
-                        k
-                    }
-                    None => {
-                        explanation.push(format!("kind {DEFAULT_KIND}: default"));
-                        Kind::Service
-                    }
-                }
-            }
-        };
-
-        let resolved = config.priority.resolve(&queue, kind, ev.urgency, ev.impact);
-        explanation.extend(resolved.explanation.iter().cloned());
-        let (target, why_target) =
-            config
-                .targets
-                .target(&desk_name, &queue, kind, resolved.priority);
-        explanation.push(why_target);
-        let due_ms = match (
-            config.calendars.get(&desk_name),
-            jiff::Timestamp::from_millisecond(arrival_ms),
-        ) {
-            (Some(calendar), Ok(arrival)) => match calendar.due(arrival, target) {
-                Ok(due) => {
-                    explanation.push(format!(
-                        "due {}: {} of business time after arrival",
-                        due.to_zoned(calendar.time_zone().clone())
-                            .strftime("%Y-%m-%d %H:%M %Z"),
-                        humanize(target)
-                    ));
-                    Some(due.as_millisecond())
-                }
-                Err(e) => {
-                    explanation.push(format!("no due time: {e}"));
-                    None
-                }
-            },
-            _ => {
-                explanation.push(format!("no due time: desk {desk_name} has no calendar"));
+            Err(e) => {
+                explanation.push(format!("no due time: {e}"));
                 None
             }
-        };
+        },
+        _ => {
+            explanation.push(format!("no due time: desk {desk_name} has no calendar"));
+            None
+        }
+    };
 
-        // An urgent response's list starts with its initiator (DOMAIN.md).
-        let mut recipients = Vec::new();
-        if kind == Kind::Incident
-            && let Some(r) = msg.requester()
-        {
-            recipients.push(r.address.to_ascii_lowercase());
+    // An urgent response's list starts with its initiator (DOMAIN.md).
+    let mut recipients = Vec::new();
+    if kind == Kind::Incident
+        && let Some(r) = msg.requester()
+    {
+        recipients.push(r.address.to_ascii_lowercase());
+    }
+    for r in &ev.recipients {
+        if !recipients.contains(r) {
+            recipients.push(r.clone());
         }
-        for r in &ev.recipients {
-            if !recipients.contains(r) {
-                recipients.push(r.clone());
-            }
-        }
+    }
 
-        Decision {
-            desk: desk_name,
-            desk_tag,
-            queue,
-            kind: kind.to_string(),
-            urgency: Some(resolved.urgency.to_string()),
-            impact: Some(resolved.impact.to_string()),
-            priority: Some(resolved.priority.to_string()),
-            due_ms,
-            recipients,
-            tags: ev.tags.clone(),
-            suppress_ack: ev.suppress_ack.unwrap_or(false),
-            alert_key: ev.alert_key.clone(),
-            explanation,
-        }
+    Decision {
+        desk: desk_name,
+        desk_tag,
+        queue,
+        kind: kind.to_string(),
+        urgency: Some(resolved.urgency.to_string()),
+        impact: Some(resolved.impact.to_string()),
+        priority: Some(resolved.priority.to_string()),
+        due_ms,
+        recipients,
+        tags: ev.tags.clone(),
+        suppress_ack: ev.suppress_ack.unwrap_or(false),
+        alert_key: ev.alert_key.clone(),
+        explanation,
     }
 }
 

@@ -127,7 +127,7 @@ pub fn test(
     let rules = load_rules_from(&rules_dir, config)
         .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?;
     let cases_dir = cases_dir.unwrap_or_else(|| rules_dir.join("tests"));
-    let ctx = CaseContext::from_config(config, config.priority.clone());
+    let ctx = CaseContext::from_config(Arc::new(config.clone()));
     let results = run_cases(&rules, &cases_dir, &ctx);
     let mut out = std::io::stdout().lock();
     let failed = results.iter().filter(|r| !r.passed).count();

@@ -1,7 +1,6 @@
 //! Test cases kept beside the rules (`routing-rules/tests/*.toml`): a message
 //! in, the expected decision out, compared key by key.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -10,7 +9,7 @@ use toml::Spanned;
 
 use super::{Evaluation, RuleSet};
 use crate::config::line_of;
-use crate::priority::{Impact, Kind, Priority, PriorityConfig, Urgency};
+use crate::priority::{Impact, Kind, Priority, Urgency};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,43 +50,18 @@ struct Expect {
     matched: Option<Vec<String>>,
 }
 
-/// What the rules cannot know themselves: each mailbox's default queue, and
-/// the priority configuration that completes urgency and impact.
+/// What the rules cannot know themselves: the deployment (mailbox default
+/// queues, queue default kinds, priority defaults and matrix, targets,
+/// calendars). Cases are judged on the completed decision, exactly as a live
+/// message would be classified.
 #[derive(Debug, Clone)]
 pub struct CaseContext {
-    pub default_queues: BTreeMap<String, String>,
-    pub priority: PriorityConfig,
-}
-
-impl Default for CaseContext {
-    /// DOMAIN.md's mailboxes and priority defaults.
-    fn default() -> Self {
-        let default_queues = [
-            ("isda-support", "Customer-Support"),
-            ("map-support", "ProductionDefect"),
-            ("db-requests", "Database"),
-            ("help", "Hosted-Help"),
-        ]
-        .into_iter()
-        .map(|(m, q)| (m.to_string(), q.to_string()))
-        .collect();
-        CaseContext {
-            default_queues,
-            priority: PriorityConfig::default(),
-        }
-    }
+    pub config: std::sync::Arc<crate::config::Config>,
 }
 
 impl CaseContext {
-    pub fn from_config(config: &crate::config::Config, priority: PriorityConfig) -> CaseContext {
-        CaseContext {
-            default_queues: config
-                .mailboxes
-                .iter()
-                .map(|m| (m.name.get_ref().clone(), m.default_queue.get_ref().clone()))
-                .collect(),
-            priority,
-        }
+    pub fn from_config(config: std::sync::Arc<crate::config::Config>) -> CaseContext {
+        CaseContext { config }
     }
 }
 
@@ -192,7 +166,7 @@ pub fn run_cases(rules: &RuleSet, dir: &Path, ctx: &CaseContext) -> Vec<CaseResu
             };
             let msg = crate::parse::parse(&raw);
             let ev = rules.evaluate(&c.mailbox, &msg);
-            let diffs = compare(&c.expect, &ev, &c.mailbox, ctx);
+            let diffs = compare(&c.expect, &ev, &msg, &c.mailbox, ctx);
             out.push(CaseResult {
                 file: file.clone(),
                 line,
@@ -266,7 +240,13 @@ fn show_list(v: &[String]) -> String {
 /// The key-by-key differences between what a case expects and the final
 /// decision: rule values completed with the mailbox's default queue, the
 /// default kind and the priority defaults.
-fn compare(e: &Expect, ev: &Evaluation, mailbox: &str, ctx: &CaseContext) -> Vec<KeyDiff> {
+fn compare(
+    e: &Expect,
+    ev: &Evaluation,
+    msg: &crate::parse::ParsedMessage,
+    mailbox: &str,
+    ctx: &CaseContext,
+) -> Vec<KeyDiff> {
     let mut diffs = Vec::new();
     let mut diff = |key: &str, expected: String, actual: String| {
         if expected != actual {
@@ -277,55 +257,55 @@ fn compare(e: &Expect, ev: &Evaluation, mailbox: &str, ctx: &CaseContext) -> Vec
             });
         }
     };
-    let queue = ev
-        .queue
-        .clone()
-        .or_else(|| ctx.default_queues.get(mailbox).cloned());
-    let kind = ev.kind.unwrap_or(Kind::Service);
-    let resolved =
-        ctx.priority
-            .resolve(queue.as_deref().unwrap_or(""), kind, ev.urgency, ev.impact);
+    let Some(mb) = ctx.config.mailbox(mailbox) else {
+        diff(
+            "mailbox",
+            format!("{mailbox:?}"),
+            "(not configured)".to_string(),
+        );
+        return diffs;
+    };
+    // A fixed arrival: cases do not test due times, and must not depend on the clock.
+    let d = crate::classify::complete(ev, msg, mb, 0, &ctx.config);
+    let queue = Some(d.queue.clone());
+    let kind = Some(d.kind.clone());
     if let Some(q) = &e.queue {
         diff("queue", show(&Some(q)), show(&queue));
     }
     if let Some(k) = e.kind {
-        diff("kind", show(&Some(k)), show(&Some(kind)));
+        diff("kind", show(&Some(k)), show(&kind));
     }
     if let Some(u) = e.urgency {
-        diff("urgency", show(&Some(u)), show(&Some(resolved.urgency)));
+        diff("urgency", show(&Some(u)), show(&d.urgency));
     }
     if let Some(i) = e.impact {
-        diff("impact", show(&Some(i)), show(&Some(resolved.impact)));
+        diff("impact", show(&Some(i)), show(&d.impact));
     }
     if let Some(p) = e.priority {
-        diff("priority", show(&Some(p)), show(&Some(resolved.priority)));
+        diff("priority", show(&Some(p)), show(&d.priority));
     }
     if let Some(r) = &e.recipients {
         let mut want: Vec<String> = r.iter().map(|x| x.trim().to_ascii_lowercase()).collect();
-        let mut got = ev.recipients.clone();
+        let mut got = d.recipients.clone();
         want.sort();
         got.sort();
         diff("recipients", show_list(&want), show_list(&got));
     }
     if let Some(t) = &e.tags {
         let mut want = t.clone();
-        let mut got = ev.tags.clone();
+        let mut got = d.tags.clone();
         want.sort();
         got.sort();
         diff("tags", show_list(&want), show_list(&got));
     }
     if let Some(s) = e.suppress_ack {
-        diff(
-            "suppress_ack",
-            s.to_string(),
-            ev.suppress_ack.unwrap_or(false).to_string(),
-        );
+        diff("suppress_ack", s.to_string(), d.suppress_ack.to_string());
     }
     if let Some(k) = &e.alert_key {
         diff(
             "alert_key",
             format!("{k:?}"),
-            format!("{:?}", ev.alert_key.clone().unwrap_or_default()),
+            format!("{:?}", d.alert_key.clone().unwrap_or_default()),
         );
     }
     if let Some(m) = &e.matched {

@@ -666,7 +666,14 @@ fn shipped_rules_pass_their_cases() {
                 .join("\n")
         ),
     };
-    let results = run_cases(&r, &dir.join("tests"), &CaseContext::default());
+    let results = run_cases(
+        &r,
+        &dir.join("tests"),
+        &CaseContext::from_config(std::sync::Arc::new(
+            crate::config::Config::parse(crate::config::DEFAULT_CONFIG, "default")
+                .expect("default config"),
+        )),
+    );
     let failed: Vec<String> = results
         .iter()
         .filter(|c| !c.passed)
@@ -711,7 +718,14 @@ fn failing_case_shows_a_diff() {
         panic!("{e}");
     }
     let r = rules("[[rule]]\nname = 'help'\nwhen.mailbox = 'help'\nqueue = 'Hosted-Help'\n");
-    let results = run_cases(&r, dir.path(), &CaseContext::default());
+    let results = run_cases(
+        &r,
+        dir.path(),
+        &CaseContext::from_config(std::sync::Arc::new(
+            crate::config::Config::parse(crate::config::DEFAULT_CONFIG, "default")
+                .expect("default config"),
+        )),
+    );
     assert_eq!(results.len(), 1);
     assert!(!results[0].passed);
     assert_eq!(
