@@ -173,7 +173,7 @@ fn daemon_config(
         retry_initial_secs: 1,
         retry_max_secs: 10,
         give_up_after_secs: 3600,
-        concurrency: 4,
+        concurrency: 16,
     });
     c.notify.ack_limit_per_hour = i64::MAX;
     Ok(Arc::new(c))
@@ -319,7 +319,7 @@ async fn bench_outbound(count: usize, samples: usize) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let sender = crate::notify::sender::Sender {
         store: store.clone(),
-        transport: crate::notify::sender::transport(&smtp).map_err(anyhow::Error::msg)?,
+        transports: crate::notify::sender::transports(&smtp).map_err(anyhow::Error::msg)?,
         config: smtp,
         wake,
         shutdown: stop.clone(),

@@ -327,8 +327,10 @@ fn default_retry_max() -> u64 {
 fn default_give_up() -> u64 {
     5 * 24 * 3600
 }
+/// lettre sets no TCP_NODELAY, so each SMTP transaction waits about 40 ms on
+/// Nagle's algorithm and the server's delayed ACK; parallel connections hide it.
 fn default_smtp_concurrency() -> usize {
-    4
+    16
 }
 
 impl SmtpConfig {

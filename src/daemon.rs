@@ -35,14 +35,14 @@ pub async fn run(
     let sender_stop = CancellationToken::new();
     let sender = match &config.smtp {
         Some(smtp) => {
-            let transport = crate::notify::sender::transport(smtp)
+            let transport = crate::notify::sender::transports(smtp)
                 .map_err(anyhow::Error::msg)
                 .context("smtp")?;
             info!(host = %smtp.host, port = smtp.port(), security = ?smtp.security, "outbox sender started");
             Some(tokio::spawn(
                 Sender {
                     store: store.clone(),
-                    transport,
+                    transports: transport,
                     config: smtp.clone(),
                     wake,
                     shutdown: sender_stop.clone(),

@@ -125,6 +125,22 @@ fn make_certificates(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> 
     Ok((p("ca.pem"), p("server.pem"), p("server.key")))
 }
 
+/// The processes whose command line contains `needle`.
+fn processes_with_arg(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
 /// The processes whose parent is `parent`.
 fn children_of(parent: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -498,6 +514,17 @@ impl Smtpd {
             port,
             _lock: lock,
         };
+        // We hold the lock, so any private smtpd still running was left by a
+        // process that died without cleaning up: it holds the control socket.
+        for pid in processes_with_arg("triaged-smtpd-") {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        let gone = Instant::now() + Duration::from_secs(5);
+        while !processes_with_arg("triaged-smtpd-").is_empty() && Instant::now() < gone {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         // Mail a previous instance left queued must not reach this one's mailboxes.
         for sub in [
             "queue",

@@ -425,9 +425,24 @@ impl Store {
                     .await?
             }
         };
-        match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        // Two processes opening a new SQLite database at once (the daemon and a
+        // `triaged tickets` run) can both find a migration unapplied; the loser's
+        // CREATE then fails. Looking again finds it applied.
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "migration raced; looking again");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(Store {
             pool,

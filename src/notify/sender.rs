@@ -18,8 +18,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use lettre::address::Envelope;
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -58,13 +58,25 @@ pub fn transport(c: &SmtpConfig) -> Result<Transport, String> {
     if let (Some(user), Some(pw)) = (&c.username, c.password()?) {
         b = b.credentials(Credentials::new(user.clone(), pw.expose().to_string()));
     }
-    Ok(b.timeout(Some(Duration::from_secs(c.timeout_secs))).build())
+    // One kept-alive connection per transport; the sender runs one transport
+    // per lane (see `transports`).
+    let pool = PoolConfig::new().max_size(1);
+    Ok(b.timeout(Some(Duration::from_secs(c.timeout_secs)))
+        .pool_config(pool)
+        .build())
+}
+
+/// One transport per lane of `concurrency`: each lane sends its share of a
+/// batch in order over its own connection.
+pub fn transports(c: &SmtpConfig) -> Result<Vec<Transport>, String> {
+    (0..c.concurrency.max(1)).map(|_| transport(c)).collect()
 }
 
 /// The sender task.
 pub struct Sender {
     pub store: Store,
-    pub transport: Transport,
+    /// One per lane, from [`transports`].
+    pub transports: Vec<Transport>,
     pub config: SmtpConfig,
     /// Poked after every commit that queued mail.
     pub wake: Arc<Notify>,
@@ -95,13 +107,22 @@ impl Sender {
             let full = due.len() as i64 == BATCH;
             let mut any_retry = false;
             if !due.is_empty() {
-                let results: Vec<bool> = futures::stream::iter(due)
-                    .map(|mail| {
+                // Lanes take the next mail from one queue, so a slow server
+                // answer holds up one lane, not a share of the batch.
+                let queue = std::sync::Mutex::new(std::collections::VecDeque::from(due));
+                let next = || queue.lock().ok().and_then(|mut q| q.pop_front());
+                let results =
+                    futures::future::join_all((0..sender.transports.len().max(1)).map(|lane| {
                         let s = sender.clone();
-                        async move { s.deliver(mail).await }
-                    })
-                    .buffer_unordered(sender.config.concurrency.max(1))
-                    .collect()
+                        let next = &next;
+                        async move {
+                            let mut all_done = true;
+                            while let Some(mail) = next() {
+                                all_done &= s.deliver(mail, lane).await;
+                            }
+                            all_done
+                        }
+                    }))
                     .await;
                 any_retry = results.iter().any(|ok| !ok);
             }
@@ -123,8 +144,8 @@ impl Sender {
     }
 
     /// Sends one mail and records the outcome; false when it is to be retried.
-    async fn deliver(&self, mail: OutboxMail) -> bool {
-        let result = self.send(&mail).await;
+    async fn deliver(&self, mail: OutboxMail, lane: usize) -> bool {
+        let result = self.send(&mail, lane).await;
         let recorded = match &result {
             Delivery::Sent(response) => {
                 info!(outbox = mail.id, ticket = ?mail.ticket_number, kind = %mail.kind, to = ?mail.rcpt, "mail sent");
@@ -159,7 +180,10 @@ impl Sender {
         matches!(result, Delivery::Sent(_) | Delivery::Failed(_))
     }
 
-    async fn send(&self, mail: &OutboxMail) -> Delivery {
+    async fn send(&self, mail: &OutboxMail, lane: usize) -> Delivery {
+        let Some(transport) = self.transports.get(lane).or(self.transports.first()) else {
+            return Delivery::Retry("no SMTP transport".to_string());
+        };
         let from = match Address::from_str(&mail.from) {
             Ok(a) => a,
             Err(e) => return Delivery::Failed(format!("sender {:?}: {e}", mail.from)),
@@ -175,15 +199,34 @@ impl Sender {
             Ok(e) => e,
             Err(e) => return Delivery::Failed(format!("envelope: {e}")),
         };
-        match self.transport.send_raw(&envelope, &mail.raw).await {
-            Ok(response) => Delivery::Sent(format!(
-                "{} {}",
-                response.code(),
-                response.message().collect::<Vec<_>>().join(" ")
-            )),
-            Err(e) if e.is_permanent() => Delivery::Failed(e.to_string()),
-            Err(e) => Delivery::Retry(e.to_string()),
+        // A temporary refusal is often about the connection, not the mail (a
+        // server's per-session message limit, an idle connection it dropped):
+        // one more try, on a fresh connection, before backing off.
+        let mut last = None;
+        for _ in 0..2 {
+            // A guard above lettre's own timeouts: no mail may hold a slot forever.
+            let limit = Duration::from_secs(self.config.timeout_secs.max(1));
+            let sent =
+                match tokio::time::timeout(limit, transport.send_raw(&envelope, &mail.raw)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        last = Some(format!("no answer from the SMTP server within {limit:?}"));
+                        continue;
+                    }
+                };
+            match sent {
+                Ok(response) => {
+                    return Delivery::Sent(format!(
+                        "{} {}",
+                        response.code(),
+                        response.message().collect::<Vec<_>>().join(" ")
+                    ));
+                }
+                Err(e) if e.is_permanent() => return Delivery::Failed(e.to_string()),
+                Err(e) => last = Some(e.to_string()),
+            }
         }
+        Delivery::Retry(last.unwrap_or_default())
     }
 }
 
