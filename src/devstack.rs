@@ -328,6 +328,7 @@ protocol imap {{
         for pid in children {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
                 .status();
         }
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -519,6 +520,7 @@ impl Smtpd {
         for pid in processes_with_arg("triaged-smtpd-") {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
                 .status();
         }
         let gone = Instant::now() + Duration::from_secs(5);
