@@ -597,6 +597,24 @@ async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::Result<ExitC
                 }
                 writeln!(out, "\n{}", m.body)?;
             }
+            if !t.mail.is_empty() {
+                writeln!(out, "\n--- mail ---")?;
+                for m in &t.mail {
+                    writeln!(
+                        out,
+                        "{}  {:<7} {:<20} to {}  {}{}",
+                        format_ms(m.created_at),
+                        m.status,
+                        m.kind,
+                        m.rcpt.join(", "),
+                        m.subject,
+                        m.last_error
+                            .as_deref()
+                            .map(|e| format!("  ({e})"))
+                            .unwrap_or_default()
+                    )?;
+                }
+            }
             writeln!(out, "\n--- history ---")?;
             for e in &t.events {
                 writeln!(

@@ -223,6 +223,8 @@ pub struct TicketDetail {
     pub ticket: TicketSummary,
     /// The ticket's own recipient list.
     pub recipients: Vec<String>,
+    /// Mail about this ticket: queued, sent or failed.
+    pub mail: Vec<OutboxSummary>,
     pub messages: Vec<MessageRow>,
     pub events: Vec<EventRow>,
 }
@@ -706,15 +708,10 @@ impl Store {
                 .bind(now)
                 .fetch_one(&mut **tx)
                 .await?;
-                let id: i64 = row.try_get(0)?;
-                self.event(
-                    tx,
-                    number,
-                    now,
-                    "mail queued",
-                    &serde_json::json!({"outbox": id, "kind": m.kind, "to": m.rcpt, "subject": m.subject}),
-                )
-                .await
+                // The outbox row is the record that the mail was queued; the
+                // ticket shows it beside its history (`TicketDetail::mail`).
+                let _id: i64 = row.try_get(0)?;
+                Ok(())
             }
             Outgoing::Suppressed { kind, reason } => {
                 self.event(
@@ -1048,6 +1045,7 @@ impl Store {
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
         Ok(Some(TicketDetail {
             recipients: self.recipients(number).await?,
+            mail: self.ticket_outbox(number).await?,
             ticket,
             messages,
             events,
@@ -1190,12 +1188,30 @@ impl Store {
         status: Option<&str>,
         limit: i64,
     ) -> Result<Vec<OutboxSummary>, StoreError> {
+        self.outbox_where(status, None, limit).await
+    }
+
+    /// The mail about one ticket, oldest first.
+    pub async fn ticket_outbox(&self, number: i64) -> Result<Vec<OutboxSummary>, StoreError> {
+        let mut all = self.outbox_where(None, Some(number), i64::MAX).await?;
+        all.reverse();
+        Ok(all)
+    }
+
+    async fn outbox_where(
+        &self,
+        status: Option<&str>,
+        ticket: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<OutboxSummary>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, ticket_number, kind, rcpt, subject, message_id, status, attempts, next_attempt_at,
                last_error, created_at, sent_at
-             FROM outbox WHERE ($1 = '' OR status = $1) ORDER BY id DESC LIMIT $2",
+             FROM outbox WHERE ($1 = '' OR status = $1) AND ($2 < 0 OR ticket_number = $2)
+             ORDER BY id DESC LIMIT $3",
         )
         .bind(status.unwrap_or(""))
+        .bind(ticket.unwrap_or(-1))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
