@@ -125,42 +125,40 @@ fn make_certificates(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> 
     Ok((p("ca.pem"), p("server.pem"), p("server.key")))
 }
 
-/// The processes whose command line contains `needle`.
-fn processes_with_arg(needle: &str) -> Vec<u32> {
+/// The pids of running processes for which `keep` is true.
+fn processes(keep: impl Fn(u32) -> bool) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(needle))
-                .unwrap_or(false)
-        })
+        .filter(|&pid| keep(pid))
         .collect()
+}
+
+/// The processes whose command line contains `needle`.
+fn processes_with_arg(needle: &str) -> Vec<u32> {
+    processes(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(needle))
+            .unwrap_or(false)
+    })
 }
 
 /// The processes whose parent is `parent`.
 fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
-            // /proc/PID/stat is "pid (comm) state ppid ...", and comm may hold spaces.
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')
-                        .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_string))
-                })
-                .and_then(|ppid| ppid.parse::<u32>().ok())
-                == Some(parent)
-        })
-        .collect()
+    processes(|pid| {
+        // /proc/PID/stat is "pid (comm) state ppid ...", and comm may hold spaces.
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_string))
+            })
+            .and_then(|ppid| ppid.parse::<u32>().ok())
+            == Some(parent)
+    })
 }
 
 /// The uid of the `mail` user, which Dovecot's mail processes run as.

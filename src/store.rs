@@ -1101,13 +1101,26 @@ impl Store {
 
     /// Records that the server accepted a mail.
     pub async fn outbox_sent(&self, id: i64, response: &str) -> Result<(), StoreError> {
+        self.outbox_finish(id, true, response).await
+    }
+
+    /// Records a permanent failure: the mail will not be tried again unless retried by hand.
+    pub async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        self.outbox_finish(id, false, error).await
+    }
+
+    /// Ends a mail's life as `sent` (with the server's answer) or `failed`
+    /// (with the reason), and records it in its ticket's history.
+    async fn outbox_finish(&self, id: i64, sent: bool, words: &str) -> Result<(), StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
-            "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, last_error = NULL
-             WHERE id = $2 RETURNING ticket_number, kind",
+            "UPDATE outbox SET status = $1, attempts = attempts + 1, sent_at = $2, last_error = $3
+             WHERE id = $4 RETURNING ticket_number, kind",
         )
-        .bind(now)
+        .bind(if sent { "sent" } else { "failed" })
+        .bind(sent.then_some(now))
+        .bind((!sent).then(|| text(words)))
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -1115,14 +1128,18 @@ impl Store {
             && let Some(number) = r.try_get::<Option<i64>, _>(0)?
         {
             let kind: String = r.try_get(1)?;
-            self.event(
-                &mut tx,
-                number,
-                now,
-                "mail sent",
-                &serde_json::json!({"outbox": id, "kind": kind, "response": text(response)}),
-            )
-            .await?;
+            let (event, detail) = if sent {
+                (
+                    "mail sent",
+                    serde_json::json!({"outbox": id, "kind": kind, "response": text(words)}),
+                )
+            } else {
+                (
+                    "mail failed",
+                    serde_json::json!({"outbox": id, "kind": kind, "error": text(words)}),
+                )
+            };
+            self.event(&mut tx, number, now, event, &detail).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -1138,35 +1155,6 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
-        Ok(())
-    }
-
-    /// Records a permanent failure: the mail will not be tried again unless retried by hand.
-    pub async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
-            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = $1 WHERE id = $2
-             RETURNING ticket_number, kind",
-        )
-        .bind(text(error))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(r) = row
-            && let Some(number) = r.try_get::<Option<i64>, _>(0)?
-        {
-            let kind: String = r.try_get(1)?;
-            self.event(
-                &mut tx,
-                number,
-                now,
-                "mail failed",
-                &serde_json::json!({"outbox": id, "kind": kind, "error": text(error)}),
-            )
-            .await?;
-        }
-        tx.commit().await?;
         Ok(())
     }
 
