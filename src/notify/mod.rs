@@ -28,7 +28,7 @@ use crate::store::{Composer, OutboundMail, Outgoing, TicketEvent};
 use crate::thread::format_tag;
 use templates::{Rendered, Templates};
 
-/// Urgencies that make a ticket urgent: the recipient list is told at once.
+/// Kinds of ticket that are urgent: the recipient list is told at once.
 const URGENT_KINDS: &[&str] = &["incident"];
 
 /// Composes the desk's mail from templates and the configuration.
@@ -139,7 +139,11 @@ impl Notifier {
         to: &[String],
         rendered: Rendered,
     ) -> Outgoing {
-        match build_mail(kind, ev, desk_address, to, rendered) {
+        let title = self
+            .config
+            .desk(&ev.decision.desk)
+            .and_then(|d| d.title.as_deref());
+        match build_mail(kind, ev, title, desk_address, to, rendered) {
             Ok(mail) => Outgoing::Mail(mail),
             Err(reason) => Outgoing::Suppressed {
                 kind: kind.to_string(),
@@ -307,14 +311,17 @@ fn new_message_id(number: i64, kind: &str, domain: &str) -> String {
 fn build_mail(
     kind: &str,
     ev: &TicketEvent<'_>,
+    desk_title: Option<&str>,
     desk_address: &str,
     to: &[String],
     rendered: Rendered,
 ) -> Result<OutboundMail, String> {
     let m: &ParsedMessage = ev.parsed;
-    let from: Mailbox = desk_address
+    let address: lettre::Address = desk_address
         .parse()
         .map_err(|e| format!("desk address {desk_address:?}: {e}"))?;
+    // "ISDA support" <isda-support@example.edu>: the desk's name as customers read it.
+    let from = Mailbox::new(desk_title.map(str::to_string), address);
     let domain = desk_address
         .rsplit_once('@')
         .map(|(_, d)| d)
