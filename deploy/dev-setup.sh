@@ -16,6 +16,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} ..." >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Where the package could start a system OpenSMTPD, it would hold the one
+  # control socket a machine has; triaged's tests and demo run their own.
+  if [[ " ${missing[*]} " == *" opensmtpd "* ]] && pgrep -x smtpd >/dev/null 2>&1; then
+    $sudo pkill -x smtpd || true
+  fi
 fi
 # Debian starts a system Dovecot on install where it can; triaged never uses it
 # (its tests and demo run private instances on free loopback ports).
