@@ -55,7 +55,7 @@ pub enum BenchCommand {
     },
 }
 
-pub async fn run(command: BenchCommand, _config: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Ingest {
             counts,

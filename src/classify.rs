@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, MailboxConfig, Problem, Problems};
+use crate::config::{Config, MailboxConfig, Problems};
 use crate::parse::ParsedMessage;
 use crate::priority::Kind;
 use crate::rules::{Evaluation, Known, RuleSet};
@@ -245,15 +245,6 @@ fn humanize(d: std::time::Duration) -> String {
         (h, 0) => format!("{h}h"),
         (h, m) => format!("{h}h{m}m"),
     }
-}
-
-/// A problem for a rule set that could not be loaded, for logs.
-pub fn describe(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[cfg(test)]

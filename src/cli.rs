@@ -163,7 +163,7 @@ pub enum RulesCommand {
         /// message already stored.
         #[arg(long, num_args = 1..)]
         corpus: Option<Vec<PathBuf>>,
-        /// The mailbox file messages count as arriving in (default: the first).
+        /// The mailbox the files count as arriving in (default: the first configured).
         #[arg(long)]
         mailbox: Option<String>,
     },
@@ -361,7 +361,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             store.close().await;
             code
         }
-        Command::Bench { command } => crate::bench::run(command, path).await,
+        Command::Bench { command } => crate::bench::run(command).await,
         Command::Demo { keep_running } => crate::demo::run(keep_running).await,
     }
 }

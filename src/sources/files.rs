@@ -28,7 +28,6 @@ pub struct Walker {
     pending: Vec<PathBuf>,
     mbox: Option<(MboxReader<Box<dyn BufRead>>, String)>,
     max_bytes: u64,
-    stdin_index: usize,
 }
 
 impl Walker {
@@ -39,7 +38,6 @@ impl Walker {
             pending,
             mbox: None,
             max_bytes,
-            stdin_index: 0,
         }
     }
 
@@ -48,7 +46,6 @@ impl Walker {
         match reader.next_message() {
             Ok(Some((index, raw))) => {
                 let origin = if name == "-" {
-                    self.stdin_index += 1;
                     Origin::Stdin { index }
                 } else {
                     Origin::File {
