@@ -632,7 +632,7 @@ impl Store {
                                 "message": message,
                                 "mailbox": p.mailbox,
                                 "origin": p.origin.to_string(),
-                                "thread": if keys.tagged.contains(&number) {
+                                "thread": if keys.tagged.iter().any(|t| t.number == number) {
                                     "subject tag"
                                 } else if decision.alert_key.is_some() && keys.referenced.is_empty() {
                                     "alert key"
@@ -746,37 +746,62 @@ impl Store {
                 return Ok(Some(row.try_get(0)?));
             }
         }
-        for &number in &keys.tagged {
-            let found = sqlx::query("SELECT number FROM tickets WHERE number = $1")
-                .bind(number)
-                .fetch_optional(&mut **tx)
-                .await?;
-            if found.is_some() {
-                return Ok(Some(number));
-            }
-        }
-        for id in &keys.referenced {
+        // A case tag names a ticket of its own desk only.
+        for tag in &keys.tagged {
             let found = sqlx::query(
-                "SELECT ticket_number FROM messages WHERE message_id = $1 ORDER BY id LIMIT 1",
+                "SELECT number FROM tickets WHERE number = $1 AND UPPER(desk_tag) = UPPER($2)",
             )
-            .bind(text(id))
+            .bind(tag.number)
+            .bind(text(&tag.desk_tag))
             .fetch_optional(&mut **tx)
             .await?;
-            if let Some(row) = found {
-                return Ok(Some(row.try_get(0)?));
-            }
-            // A reply to a mail we sent (an acknowledgement, a notification).
-            let ours = sqlx::query(
-                "SELECT ticket_number FROM outbox WHERE message_id = $1 AND ticket_number IS NOT NULL LIMIT 1",
-            )
-            .bind(text(id))
-            .fetch_optional(&mut **tx)
-            .await?;
-            if let Some(row) = ours {
-                return Ok(Some(row.try_get(0)?));
+            if found.is_some() {
+                return Ok(Some(tag.number));
             }
         }
-        Ok(None)
+        self.referenced_ticket(tx, &keys.referenced).await
+    }
+
+    /// The ticket of the most specific Message-ID in `ids` (In-Reply-To first,
+    /// then References newest first) that names one of its messages or a mail
+    /// we sent about it. One query however many ids (the thread keys are bounded).
+    async fn referenced_ticket(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        ids: &[String],
+    ) -> Result<Option<i64>, StoreError> {
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let params: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let list = params.join(", ");
+        // For each id: the ticket of its first stored message (source 0), else
+        // of the first mail we sent with it (source 1).
+        let sql = format!(
+            "SELECT message_id, ticket_number, CAST(0 AS BIGINT), id FROM messages WHERE message_id IN ({list})
+             UNION ALL
+             SELECT message_id, ticket_number, CAST(1 AS BIGINT), id FROM outbox
+               WHERE message_id IN ({list}) AND ticket_number IS NOT NULL"
+        );
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(text(id));
+        }
+        let rows = query.fetch_all(&mut **tx).await?;
+        let mut best: std::collections::HashMap<String, (i64, i64, i64)> =
+            std::collections::HashMap::new();
+        for r in &rows {
+            let mid: String = r.try_get(0)?;
+            let number: i64 = r.try_get(1)?;
+            let rank = (r.try_get::<i64, _>(2)?, r.try_get::<i64, _>(3)?);
+            let entry = best.entry(mid).or_insert((rank.0, rank.1, number));
+            if rank < (entry.0, entry.1) {
+                *entry = (rank.0, rank.1, number);
+            }
+        }
+        Ok(ids
+            .iter()
+            .find_map(|id| best.get(text(id).as_str()).map(|&(_, _, number)| number)))
     }
 
     async fn create_ticket(

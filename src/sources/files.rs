@@ -2,8 +2,10 @@
 //! messages, and stdin. Streams one message at a time, so memory stays flat
 //! however many messages there are.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::store::Origin;
@@ -24,10 +26,17 @@ pub enum Item {
 }
 
 /// Reads every message under `paths` (`-` is stdin), lazily, in a stable order.
+///
+/// Every message is held to the same size limit, whatever it comes from: an
+/// `.eml` file, a Maildir entry, one message of an mbox, or stdin. Past the
+/// limit only the head is kept (an [`Item::Oversized`]). Each file and folder
+/// is read once, however many links lead to it, so a symlink loop ends.
 pub struct Walker {
     pending: Vec<PathBuf>,
     mbox: Option<(MboxReader<Box<dyn BufRead>>, String)>,
     max_bytes: u64,
+    /// (device, inode) of every file and folder already taken.
+    visited: HashSet<(u64, u64)>,
 }
 
 impl Walker {
@@ -38,13 +47,14 @@ impl Walker {
             pending,
             mbox: None,
             max_bytes,
+            visited: HashSet::new(),
         }
     }
 
     fn next_from_mbox(&mut self) -> Option<Item> {
         let (reader, name) = self.mbox.as_mut()?;
-        match reader.next_message() {
-            Ok(Some((index, raw))) => {
+        match reader.next_message(self.max_bytes) {
+            Ok(Some((index, msg))) => {
                 let origin = if name == "-" {
                     Origin::Stdin { index }
                 } else {
@@ -52,7 +62,10 @@ impl Walker {
                         path: format!("{name}#{index}"),
                     }
                 };
-                Some(Item::Message { origin, raw })
+                Some(match msg {
+                    Bounded::Whole(raw) => Item::Message { origin, raw },
+                    Bounded::Oversized { head, size } => Item::Oversized { origin, head, size },
+                })
             }
             Ok(None) => {
                 self.mbox = None;
@@ -80,14 +93,14 @@ impl Walker {
                     return None;
                 }
                 Ok(false) => {
-                    let mut raw = Vec::new();
-                    return Some(match peek.inner.read_to_end(&mut raw) {
-                        Ok(_) => Item::Message {
-                            origin: Origin::Stdin { index: 1 },
-                            raw,
-                        },
+                    let origin = Origin::Stdin { index: 1 };
+                    return Some(match read_bounded(&mut peek.inner, self.max_bytes) {
+                        Ok(Bounded::Whole(raw)) => Item::Message { origin, raw },
+                        Ok(Bounded::Oversized { head, size }) => {
+                            Item::Oversized { origin, head, size }
+                        }
                         Err(e) => Item::Error {
-                            origin: Origin::Stdin { index: 1 },
+                            origin,
                             error: e.to_string(),
                         },
                     });
@@ -112,6 +125,12 @@ impl Walker {
                 });
             }
         };
+        // A second way to the same file or folder (a symlink, a loop, the
+        // same path given twice) is not followed again.
+        if !self.visited.insert((meta.dev(), meta.ino())) {
+            tracing::debug!(path = %shown, "already read; not followed again");
+            return None;
+        }
         if meta.is_dir() {
             match children(&path) {
                 Ok(mut list) => {
@@ -154,7 +173,8 @@ impl Walker {
     fn read_one(&self, path: &Path, origin: Origin, size: u64) -> Item {
         if size > self.max_bytes {
             let mut head = Vec::new();
-            let read = File::open(path).and_then(|f| f.take(64 * 1024).read_to_end(&mut head));
+            let read =
+                File::open(path).and_then(|f| f.take(HEAD_BYTES as u64).read_to_end(&mut head));
             return match read {
                 Ok(_) => Item::Oversized { origin, head, size },
                 Err(e) => Item::Error {
@@ -163,8 +183,11 @@ impl Walker {
                 },
             };
         }
-        match std::fs::read(path) {
-            Ok(raw) => Item::Message { origin, raw },
+        // The file may have grown since it was measured (or be a FIFO):
+        // the limit holds for what is actually read.
+        match File::open(path).and_then(|mut f| read_bounded(&mut f, self.max_bytes)) {
+            Ok(Bounded::Whole(raw)) => Item::Message { origin, raw },
+            Ok(Bounded::Oversized { head, size }) => Item::Oversized { origin, head, size },
             Err(e) => Item::Error {
                 origin,
                 error: e.to_string(),
@@ -190,6 +213,97 @@ impl Iterator for Walker {
             }
         }
     }
+}
+
+/// How much of an oversized message is kept: enough for its header section.
+const HEAD_BYTES: usize = 64 * 1024;
+
+/// A message read under the size limit: whole, or its head and full size.
+#[derive(Debug)]
+pub enum Bounded {
+    Whole(Vec<u8>),
+    Oversized { head: Vec<u8>, size: u64 },
+}
+
+/// Collects bytes up to `max` and, past it, only counts them.
+struct Collector {
+    buf: Vec<u8>,
+    size: u64,
+    max: u64,
+    /// The last bytes pushed, kept also when the message is over the limit.
+    tail: Vec<u8>,
+}
+
+impl Collector {
+    fn new(max: u64) -> Collector {
+        Collector {
+            buf: Vec::new(),
+            size: 0,
+            max,
+            tail: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.tail
+            .extend_from_slice(&bytes[bytes.len().saturating_sub(4)..]);
+        let excess = self.tail.len().saturating_sub(4);
+        self.tail.drain(..excess);
+        self.size += bytes.len() as u64;
+        if self.size <= self.max {
+            self.buf.extend_from_slice(bytes);
+        } else if self.buf.len() < HEAD_BYTES {
+            let room = HEAD_BYTES - self.buf.len();
+            self.buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Drops `n` bytes from the end (never past what is kept).
+    fn trim_end(&mut self, n: usize) {
+        let keep = self.tail.len().saturating_sub(n);
+        self.tail.truncate(keep);
+        self.size = self.size.saturating_sub(n as u64);
+        if self.size <= self.max {
+            let keep = self.buf.len().saturating_sub(n);
+            self.buf.truncate(keep);
+        }
+    }
+
+    fn ends_with(&self, tail: &[u8]) -> bool {
+        self.tail.ends_with(tail)
+    }
+
+    fn finish(mut self) -> Bounded {
+        if self.size <= self.max {
+            Bounded::Whole(self.buf)
+        } else {
+            self.buf.truncate(HEAD_BYTES);
+            Bounded::Oversized {
+                head: self.buf,
+                size: self.size,
+            }
+        }
+    }
+}
+
+/// Reads a whole stream as one message, keeping at most `max` bytes.
+fn read_bounded(r: &mut impl Read, max: u64) -> io::Result<Bounded> {
+    let mut c = Collector::new(max);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        c.push(&chunk[..n]);
+    }
+    Ok(c.finish())
 }
 
 /// `.eml` files are always one message, even when they start with `From `.
@@ -250,24 +364,37 @@ impl<R: BufRead> MboxReader<R> {
         Ok(self.inner.fill_buf()?.starts_with(b"From "))
     }
 
-    /// The next message as (1-based index, bytes), or `None` at the end.
-    pub fn next_message(&mut self) -> io::Result<Option<(usize, Vec<u8>)>> {
-        let mut msg = Vec::new();
+    /// The next message as (1-based index, message), or `None` at the end.
+    /// A message over `max` bytes is not held in memory: only its head is kept.
+    pub fn next_message(&mut self, max: u64) -> io::Result<Option<(usize, Bounded)>> {
+        let mut msg = Collector::new(max);
         let mut started = self.carried.take().is_some();
         let mut prev_blank = true;
         let mut line = Vec::new();
         loop {
             line.clear();
-            let n = self.inner.read_until(b'\n', &mut line)?;
+            // A line is read at most LINE_BYTES at a time, so that a file
+            // without newlines costs no more memory than the limit.
+            let n = (&mut self.inner)
+                .take(LINE_BYTES)
+                .read_until(b'\n', &mut line)?;
             if n == 0 {
                 break;
             }
+            let whole_line = line.ends_with(b"\n") || n < LINE_BYTES as usize;
             if line.starts_with(b"From ") && prev_blank {
                 if started && !msg.is_empty() {
                     self.carried = Some(line.clone());
+                    // The rest of an over-long envelope line is still envelope.
+                    if !whole_line {
+                        self.skip_line()?;
+                    }
                     break;
                 }
                 started = true;
+                if !whole_line {
+                    self.skip_line()?;
+                }
                 continue;
             }
             started = true;
@@ -283,7 +410,21 @@ impl<R: BufRead> MboxReader<R> {
             } else {
                 &line[..]
             };
-            msg.extend_from_slice(unquoted);
+            msg.push(unquoted);
+            if !whole_line {
+                // The rest of a long line: copied through, never an envelope.
+                prev_blank = false;
+                loop {
+                    line.clear();
+                    let m = (&mut self.inner)
+                        .take(LINE_BYTES)
+                        .read_until(b'\n', &mut line)?;
+                    msg.push(&line);
+                    if m == 0 || line.ends_with(b"\n") {
+                        break;
+                    }
+                }
+            }
         }
         if msg.is_empty() {
             return Ok(None);
@@ -291,15 +432,32 @@ impl<R: BufRead> MboxReader<R> {
         // The empty line before the next envelope belongs to the mbox, not the message.
         if self.carried.is_some() {
             if msg.ends_with(b"\r\n\r\n") {
-                msg.truncate(msg.len() - 2);
+                msg.trim_end(2);
             } else if msg.ends_with(b"\n\n") {
-                msg.truncate(msg.len() - 1);
+                msg.trim_end(1);
             }
         }
         self.count += 1;
-        Ok(Some((self.count, msg)))
+        Ok(Some((self.count, msg.finish())))
+    }
+
+    /// Reads and drops the rest of the current line.
+    fn skip_line(&mut self) -> io::Result<()> {
+        let mut rest = Vec::new();
+        loop {
+            rest.clear();
+            let m = (&mut self.inner)
+                .take(LINE_BYTES)
+                .read_until(b'\n', &mut rest)?;
+            if m == 0 || rest.ends_with(b"\n") {
+                return Ok(());
+            }
+        }
     }
 }
+
+/// The longest piece of an mbox line read at once.
+const LINE_BYTES: u64 = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -308,7 +466,7 @@ mod tests {
     fn split(s: &str) -> Vec<String> {
         let mut r = MboxReader::new(s.as_bytes());
         let mut out = Vec::new();
-        while let Ok(Some((_, m))) = r.next_message() {
+        while let Ok(Some((_, Bounded::Whole(m)))) = r.next_message(u64::MAX) {
             out.push(String::from_utf8_lossy(&m).into_owned());
         }
         out
@@ -351,5 +509,86 @@ mod tests {
         assert!(matches!(&items[1], Item::Message { raw, .. } if raw.starts_with(b"Subject: b")));
         assert!(matches!(&items[2], Item::Message { raw, .. } if raw.ends_with(b"From y\n")));
         assert!(matches!(&items[3], Item::Oversized { size, .. } if *size > 100));
+    }
+
+    #[test]
+    fn mbox_messages_are_held_to_the_limit() {
+        let big = "y".repeat(300_000);
+        let text = format!(
+            "From a@b Mon Jan 1 00:00:00 2024\nSubject: one\n\n{big}\n{big}\n\nFrom c@d Mon Jan 1 00:00:00 2024\nSubject: two\n\nx\n"
+        );
+        let mut r = MboxReader::new(text.as_bytes());
+        match r.next_message(100_000).unwrap() {
+            Some((1, Bounded::Oversized { head, size })) => {
+                assert!(head.starts_with(b"Subject: one\n\nyyy"));
+                assert!(head.len() <= HEAD_BYTES);
+                assert_eq!(
+                    size,
+                    14 + 2 * 300_001,
+                    "the blank line before the next envelope is not counted"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // The next message is found intact after the oversized one.
+        match r.next_message(100_000).unwrap() {
+            Some((2, Bounded::Whole(m))) => assert_eq!(m, b"Subject: two\n\nx\n"),
+            other => panic!("{other:?}"),
+        }
+        assert!(r.next_message(100_000).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_line_without_end_is_bounded_too() {
+        // 1 MB and no newline at all: read in pieces, never whole.
+        let text = format!("From a@b x\nSubject: s\n\n{}", "z".repeat(1_000_000));
+        let mut r = MboxReader::new(text.as_bytes());
+        match r.next_message(200_000).unwrap() {
+            Some((1, Bounded::Oversized { size, .. })) => assert_eq!(size, 1_000_012),
+            other => panic!("{other:?}"),
+        }
+        // Under the limit, a long line is kept whole and unchanged.
+        let mut r = MboxReader::new(text.as_bytes());
+        match r.next_message(u64::MAX).unwrap() {
+            Some((1, Bounded::Whole(m))) => assert_eq!(m.len(), 1_000_012),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn streams_are_held_to_the_limit() {
+        let data = vec![b'q'; 500_000];
+        match read_bounded(&mut &data[..], 1000).unwrap() {
+            Bounded::Oversized { head, size } => {
+                assert_eq!(size, 500_000);
+                assert_eq!(head.len(), HEAD_BYTES);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(read_bounded(&mut &data[..], 500_000).unwrap(), Bounded::Whole(v) if v.len() == 500_000)
+        );
+    }
+
+    #[test]
+    fn each_file_is_read_once_through_links_and_loops() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().join("top");
+        std::fs::create_dir_all(top.join("sub")).unwrap();
+        std::fs::write(top.join("a.eml"), "Subject: a\n\nx\n").unwrap();
+        std::fs::write(top.join("sub/b.eml"), "Subject: b\n\nx\n").unwrap();
+        // A loop back to the top, a second link to a file, a link to a folder.
+        std::os::unix::fs::symlink(&top, top.join("sub/loop")).unwrap();
+        std::os::unix::fs::symlink(top.join("a.eml"), top.join("sub/again.eml")).unwrap();
+        std::os::unix::fs::symlink(top.join("sub"), top.join("z-sub")).unwrap();
+        let items: Vec<Item> = Walker::new(&[top.clone(), top.join("a.eml")], 1000).collect();
+        let subjects: Vec<String> = items
+            .iter()
+            .map(|i| match i {
+                Item::Message { raw, .. } => String::from_utf8_lossy(&raw[..10]).into_owned(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(subjects, vec!["Subject: a", "Subject: b"]);
     }
 }

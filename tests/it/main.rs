@@ -6,3 +6,4 @@ mod ingest;
 mod outbound;
 mod rules;
 mod store;
+mod threading;
