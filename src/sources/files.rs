@@ -62,10 +62,7 @@ impl Walker {
                         path: format!("{name}#{index}"),
                     }
                 };
-                Some(match msg {
-                    Bounded::Whole(raw) => Item::Message { origin, raw },
-                    Bounded::Oversized { head, size } => Item::Oversized { origin, head, size },
-                })
+                Some(msg.into_item(origin))
             }
             Ok(None) => {
                 self.mbox = None;
@@ -95,10 +92,7 @@ impl Walker {
                 Ok(false) => {
                     let origin = Origin::Stdin { index: 1 };
                     return Some(match read_bounded(&mut peek.inner, self.max_bytes) {
-                        Ok(Bounded::Whole(raw)) => Item::Message { origin, raw },
-                        Ok(Bounded::Oversized { head, size }) => {
-                            Item::Oversized { origin, head, size }
-                        }
+                        Ok(msg) => msg.into_item(origin),
                         Err(e) => Item::Error {
                             origin,
                             error: e.to_string(),
@@ -186,8 +180,7 @@ impl Walker {
         // The file may have grown since it was measured (or be a FIFO):
         // the limit holds for what is actually read.
         match File::open(path).and_then(|mut f| read_bounded(&mut f, self.max_bytes)) {
-            Ok(Bounded::Whole(raw)) => Item::Message { origin, raw },
-            Ok(Bounded::Oversized { head, size }) => Item::Oversized { origin, head, size },
+            Ok(msg) => msg.into_item(origin),
             Err(e) => Item::Error {
                 origin,
                 error: e.to_string(),
@@ -223,6 +216,15 @@ const HEAD_BYTES: usize = 64 * 1024;
 pub enum Bounded {
     Whole(Vec<u8>),
     Oversized { head: Vec<u8>, size: u64 },
+}
+
+impl Bounded {
+    fn into_item(self, origin: Origin) -> Item {
+        match self {
+            Bounded::Whole(raw) => Item::Message { origin, raw },
+            Bounded::Oversized { head, size } => Item::Oversized { origin, head, size },
+        }
+    }
 }
 
 /// Collects bytes up to `max` and, past it, only counts them.
@@ -372,12 +374,7 @@ impl<R: BufRead> MboxReader<R> {
         let mut prev_blank = true;
         let mut line = Vec::new();
         loop {
-            line.clear();
-            // A line is read at most LINE_BYTES at a time, so that a file
-            // without newlines costs no more memory than the limit.
-            let n = (&mut self.inner)
-                .take(LINE_BYTES)
-                .read_until(b'\n', &mut line)?;
+            let n = self.read_piece(&mut line)?;
             if n == 0 {
                 break;
             }
@@ -415,10 +412,7 @@ impl<R: BufRead> MboxReader<R> {
                 // The rest of a long line: copied through, never an envelope.
                 prev_blank = false;
                 loop {
-                    line.clear();
-                    let m = (&mut self.inner)
-                        .take(LINE_BYTES)
-                        .read_until(b'\n', &mut line)?;
+                    let m = self.read_piece(&mut line)?;
                     msg.push(&line);
                     if m == 0 || line.ends_with(b"\n") {
                         break;
@@ -441,14 +435,18 @@ impl<R: BufRead> MboxReader<R> {
         Ok(Some((self.count, msg.finish())))
     }
 
+    /// Reads the next line into `buf`, or its next [`LINE_BYTES`] if it is
+    /// longer, so that a file without newlines costs no more memory than that.
+    fn read_piece(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        buf.clear();
+        (&mut self.inner).take(LINE_BYTES).read_until(b'\n', buf)
+    }
+
     /// Reads and drops the rest of the current line.
     fn skip_line(&mut self) -> io::Result<()> {
         let mut rest = Vec::new();
         loop {
-            rest.clear();
-            let m = (&mut self.inner)
-                .take(LINE_BYTES)
-                .read_until(b'\n', &mut rest)?;
+            let m = self.read_piece(&mut rest)?;
             if m == 0 || rest.ends_with(b"\n") {
                 return Ok(());
             }

@@ -2,6 +2,7 @@
 //! devstack), the real `triaged` binary run as a child process, and helpers to
 //! read what it did through its own command line.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -288,4 +289,27 @@ impl PgDb {
 /// The corpus of real-world messages beside the repository.
 pub fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+}
+
+/// Runs the binary in `dir` (no config file there: the built-in defaults apply).
+pub fn run_in(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(bin())
+        .current_dir(dir)
+        .args(args)
+        .env_remove("TRIAGED_CONFIG")
+        .env_remove("TRIAGED_DATABASE_URL")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // The child may stop reading early; that is its business.
+        let _ = pipe.write_all(input);
+    }
+    child.wait_with_output().expect("wait")
 }

@@ -1,34 +1,10 @@
 //! `triaged ingest` and friends, run as a user would: the binary, files, stdin.
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 
-use crate::harness::{bin, corpus_dir, message};
-
-/// Runs the binary in `dir` (no config file there: the built-in defaults apply).
-fn run_in(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(bin())
-        .current_dir(dir)
-        .args(args)
-        .env_remove("TRIAGED_CONFIG")
-        .env_remove("TRIAGED_DATABASE_URL")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input).expect("stdin");
-    }
-    child.wait_with_output().expect("wait")
-}
+use crate::harness::{corpus_dir, message, run_in};
 
 fn json_of(out: &Output) -> Value {
     assert!(

@@ -3,35 +3,12 @@
 //! any length costs a bounded amount, mbox and stdin are held to the size limit,
 //! and a symlink loop reads each file once.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 
-use crate::harness::{bin, message};
-
-fn run_in(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(bin())
-        .current_dir(dir)
-        .args(args)
-        .env_remove("TRIAGED_CONFIG")
-        .env_remove("TRIAGED_DATABASE_URL")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        // The child may stop reading early; that is its business.
-        let _ = pipe.write_all(input);
-    }
-    child.wait_with_output().expect("wait")
-}
+use crate::harness::{message, run_in};
 
 fn summary(out: &Output) -> Value {
     assert!(
