@@ -542,6 +542,20 @@ pub struct NotifyConfig {
     /// At most this many acknowledgements to one sender per hour.
     #[serde(default = "default_ack_limit")]
     pub ack_limit_per_hour: i64,
+    /// At most this many tickets from one sender get notifications (queue and
+    /// urgent lists) per hour; the rest are recorded as suppressed.
+    #[serde(default = "default_sender_notify_limit")]
+    pub notify_limit_per_sender_per_hour: i64,
+    /// At most this many tickets with one alert key get notifications per hour.
+    #[serde(default = "default_alert_notify_limit")]
+    pub notify_limit_per_alert_per_hour: i64,
+}
+
+fn default_sender_notify_limit() -> i64 {
+    10
+}
+fn default_alert_notify_limit() -> i64 {
+    3
 }
 
 fn default_true() -> bool {
@@ -556,6 +570,8 @@ impl Default for NotifyConfig {
         NotifyConfig {
             acknowledge: true,
             ack_limit_per_hour: default_ack_limit(),
+            notify_limit_per_sender_per_hour: default_sender_notify_limit(),
+            notify_limit_per_alert_per_hour: default_alert_notify_limit(),
         }
     }
 }

@@ -320,6 +320,12 @@ pub struct TicketEvent<'a> {
     pub parsed: &'a ParsedMessage,
     /// Acknowledgements queued to this message's sender within the composer's window.
     pub recent_acks: i64,
+    /// Tickets from this message's sender that had notifications (anything
+    /// but an acknowledgement) queued within the composer's window.
+    pub recent_notified_sender: i64,
+    /// Tickets with this message's alert key that had notifications queued
+    /// within the composer's window (0 without an alert key).
+    pub recent_notified_alert: i64,
     /// Milliseconds since the epoch.
     pub now: i64,
 }
@@ -355,7 +361,8 @@ pub enum Outgoing {
 /// inside the event's transaction so that the mail and the event commit together.
 pub trait Composer: Send + Sync + std::fmt::Debug {
     fn compose(&self, event: &TicketEvent<'_>) -> Vec<Outgoing>;
-    /// How far back (ms) acknowledgements to one sender are counted.
+    /// How far back (ms) mail is counted for the caps: acknowledgements to
+    /// one sender, notifications about one sender's or one alert's tickets.
     fn ack_window_ms(&self) -> i64;
 }
 
@@ -757,6 +764,17 @@ impl Store {
                         }
                         _ => 0,
                     };
+                    let (recent_notified_sender, recent_notified_alert) = if created {
+                        self.recent_notified(
+                            tx,
+                            parsed.requester().map(|a| a.address.to_ascii_lowercase()),
+                            decision.alert_key.as_deref(),
+                            now - composer.ack_window_ms(),
+                        )
+                        .await?
+                    } else {
+                        (0, 0)
+                    };
                     let event = TicketEvent {
                         created,
                         number,
@@ -764,6 +782,8 @@ impl Store {
                         decision,
                         parsed,
                         recent_acks,
+                        recent_notified_sender,
+                        recent_notified_alert,
                         now,
                     };
                     for out in composer.compose(&event) {
@@ -773,6 +793,36 @@ impl Store {
                 Ok(outcome)
             }
         }
+    }
+
+    /// Tickets notified (any mail but an acknowledgement) since `since`: from
+    /// this sender, and with this alert key.
+    async fn recent_notified(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        sender: Option<String>,
+        alert_key: Option<&str>,
+        since: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT
+               COUNT(DISTINCT CASE WHEN LOWER(t.requester) = $1 THEN t.number END),
+               COUNT(DISTINCT CASE WHEN t.alert_key = $2 THEN t.number END)
+             FROM outbox o JOIN tickets t ON t.number = o.ticket_number
+             WHERE o.created_at > $3 AND o.kind <> 'acknowledgement'",
+        )
+        .bind(text(sender.as_deref().unwrap_or("")))
+        .bind(opt_text(alert_key))
+        .bind(since)
+        .fetch_one(&mut **tx)
+        .await?;
+        let by_sender: i64 = if sender.is_some() { row.try_get(0)? } else { 0 };
+        let by_alert: i64 = if alert_key.is_some() {
+            row.try_get(1)?
+        } else {
+            0
+        };
+        Ok((by_sender, by_alert))
     }
 
     /// Writes one composed mail to the outbox, or its suppression to the history.

@@ -102,6 +102,33 @@ impl Desk {
     }
 }
 
+impl Desk {
+    fn outbox(&self) -> Vec<Value> {
+        match self.json(&["outbox", "list", "--json"]) {
+            Value::Array(a) => a,
+            other => panic!("not a list: {other}"),
+        }
+    }
+
+    /// The "mail suppressed" events of a ticket: (kind, reason).
+    fn suppressed(&self, number: i64) -> Vec<(String, String)> {
+        self.ticket(number)["events"]
+            .as_array()
+            .map(|e| {
+                e.iter()
+                    .filter(|e| e["kind"] == "mail suppressed")
+                    .map(|e| {
+                        (
+                            e["detail"]["kind"].as_str().unwrap_or("").to_string(),
+                            e["detail"]["reason"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -376,4 +403,224 @@ async fn rows_from_before_content_hashes_are_still_recognised() {
     let s = desk.ingest("map-support", &[[TRANSPORT.as_bytes(), &m].concat()]);
     assert_eq!(s["duplicates"], 1, "{s}");
     assert_eq!(desk.tickets().len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Who gets no automatic reply, and caps on notifications
+
+fn number_of(desk: &Desk, requester: &str) -> i64 {
+    desk.tickets()
+        .iter()
+        .find(|t| t["requester"] == requester)
+        .and_then(|t| t["number"].as_i64())
+        .unwrap_or_else(|| panic!("no ticket from {requester}"))
+}
+
+#[test]
+fn automated_senders_get_no_acknowledgement() {
+    let desk = Desk::new(None, "");
+    // (sender, extra headers, what the suppression names)
+    let cases = [
+        (
+            "ann@customer.example",
+            "Precedence: auto_reply\r\n",
+            "Precedence",
+        ),
+        (
+            "bob@customer.example",
+            "X-Autoreply: yes\r\n",
+            "X-Autoreply",
+        ),
+        (
+            "cy@customer.example",
+            "X-Autorespond: Out of office\r\n",
+            "X-Autorespond",
+        ),
+        (
+            "bounces+4711-ab-ann=customer.example@em.mailer.example",
+            "",
+            "bounce",
+        ),
+        ("staff-bounces@lists.customer.example", "", "bounce"),
+        (
+            "bounce-mc.us1_12.34-ann=customer.example@mail.mailer.example",
+            "",
+            "bounce",
+        ),
+        ("isda-support+foo@example.edu", "", "own addresses"),
+        (
+            "dee@customer.example",
+            "X-Loop: isda-support@example.edu\r\n",
+            "X-Loop",
+        ),
+        (
+            "eve@customer.example",
+            "List-Unsubscribe: <mailto:unsub@customer.example>\r\n",
+            "List-Unsubscribe",
+        ),
+        (
+            "fay@customer.example",
+            "Feedback-ID: 12:34:newsletter:esp\r\n",
+            "Feedback-ID",
+        ),
+        (
+            "gus@customer.example",
+            "X-Auto-Response-Suppress: OOF\r\n",
+            "X-Auto-Response-Suppress",
+        ),
+        ("noreply-7@customer.example", "", "no replies"),
+    ];
+    let mut messages: Vec<Vec<u8>> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (from, extra, _))| {
+            mail(
+                &format!("auto{i}@x"),
+                from,
+                &format!("Question {i}"),
+                "Please help.",
+                extra,
+            )
+        })
+        .collect();
+    messages.push(mail(
+        "person@x",
+        "ivy@customer.example",
+        "A question",
+        "Please help.",
+        "",
+    ));
+    let s = desk.ingest("isda-support", &messages);
+    assert_eq!(
+        s["new_tickets"].as_u64(),
+        Some(messages.len() as u64),
+        "{s}"
+    );
+
+    let acks: Vec<String> = desk
+        .outbox()
+        .iter()
+        .filter(|m| m["kind"] == "acknowledgement")
+        .flat_map(|m| m["rcpt"].as_array().cloned().unwrap_or_default())
+        .filter_map(|r| r.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        acks,
+        vec!["ivy@customer.example".to_string()],
+        "acknowledged: {acks:?}"
+    );
+    for (from, _, why) in cases {
+        let suppressed = desk.suppressed(number_of(&desk, from));
+        assert!(
+            suppressed
+                .iter()
+                .any(|(k, r)| k == "acknowledgement" && r.contains(why)),
+            "{from}: {suppressed:?}"
+        );
+    }
+}
+
+#[test]
+fn a_flood_from_one_sender_does_not_flood_the_lists() {
+    let desk = Desk::new(None, "");
+    let messages: Vec<Vec<u8>> = (0..200)
+        .map(|i| {
+            mail(
+                &format!("down{i}@x"),
+                "ops@customer.example",
+                &format!("server{i} is down"),
+                "It is down.",
+                "",
+            )
+        })
+        .collect();
+    let s = desk.ingest("map-support", &messages);
+    assert_eq!(s["new_tickets"], 200, "{s}");
+    let outbox = desk.outbox();
+    let count = |kind: &str| outbox.iter().filter(|m| m["kind"] == kind).count();
+    // The shipped limits: 10 tickets per sender per hour get notifications,
+    // 5 acknowledgements per sender per hour.
+    assert_eq!(count("queue_notification"), 10, "{outbox:?}");
+    assert_eq!(count("urgent_notification"), 10, "{outbox:?}");
+    assert_eq!(count("acknowledgement"), 5);
+    assert_eq!(outbox.len(), 25);
+    // Every ticket past the cap says why it told nobody.
+    let last = desk
+        .tickets()
+        .iter()
+        .filter_map(|t| t["number"].as_i64())
+        .max()
+        .expect("tickets");
+    let suppressed = desk.suppressed(last);
+    for kind in [
+        "acknowledgement",
+        "queue_notification",
+        "urgent_notification",
+    ] {
+        assert!(
+            suppressed.iter().any(|(k, _)| k == kind),
+            "{kind} not recorded as suppressed: {suppressed:?}"
+        );
+    }
+    assert!(
+        suppressed
+            .iter()
+            .any(|(k, r)| k == "queue_notification" && r.contains("from this sender")),
+        "{suppressed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_flapping_alert_is_notified_a_bounded_number_of_times() {
+    use sqlx::Connection;
+    let desk = Desk::new(None, "");
+    let mut numbers = Vec::new();
+    for round in 0..5 {
+        let m = mail(
+            &format!("flap{round}@monitor.example.edu"),
+            "nagios@monitor.example.edu",
+            "PROBLEM Host Alert: web1 is DOWN",
+            "Host web1 is DOWN.",
+            "",
+        );
+        let s = desk.ingest("map-support", &[m]);
+        assert_eq!(s["new_tickets"], 1, "{s}");
+        let n = desk
+            .tickets()
+            .iter()
+            .filter_map(|t| t["number"].as_i64())
+            .max()
+            .expect("ticket");
+        assert_eq!(desk.tickets()[0]["alert_key"], "nagios:web1");
+        numbers.push(n);
+        // Someone resolves it; the next DOWN opens a new ticket.
+        let mut conn = sqlx::SqliteConnection::connect(&desk.url)
+            .await
+            .expect("sqlite");
+        sqlx::query("UPDATE tickets SET status = 'resolved'")
+            .execute(&mut conn)
+            .await
+            .expect("resolve");
+        let _ = conn.close().await;
+    }
+    let notified: Vec<i64> = desk
+        .outbox()
+        .iter()
+        .filter(|m| m["kind"] == "queue_notification")
+        .filter_map(|m| m["ticket_number"].as_i64())
+        .collect();
+    assert_eq!(
+        notified.len(),
+        3,
+        "shipped limit: 3 per alert per hour: {notified:?}"
+    );
+    for n in &numbers[3..] {
+        let suppressed = desk.suppressed(*n);
+        assert!(
+            suppressed
+                .iter()
+                .any(|(k, r)| k == "queue_notification" && r.contains("alert nagios:web1")),
+            "#{n}: {suppressed:?}"
+        );
+    }
 }
