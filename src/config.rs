@@ -88,6 +88,10 @@ pub fn redact_url(url: &str) -> String {
 /// percent-decoded or quoted) replaced by `***` wherever they appear, and
 /// secret-looking `name=value` parameters hidden.
 pub fn redact_text(text: &str, url: &str) -> String {
+    if url.is_empty() {
+        let spans = secret_params(text);
+        return hide(text, spans);
+    }
     let redacted = redact_url(url);
     let mut out = text.replace(url, &redacted);
     let quoted = format!("{url:?}");
