@@ -273,7 +273,7 @@ pub fn dedupe_key(parsed: &ParsedMessage, raw: &[u8]) -> String {
 }
 
 /// SHA-256 (hex) of From, To, Cc, Subject, Date and the raw body.
-fn content_hash(parsed: &ParsedMessage, raw: &[u8]) -> String {
+pub fn content_hash(parsed: &ParsedMessage, raw: &[u8]) -> String {
     let body_start = {
         let head = head_of(raw);
         if head.len() < raw.len() {

@@ -589,10 +589,15 @@ impl Store {
         for row in &seen {
             let (in_quarantine, id): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
             let key: String = row.try_get(2)?;
-            let hash: Option<String> = row.try_get(3)?;
+            let mut hash: Option<String> = row.try_get(3)?;
+            if hash.is_none() && in_quarantine == 0 && content_hash.is_some() {
+                // Stored before content hashes were kept: its raw bytes tell
+                // (once; the hash is kept for the next time).
+                hash = Some(self.backfill_content_hash(tx, row.try_get(4)?).await?);
+            }
             // The same message: its own key, or the first holder of the ID
-            // with the same content (or of unknown content: stored before
-            // content hashes were kept).
+            // with the same content (or of unknown content: a quarantine row
+            // from before content hashes, which kept only headers).
             let same = key == p.dedupe_key
                 || content_hash.is_none()
                 || hash.is_none()
@@ -793,6 +798,27 @@ impl Store {
                 Ok(outcome)
             }
         }
+    }
+
+    /// The content hash of a message stored before content hashes were kept,
+    /// from its raw bytes (as `pipeline::dedupe_key` computes it); stored.
+    async fn backfill_content_hash(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        message: i64,
+    ) -> Result<String, StoreError> {
+        let row = sqlx::query("SELECT raw FROM messages WHERE id = $1")
+            .bind(message)
+            .fetch_one(&mut **tx)
+            .await?;
+        let raw: Vec<u8> = row.try_get(0)?;
+        let hash = crate::pipeline::content_hash(&crate::parse::parse(&raw), &raw);
+        sqlx::query("UPDATE messages SET content_hash = $1 WHERE id = $2")
+            .bind(&hash)
+            .bind(message)
+            .execute(&mut **tx)
+            .await?;
+        Ok(hash)
     }
 
     /// Tickets notified (any mail but an acknowledgement) since `since`: from

@@ -403,6 +403,19 @@ async fn rows_from_before_content_hashes_are_still_recognised() {
     let s = desk.ingest("map-support", &[[TRANSPORT.as_bytes(), &m].concat()]);
     assert_eq!(s["duplicates"], 1, "{s}");
     assert_eq!(desk.tickets().len(), 1);
+    // Another message with the old message's ID is still told apart.
+    let other = mail(
+        "old@x",
+        "mallory@elsewhere.example",
+        "Other",
+        "Not the same.",
+        "",
+    );
+    let s = desk.ingest("isda-support", &[other]);
+    assert_eq!(s["new_tickets"], 1, "{s}");
+    assert_eq!(desk.tickets().len(), 2);
+    let s = desk.ingest("isda-support", std::slice::from_ref(&m));
+    assert_eq!(s["duplicates"], 1, "{s}");
 }
 
 // ---------------------------------------------------------------------------
