@@ -176,6 +176,8 @@ fn daemon_config(
         concurrency: 16,
     });
     c.notify.ack_limit_per_hour = i64::MAX;
+    c.notify.notify_limit_per_sender_per_hour = i64::MAX;
+    c.notify.notify_limit_per_alert_per_hour = i64::MAX;
     Ok(Arc::new(c))
 }
 
@@ -184,6 +186,8 @@ fn bench_config(database_url: String) -> anyhow::Result<Arc<Config>> {
         Config::parse(DEFAULT_CONFIG, "built-in").map_err(|p| anyhow::anyhow!("{p}"))?;
     config.store.database_url = database_url;
     config.notify.ack_limit_per_hour = i64::MAX;
+    config.notify.notify_limit_per_sender_per_hour = i64::MAX;
+    config.notify.notify_limit_per_alert_per_hour = i64::MAX;
     Ok(Arc::new(config))
 }
 

@@ -230,7 +230,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
         .with_context(|| {
             format!(
                 "opening database {}",
-                crate::daemon::redact_url(&config.store.database_url)
+                crate::config::redact_url(&config.store.database_url)
             )
         })
 }
@@ -396,6 +396,7 @@ fn check(path: Option<&std::path::Path>) -> ExitCode {
         }
     };
     let mut problems = config.check_secrets();
+    problems.extend(config.check_database_url());
     if let Err(p) = crate::classify::load_rules(&config) {
         problems.extend(p.0);
     }

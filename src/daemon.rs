@@ -85,7 +85,7 @@ pub async fn run(
         );
     }
     let reloader = tokio::spawn(watch_rules(pipeline.clone(), shutdown.clone()));
-    info!(mailboxes = tasks.len(), database = %redact_url(&config.store.database_url), "triaged running");
+    info!(mailboxes = tasks.len(), database = %crate::config::redact_url(&config.store.database_url), "triaged running");
 
     shutdown.cancelled().await;
     info!("shutting down: finishing messages in hand");
@@ -123,20 +123,6 @@ pub async fn run(
     store.close().await;
     info!("stopped");
     Ok(())
-}
-
-/// A database URL without its password, for logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }
 
 /// How often the rules folder is looked at for changes.
@@ -203,17 +189,4 @@ fn fingerprint(
         .unwrap_or_default();
     out.sort();
     out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redacts_password() {
-        assert_eq!(
-            super::redact_url("postgres://u:pw@h/db"),
-            "postgres://u:***@h/db"
-        );
-        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
-    }
 }

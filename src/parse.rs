@@ -52,7 +52,29 @@ pub struct AutoSignals {
     pub return_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub x_auto_response_suppress: Option<String>,
+    /// The first vendor auto-reply marker (`X-Autoreply`, `X-Autorespond`,
+    /// `X-Autoresponder`, `X-Auto-Reply`, `X-Mail-Autoreply`,
+    /// `X-Autoreply-From`), as `Name: value`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub autoreply: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub list_unsubscribe: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub x_loop: Option<String>,
+    /// Bulk senders' `Feedback-ID`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub feedback_id: Option<String>,
 }
+
+/// Vendor headers that mark an automatic reply (not in RFC 3834).
+pub const AUTOREPLY_HEADERS: &[&str] = &[
+    "X-Autoreply",
+    "X-Autorespond",
+    "X-Autoresponder",
+    "X-Auto-Reply",
+    "X-Mail-Autoreply",
+    "X-Autoreply-From",
+];
 
 /// Metadata of one attachment; the bytes stay in the raw message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,6 +276,12 @@ fn extract(msg: &mail_parser::Message<'_>, sha256: String, size: u64) -> ParsedM
                 .to_string()
         }),
         x_auto_response_suppress: raw_header("X-Auto-Response-Suppress"),
+        autoreply: AUTOREPLY_HEADERS
+            .iter()
+            .find_map(|n| raw_header(n).map(|v| format!("{n}: {v}"))),
+        list_unsubscribe: raw_header("List-Unsubscribe"),
+        x_loop: raw_header("X-Loop"),
+        feedback_id: raw_header("Feedback-ID"),
     };
 
     ParsedMessage {

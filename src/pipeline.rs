@@ -255,14 +255,25 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The key that makes a message a duplicate: its Message-ID, or else a hash of
-/// what identifies its content (sender, recipients, subject, date, body), so
-/// that copies differing only in transport headers (Received, Delivered-To)
-/// are still recognised.
+/// The key that makes a message a duplicate: `mid:<Message-ID>#<content hash>`,
+/// or `sha256:<content hash>` for a message without a Message-ID.
+///
+/// The content hash covers what identifies a message's content (sender,
+/// recipients, subject, date, body), so that copies differing only in
+/// transport headers (Received, Delivered-To, Return-Path, DKIM/ARC added in
+/// transit) are the same message, while another message that reuses a
+/// Message-ID is not. The store keeps `mid:<Message-ID>` for the first message
+/// with an ID and the whole key for a colliding one (see [`Store::commit`]).
 pub fn dedupe_key(parsed: &ParsedMessage, raw: &[u8]) -> String {
-    if let Some(id) = &parsed.message_id {
-        return format!("mid:{id}");
+    let hash = content_hash(parsed, raw);
+    match &parsed.message_id {
+        Some(id) => format!("mid:{id}#{hash}"),
+        None => format!("sha256:{hash}"),
     }
+}
+
+/// SHA-256 (hex) of From, To, Cc, Subject, Date and the raw body.
+pub fn content_hash(parsed: &ParsedMessage, raw: &[u8]) -> String {
     let body_start = {
         let head = head_of(raw);
         if head.len() < raw.len() {
@@ -279,7 +290,7 @@ pub fn dedupe_key(parsed: &ParsedMessage, raw: &[u8]) -> String {
         content.push(b'\n');
     }
     content.extend_from_slice(&raw[body_start..]);
-    format!("sha256:{}", parse::sha256_hex(&content))
+    parse::sha256_hex(&content)
 }
 
 #[cfg(test)]
@@ -296,7 +307,12 @@ mod tests {
         assert_ne!(key(a), key(c));
         assert!(key(a).starts_with("sha256:"));
         let with_id = b"Message-ID: <q@w>\nFrom: x@y.z\n\nbody\n";
-        assert_eq!(key(with_id), "mid:q@w");
+        let resent = b"Received: from c\nDKIM-Signature: v=1\nReturn-Path: <b@y.z>\nMessage-ID: <q@w>\nFrom: x@y.z\n\nbody\n";
+        let impostor = b"Message-ID: <q@w>\nFrom: mallory@evil.example\n\nother\n";
+        assert!(key(with_id).starts_with("mid:q@w#"), "{}", key(with_id));
+        assert_eq!(key(with_id), key(resent));
+        assert_ne!(key(with_id), key(impostor));
+        assert!(key(impostor).starts_with("mid:q@w#"));
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database url {0:?}: use sqlite://PATH or postgres://...")]
     Url(String),
+    /// An error whose words held a secret of the database URL, redacted.
+    #[error("{message}")]
+    Redacted { message: String, retryable: bool },
 }
 
 impl StoreError {
@@ -68,6 +71,30 @@ impl StoreError {
                     | sqlx::Error::RowNotFound
             ),
             StoreError::Migrate(_) | StoreError::Url(_) => false,
+            StoreError::Redacted { retryable, .. } => *retryable,
+        }
+    }
+
+    /// This error with every secret of `url` hidden from its words (and
+    /// those of its sources): drivers quote the URL they could not use.
+    fn redacted(self, url: &str) -> StoreError {
+        let mut words = self.to_string();
+        let mut source = std::error::Error::source(&self);
+        while let Some(s) = source {
+            let more = s.to_string();
+            if !words.contains(&more) {
+                words = format!("{words}: {more}");
+            }
+            source = s.source();
+        }
+        let clean = crate::config::redact_text(&words, url);
+        match self {
+            StoreError::Url(u) => StoreError::Url(crate::config::redact_url(&u)),
+            e if clean == words => e,
+            e => StoreError::Redacted {
+                message: clean,
+                retryable: e.is_retryable(),
+            },
         }
     }
 }
@@ -123,7 +150,8 @@ pub enum Action {
 pub struct Prepared {
     pub mailbox: String,
     pub origin: Origin,
-    /// `mid:<Message-ID>` or `sha256:<hash>`: the same key never makes two tickets.
+    /// `mid:<Message-ID>#<content hash>` or `sha256:<content hash>`: the same
+    /// key never makes two tickets (see `pipeline::dedupe_key`).
     pub dedupe_key: String,
     pub raw: Vec<u8>,
     pub action: Action,
@@ -292,6 +320,12 @@ pub struct TicketEvent<'a> {
     pub parsed: &'a ParsedMessage,
     /// Acknowledgements queued to this message's sender within the composer's window.
     pub recent_acks: i64,
+    /// Tickets from this message's sender that had notifications (anything
+    /// but an acknowledgement) queued within the composer's window.
+    pub recent_notified_sender: i64,
+    /// Tickets with this message's alert key that had notifications queued
+    /// within the composer's window (0 without an alert key).
+    pub recent_notified_alert: i64,
     /// Milliseconds since the epoch.
     pub now: i64,
 }
@@ -327,7 +361,8 @@ pub enum Outgoing {
 /// inside the event's transaction so that the mail and the event commit together.
 pub trait Composer: Send + Sync + std::fmt::Debug {
     fn compose(&self, event: &TicketEvent<'_>) -> Vec<Outgoing>;
-    /// How far back (ms) acknowledgements to one sender are counted.
+    /// How far back (ms) mail is counted for the caps: acknowledgements to
+    /// one sender, notifications about one sender's or one alert's tickets.
     fn ack_window_ms(&self) -> i64;
 }
 
@@ -361,6 +396,21 @@ pub struct OutboxSummary {
     pub sent_at: Option<i64>,
 }
 
+/// A dedupe key `mid:<id>#<content hash>` as (`mid:<id>`, the hash); any other
+/// key (`sha256:...`, or `mid:<id>` alone) as itself with no hash.
+fn split_dedupe_key(key: &str) -> (&str, Option<&str>) {
+    match key.rsplit_once('#') {
+        Some((base, hash))
+            if base.starts_with("mid:")
+                && hash.len() == 64
+                && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            (base, Some(hash))
+        }
+        _ => (key, None),
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
@@ -386,7 +436,14 @@ fn json<T: Serialize>(v: &T) -> String {
 impl Store {
     /// Opens (creating if needed) the database at `url` and migrates it.
     /// `first_number` is the number the first ticket gets.
+    /// Errors never show the URL's password or secret parameters.
     pub async fn open(url: &str, first_number: i64) -> Result<Store, StoreError> {
+        Store::connect(url, first_number)
+            .await
+            .map_err(|e| e.redacted(url))
+    }
+
+    async fn connect(url: &str, first_number: i64) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
@@ -517,15 +574,38 @@ impl Store {
         now: i64,
     ) -> Result<Outcome, StoreError> {
         // Seen before, as a message or in quarantine? One round trip for both.
+        // A key `mid:<id>#<hash>` is looked up as itself and as `mid:<id>`
+        // (the first message with that ID, stored before any collision).
+        let (base_key, content_hash) = split_dedupe_key(&p.dedupe_key);
         let seen = sqlx::query(
-            "SELECT CAST(0 AS BIGINT), ticket_number FROM messages WHERE dedupe_key = $1
-             UNION ALL SELECT CAST(1 AS BIGINT), id FROM quarantine WHERE dedupe_key = $1",
+            "SELECT CAST(0 AS BIGINT), ticket_number, dedupe_key, content_hash, id FROM messages WHERE dedupe_key = $1 OR dedupe_key = $2
+             UNION ALL SELECT CAST(1 AS BIGINT), id, dedupe_key, content_hash, id FROM quarantine WHERE dedupe_key = $1 OR dedupe_key = $2",
         )
+        .bind(base_key)
         .bind(&p.dedupe_key)
-        .fetch_optional(&mut **tx)
+        .fetch_all(&mut **tx)
         .await?;
-        if let Some(row) = seen {
+        let mut collision = None;
+        for row in &seen {
             let (in_quarantine, id): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+            let key: String = row.try_get(2)?;
+            let mut hash: Option<String> = row.try_get(3)?;
+            if hash.is_none() && in_quarantine == 0 && content_hash.is_some() {
+                // Stored before content hashes were kept: its raw bytes tell
+                // (once; the hash is kept for the next time).
+                hash = Some(self.backfill_content_hash(tx, row.try_get(4)?).await?);
+            }
+            // The same message: its own key, or the first holder of the ID
+            // with the same content (or of unknown content: a quarantine row
+            // from before content hashes, which kept only headers).
+            let same = key == p.dedupe_key
+                || content_hash.is_none()
+                || hash.is_none()
+                || hash.as_deref() == content_hash;
+            if !same {
+                collision = Some((in_quarantine == 1, id, row.try_get::<i64, _>(4)?));
+                continue;
+            }
             if in_quarantine == 1 {
                 return Ok(Outcome::DuplicateQuarantined(id));
             }
@@ -539,6 +619,13 @@ impl Store {
             .await?;
             return Ok(Outcome::Duplicate(id));
         }
+        // The first with this ID keeps `mid:<id>`; a message reusing it with
+        // other content is a new message under its whole key.
+        let key = if collision.is_some() {
+            p.dedupe_key.as_str()
+        } else {
+            base_key
+        };
 
         match &p.action {
             Action::Quarantine {
@@ -550,10 +637,10 @@ impl Store {
                 size,
             } => {
                 let row = sqlx::query(
-                    "INSERT INTO quarantine (dedupe_key, mailbox, origin, reason, message_id, from_addr, subject, size, headers, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                    "INSERT INTO quarantine (dedupe_key, mailbox, origin, reason, message_id, from_addr, subject, size, headers, created_at, content_hash)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
                 )
-                .bind(&p.dedupe_key)
+                .bind(key)
                 .bind(&p.mailbox)
                 .bind(p.origin.to_string())
                 .bind(text(reason))
@@ -563,6 +650,7 @@ impl Store {
                 .bind(*size as i64)
                 .bind(headers.clone())
                 .bind(now)
+                .bind(content_hash)
                 .fetch_one(&mut **tx)
                 .await?;
                 Ok(Outcome::Quarantined(row.try_get(0)?))
@@ -584,7 +672,29 @@ impl Store {
                         (number, Outcome::Created(number))
                     }
                 };
-                let message = self.insert_message(tx, number, p, parsed, now).await?;
+                let message = self
+                    .insert_message(tx, number, p, (key, content_hash), parsed, now)
+                    .await?;
+                if let Some((in_quarantine, earlier_id, earlier_message)) = collision {
+                    let earlier = if in_quarantine {
+                        serde_json::json!({"quarantine": earlier_id})
+                    } else {
+                        serde_json::json!({"ticket": earlier_id, "message": earlier_message})
+                    };
+                    self.event(
+                        tx,
+                        number,
+                        now,
+                        "message-id collision",
+                        &serde_json::json!({
+                            "message": message,
+                            "message_id": parsed.message_id,
+                            "earlier": earlier,
+                            "detail": "another message with this Message-ID and different content was recorded earlier; this one is kept as a new message",
+                        }),
+                    )
+                    .await?;
+                }
                 match outcome {
                     Outcome::Created(_) => {
                         self.event(
@@ -659,6 +769,17 @@ impl Store {
                         }
                         _ => 0,
                     };
+                    let (recent_notified_sender, recent_notified_alert) = if created {
+                        self.recent_notified(
+                            tx,
+                            parsed.requester().map(|a| a.address.to_ascii_lowercase()),
+                            decision.alert_key.as_deref(),
+                            now - composer.ack_window_ms(),
+                        )
+                        .await?
+                    } else {
+                        (0, 0)
+                    };
                     let event = TicketEvent {
                         created,
                         number,
@@ -666,6 +787,8 @@ impl Store {
                         decision,
                         parsed,
                         recent_acks,
+                        recent_notified_sender,
+                        recent_notified_alert,
                         now,
                     };
                     for out in composer.compose(&event) {
@@ -675,6 +798,57 @@ impl Store {
                 Ok(outcome)
             }
         }
+    }
+
+    /// The content hash of a message stored before content hashes were kept,
+    /// from its raw bytes (as `pipeline::dedupe_key` computes it); stored.
+    async fn backfill_content_hash(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        message: i64,
+    ) -> Result<String, StoreError> {
+        let row = sqlx::query("SELECT raw FROM messages WHERE id = $1")
+            .bind(message)
+            .fetch_one(&mut **tx)
+            .await?;
+        let raw: Vec<u8> = row.try_get(0)?;
+        let hash = crate::pipeline::content_hash(&crate::parse::parse(&raw), &raw);
+        sqlx::query("UPDATE messages SET content_hash = $1 WHERE id = $2")
+            .bind(&hash)
+            .bind(message)
+            .execute(&mut **tx)
+            .await?;
+        Ok(hash)
+    }
+
+    /// Tickets notified (any mail but an acknowledgement) since `since`: from
+    /// this sender, and with this alert key.
+    async fn recent_notified(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        sender: Option<String>,
+        alert_key: Option<&str>,
+        since: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT
+               COUNT(DISTINCT CASE WHEN LOWER(t.requester) = $1 THEN t.number END),
+               COUNT(DISTINCT CASE WHEN t.alert_key = $2 THEN t.number END)
+             FROM outbox o JOIN tickets t ON t.number = o.ticket_number
+             WHERE o.created_at > $3 AND o.kind <> 'acknowledgement'",
+        )
+        .bind(text(sender.as_deref().unwrap_or("")))
+        .bind(opt_text(alert_key))
+        .bind(since)
+        .fetch_one(&mut **tx)
+        .await?;
+        let by_sender: i64 = if sender.is_some() { row.try_get(0)? } else { 0 };
+        let by_alert: i64 = if alert_key.is_some() {
+            row.try_get(1)?
+        } else {
+            0
+        };
+        Ok((by_sender, by_alert))
     }
 
     /// Writes one composed mail to the outbox, or its suppression to the history.
@@ -860,18 +1034,19 @@ impl Store {
         tx: &mut Transaction<'static, Any>,
         number: i64,
         p: &Prepared,
+        (key, content_hash): (&str, Option<&str>),
         m: &ParsedMessage,
         now: i64,
     ) -> Result<i64, StoreError> {
         let row = sqlx::query(
             "INSERT INTO messages (ticket_number, dedupe_key, message_id, mailbox, origin, from_addr, from_name,
                to_addrs, cc_addrs, reply_to, subject, sent_date, in_reply_to, refs, auto_signals, body_text,
-               body_source, problems, raw, raw_size, sha256, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
+               body_source, problems, raw, raw_size, sha256, received_at, content_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
              RETURNING id",
         )
         .bind(number)
-        .bind(&p.dedupe_key)
+        .bind(key)
         .bind(opt_text(m.message_id.as_deref()))
         .bind(&p.mailbox)
         .bind(p.origin.to_string())
@@ -892,6 +1067,7 @@ impl Store {
         .bind(m.size as i64)
         .bind(&m.sha256)
         .bind(now)
+        .bind(content_hash)
         .fetch_one(&mut **tx)
         .await?;
         let id: i64 = row.try_get(0)?;

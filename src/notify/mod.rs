@@ -207,6 +207,28 @@ impl Composer for Notifier {
             }
         }
 
+        // Notifications are capped per sender and per alert key within the
+        // window, so that a flood (200 "down" mails from one sender) makes
+        // tickets but does not bury the lists in mail.
+        let limits = &self.config.notify;
+        let notify_block = if ev.recent_notified_sender >= limits.notify_limit_per_sender_per_hour {
+            Some(format!(
+                "{} tickets from this sender notified in the last hour (limit {}, notify.notify_limit_per_sender_per_hour)",
+                ev.recent_notified_sender, limits.notify_limit_per_sender_per_hour
+            ))
+        } else if d.alert_key.is_some()
+            && ev.recent_notified_alert >= limits.notify_limit_per_alert_per_hour
+        {
+            Some(format!(
+                "{} tickets of alert {} notified in the last hour (limit {}, notify.notify_limit_per_alert_per_hour)",
+                ev.recent_notified_alert,
+                d.alert_key.as_deref().unwrap_or(""),
+                limits.notify_limit_per_alert_per_hour
+            ))
+        } else {
+            None
+        };
+
         // 2. The queue's notification list.
         let notify: Vec<String> = self
             .config
@@ -215,7 +237,12 @@ impl Composer for Notifier {
             .find(|q| q.name.get_ref() == &d.queue)
             .map(|q| q.notify.clone())
             .unwrap_or_default();
-        if !notify.is_empty() {
+        if let (false, Some(reason)) = (notify.is_empty(), &notify_block) {
+            out.push(Outgoing::Suppressed {
+                kind: "queue_notification".to_string(),
+                reason: reason.clone(),
+            });
+        } else if !notify.is_empty() {
             let ctx = self.context(ev, &desk_address, &notify);
             out.push(match self.render("queue_notification", ev, &ctx) {
                 Ok(r) => self.build("queue_notification", ev, &desk_address, &notify, r),
@@ -229,7 +256,13 @@ impl Composer for Notifier {
         // 3. An urgent response: the preliminary notification to the recipient
         // list. Internal addresses share one mail; anyone else gets their own
         // copy, and the sender already has the acknowledgement.
-        if URGENT_KINDS.contains(&d.kind.as_str()) && !d.recipients.is_empty() {
+        let urgent = URGENT_KINDS.contains(&d.kind.as_str()) && !d.recipients.is_empty();
+        if let (true, Some(reason)) = (urgent, &notify_block) {
+            out.push(Outgoing::Suppressed {
+                kind: "urgent_notification".to_string(),
+                reason: reason.clone(),
+            });
+        } else if urgent {
             let sender = ev
                 .parsed
                 .requester()

@@ -5,18 +5,32 @@ use crate::parse::ParsedMessage;
 
 /// Why a message gets no automatic reply, or `None` when it may get one.
 /// `own` holds the desk's own addresses, lower-case.
+///
+/// What counts, after RFC 3834 and what RT, Zammad and Znuny look at:
+/// `Auto-Submitted` other than `no`; `Precedence: bulk/junk/list/auto_reply`;
+/// vendor auto-reply markers (`X-Autoreply`, `X-Autorespond`...);
+/// `X-Auto-Response-Suppress: All/AutoReply/OOF`; `X-Loop` naming us; lists
+/// and bulk senders (`List-Id`, `List-Unsubscribe`, `Feedback-ID`); bounces
+/// (null Return-Path, delivery reports, `mailer-daemon`, `postmaster`, VERP
+/// and list bounce addresses such as `bounces+...@`, `*-bounces@`,
+/// `bounce-*@`); `noreply`-like senders; and the desk's own addresses, with
+/// or without a `+suffix`.
 pub fn no_reply_reason(msg: &ParsedMessage, own: &[String]) -> Option<String> {
     let Some(sender) = msg.requester() else {
         return Some("no sender address".to_string());
     };
     let address = sender.address.to_ascii_lowercase();
-    let local = address.split('@').next().unwrap_or("");
-    if own.iter().any(|o| o == &address) {
+    let (local, domain) = address.rsplit_once('@').unwrap_or((&address, ""));
+    // The address without its subaddress: isda-support+x@ is isda-support@.
+    let base = local.split('+').next().unwrap_or(local);
+    let unsuffixed = format!("{base}@{domain}");
+    if own.iter().any(|o| o == &address || o == &unsuffixed) {
         return Some(format!(
             "sender {address} is one of the desk's own addresses"
         ));
     }
-    if let Some(v) = &msg.auto.auto_submitted {
+    let auto = &msg.auto;
+    if let Some(v) = &auto.auto_submitted {
         let kind = v
             .split(';')
             .next()
@@ -27,11 +41,39 @@ pub fn no_reply_reason(msg: &ParsedMessage, own: &[String]) -> Option<String> {
             return Some(format!("Auto-Submitted: {v}"));
         }
     }
-    if msg.auto.return_path.as_deref() == Some("") {
+    if let Some(marker) = &auto.autoreply {
+        let value = marker
+            .split_once(':')
+            .map(|(_, v)| v.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        if !matches!(value.as_str(), "no" | "false" | "0") {
+            return Some(format!("automatic reply: {marker}"));
+        }
+    }
+    if let Some(v) = &auto.x_loop {
+        let lower = v.to_ascii_lowercase();
+        if own.iter().any(|o| lower.contains(o.as_str()))
+            || matches!(lower.trim(), "yes" | "true" | "1")
+        {
+            return Some(format!("mail loop: X-Loop: {v}"));
+        }
+    }
+    if auto.return_path.as_deref() == Some("") {
         return Some("bounce: null Return-Path <>".to_string());
     }
-    if local == "mailer-daemon" || local == "postmaster" {
+    if base == "mailer-daemon" || base == "postmaster" {
         return Some(format!("bounce: sent by {address}"));
+    }
+    let bounce_address = matches!(base, "bounce" | "bounces")
+        || base.starts_with("bounce-")
+        || base.starts_with("bounces-")
+        || base.starts_with("bounce.")
+        || base.ends_with("-bounce")
+        || base.ends_with("-bounces")
+        || base.starts_with("owner-")
+        || base.ends_with("-owner");
+    if bounce_address {
+        return Some(format!("bounce or list address: sent by {address}"));
     }
     let content_type = msg
         .header("Content-Type")
@@ -44,16 +86,19 @@ pub fn no_reply_reason(msg: &ParsedMessage, own: &[String]) -> Option<String> {
     if msg.header("X-Failed-Recipients").is_some() {
         return Some("bounce: X-Failed-Recipients".to_string());
     }
-    if let Some(list) = &msg.auto.list_id {
+    if let Some(list) = &auto.list_id {
         return Some(format!("mailing list: List-Id {list}"));
     }
-    if let Some(p) = &msg.auto.precedence {
+    if let Some(p) = &auto.precedence {
         let p = p.trim().to_ascii_lowercase();
-        if p == "bulk" || p == "junk" || p == "list" {
+        if matches!(
+            p.as_str(),
+            "bulk" | "junk" | "list" | "auto_reply" | "auto-reply"
+        ) {
             return Some(format!("Precedence: {p}"));
         }
     }
-    if let Some(v) = &msg.auto.x_auto_response_suppress {
+    if let Some(v) = &auto.x_auto_response_suppress {
         let v = v.to_ascii_lowercase();
         if v.split(',')
             .map(str::trim)
@@ -62,11 +107,23 @@ pub fn no_reply_reason(msg: &ParsedMessage, own: &[String]) -> Option<String> {
             return Some(format!("X-Auto-Response-Suppress: {v}"));
         }
     }
-    let compact: String = local
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect();
-    if compact == "noreply" || compact == "donotreply" {
+    if let Some(v) = &auto.list_unsubscribe {
+        return Some(format!("list or bulk mail: List-Unsubscribe {v}"));
+    }
+    if let Some(v) = &auto.feedback_id {
+        return Some(format!("bulk mail: Feedback-ID {v}"));
+    }
+    let compact: String = base.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    if [
+        "noreply",
+        "donotreply",
+        "noreplies",
+        "donotrespond",
+        "noresponse",
+    ]
+    .iter()
+    .any(|p| compact.starts_with(p))
+    {
         return Some(format!("sender {address} takes no replies"));
     }
     None
@@ -135,6 +192,70 @@ mod tests {
             Some("own addresses"),
         );
         check("From: no-reply@vendor.example", Some("takes no replies"));
+        check(
+            "From: noreply-4711@vendor.example",
+            Some("takes no replies"),
+        );
+        check(
+            "From: Do_Not_Reply+x@vendor.example",
+            Some("takes no replies"),
+        );
+        check("From: nora@vendor.example", None);
+        // What issue #7 found acknowledged.
+        check(
+            "From: ann@example.org\nPrecedence: auto_reply",
+            Some("Precedence"),
+        );
+        check(
+            "From: ann@example.org\nX-Autoreply: yes",
+            Some("X-Autoreply"),
+        );
+        check(
+            "From: ann@example.org\nX-Autorespond: Out of office",
+            Some("X-Autorespond"),
+        );
+        check(
+            "From: ann@example.org\nX-Autoresponder: 1",
+            Some("X-Autoresponder"),
+        );
+        check("From: ann@example.org\nX-Autoreply: no", None);
+        check(
+            "From: bounces+123-ab-ann=example.org@em.sendgrid.example",
+            Some("bounce"),
+        );
+        check("From: staff-bounces@lists.example.org", Some("bounce"));
+        check(
+            "From: staff-bounces+ann=example.org@lists.example.org",
+            Some("bounce"),
+        );
+        check("From: bounce-mc.us1_1.2-ann=x@mcsv.example", Some("bounce"));
+        check("From: owner-staff@lists.example.org", Some("list address"));
+        check("From: bouncer@example.org", None);
+        check("From: MAILER-DAEMON+x@mx.example.org", Some("bounce"));
+        check("From: isda-support+foo@example.edu", Some("own addresses"));
+        check("From: isda-supporter@example.edu", None);
+        check(
+            "From: ann@example.org\nX-Loop: isda-support@example.edu",
+            Some("X-Loop"),
+        );
+        check("From: ann@example.org\nX-Loop: yes", Some("X-Loop"));
+        check("From: ann@example.org\nX-Loop: other@list.example", None);
+        check(
+            "From: ann@example.org\nList-Unsubscribe: <mailto:u@x.example>",
+            Some("List-Unsubscribe"),
+        );
+        check(
+            "From: ann@example.org\nFeedback-ID: 1:2:campaign:esp",
+            Some("Feedback-ID"),
+        );
+        check(
+            "From: ann@example.org\nAuto-Submitted: auto-notified",
+            Some("Auto-Submitted"),
+        );
+        check(
+            "From: ann@example.org\nX-Auto-Response-Suppress: All",
+            Some("X-Auto-Response-Suppress"),
+        );
         check("Subject: nobody", Some("no sender"));
     }
 }

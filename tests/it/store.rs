@@ -115,7 +115,8 @@ async fn semantics(url: &str) {
     .await;
     assert_eq!(stranger, Outcome::Created(1002));
 
-    // The same Message-ID again, in another mailbox: a duplicate.
+    // The same message again, in another mailbox: a duplicate. (The same
+    // Message-ID with other content is a new message: tests/it/identity.rs.)
     let dup = one(
         &p,
         "help",
@@ -123,7 +124,7 @@ async fn semantics(url: &str) {
         message(
             "a@x",
             "Ann <ann@x.example>",
-            "help@example.edu",
+            "isda-support@example.edu",
             "Login broken",
             "It fails.",
         ),
@@ -156,7 +157,7 @@ async fn semantics(url: &str) {
     let nul = b"From: n@x.example\r\nSubject: nul\0byte\r\nMessage-ID: <nul@x>\r\n\r\nbody\0with nul and \xff\xfe bytes\r\n".to_vec();
     assert_eq!(one(&p, "help", 12, nul).await, Outcome::Created(1004));
 
-    // A batch: several messages in one transaction, including two with the same ID.
+    // A batch: several messages in one transaction, including the same message twice.
     let batch: Vec<_> = (0..5)
         .map(|i| {
             p.prepare(
@@ -166,7 +167,7 @@ async fn semantics(url: &str) {
                     &format!("batch-{}@x", i % 4),
                     "k@x.example",
                     "isda-support@example.edu",
-                    &format!("batch {i}"),
+                    &format!("batch {}", i % 4),
                     "b",
                 ),
             )
