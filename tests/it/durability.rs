@@ -575,3 +575,58 @@ async fn every_message_moved_before_a_power_cut_has_its_ticket() {
         );
     }
 }
+
+/// A database error with only a code, as the drivers report them.
+#[derive(Debug)]
+struct Coded(&'static str);
+
+impl std::fmt::Display for Coded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "code {}", self.0)
+    }
+}
+
+impl std::error::Error for Coded {}
+
+impl sqlx::error::DatabaseError for Coded {
+    fn message(&self) -> &str {
+        self.0
+    }
+    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(self.0.into())
+    }
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        sqlx::error::ErrorKind::Other
+    }
+}
+
+/// Resource errors of both backends pause the work (retryable, never
+/// quarantined); errors about the content do not.
+#[test]
+fn resource_errors_are_transient_content_errors_are_not() {
+    use triaged::store::StoreError;
+    let err = |code: &'static str| StoreError::Db(sqlx::Error::Database(Box::new(Coded(code))));
+    // SQLite: FULL, IOERR and IOERR_WRITE (778), READONLY, CANTOPEN, NOMEM;
+    // PostgreSQL: disk full, out of memory, read-only transaction, I/O error.
+    for code in [
+        "13", "10", "778", "8", "14", "7", "53100", "53200", "25006", "58030",
+    ] {
+        assert!(err(code).is_resource(), "{code}");
+        assert!(err(code).is_retryable(), "{code}");
+    }
+    // SQLite TOOBIG, CONSTRAINT (NOT NULL), MISMATCH; PostgreSQL invalid text,
+    // value too long, index row too large.
+    for code in ["18", "1299", "20", "22021", "22001", "54000"] {
+        assert!(!err(code).is_resource(), "{code}");
+        assert!(!err(code).is_retryable(), "{code}");
+    }
+}
