@@ -120,10 +120,15 @@ impl StoreError {
             // READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
             Ok(n) if code.len() < 5 => matches!(n & 0xff, 7 | 8 | 10 | 13 | 14 | 15),
             // PostgreSQL SQLSTATE: class 53 (insufficient resources: disk
-            // full 53100, out of memory 53200, ...), read-only transaction
+            // full 53100, out of memory 53200, ...; too many connections,
+            // 53300, is contention and retryable), read-only transaction
             // 25006 (a hot standby, default_transaction_read_only), class 58
             // (system error: I/O error 58030, ...).
-            _ => code.starts_with("53") || code == "25006" || code.starts_with("58"),
+            _ => {
+                (code.starts_with("53") && code != "53300")
+                    || code == "25006"
+                    || code.starts_with("58")
+            }
         }
     }
 }
@@ -510,9 +515,18 @@ impl Store {
                     sqlite_setup(&mut probe).await?;
                     if !url.contains(":memory:") {
                         // Can this connection write at all? A read-only file
-                        // opens (read-only) without complaint.
-                        probe.execute("BEGIN IMMEDIATE").await?;
-                        probe.execute("ROLLBACK").await?;
+                        // opens (read-only) without complaint. Busy means
+                        // another process is writing: not our question.
+                        match probe.execute("BEGIN IMMEDIATE").await {
+                            Ok(_) => {
+                                probe.execute("ROLLBACK").await?;
+                            }
+                            Err(sqlx::Error::Database(db))
+                                if db.code().is_some_and(|c| {
+                                    c.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+                                }) => {}
+                            Err(e) => return Err(e),
+                        }
                     }
                     Ok::<_, sqlx::Error>(())
                 }
