@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::pipeline::{Pipeline, Summary};
 use crate::sources::files::{Item, Walker};
@@ -17,7 +17,12 @@ use crate::store::{Outcome, Prepared};
 
 /// Batches in flight between the reader and the committer.
 const CHANNEL_BATCHES: usize = 4;
+/// Attempts at a batch refused for contention or a lost connection.
 const COMMIT_ATTEMPTS: u32 = 5;
+/// Attempts at a batch refused for want of a resource (disk full, I/O error,
+/// read-only): backoff from 250 ms doubling to 8 s, about 16 s in all.
+const RESOURCE_ATTEMPTS: u32 = 7;
+const MAX_RESOURCE_DELAY: Duration = Duration::from_secs(8);
 
 /// One message's result, as reported to the caller.
 #[derive(Debug, Clone)]
@@ -65,6 +70,7 @@ pub async fn ingest_paths(
     });
 
     let mut summary = Summary::default();
+    let mut store_down = false;
     while let Some(batch) = rx.recv().await {
         let mut ready = Vec::with_capacity(batch.len());
         for entry in batch {
@@ -83,7 +89,7 @@ pub async fn ingest_paths(
         if ready.is_empty() {
             continue;
         }
-        match commit_with_retry(pipeline, &ready).await {
+        match commit_with_retry(pipeline, &ready, &mut store_down).await {
             Ok(outcomes) => {
                 for (p, o) in ready.iter().zip(outcomes) {
                     summary.add(&o);
@@ -112,15 +118,44 @@ pub async fn ingest_paths(
     summary
 }
 
+/// Commits one batch, retrying with backoff what may succeed later. Outcomes
+/// are returned only for a batch whose commit succeeded; an error means
+/// nothing of it is reported as done (some of its messages may have been
+/// committed one by one, and are recognised as duplicates next time).
+///
+/// When the store lacks a resource (disk full) the batch is retried for about
+/// 16 s; if it still fails, `store_down` is set and later batches get one
+/// attempt each until one succeeds, so a full disk does not make every batch
+/// wait its full backoff.
 async fn commit_with_retry(
     pipeline: &Pipeline,
     batch: &[Prepared],
+    store_down: &mut bool,
 ) -> Result<Vec<Outcome>, String> {
     let mut delay = Duration::from_millis(100);
+    let mut resource_delay = Duration::from_millis(250);
     let mut attempt = 1;
     loop {
         match pipeline.commit(batch, None).await {
-            Ok(o) => return Ok(o),
+            Ok(o) => {
+                *store_down = false;
+                return Ok(o);
+            }
+            Err(e) if e.is_resource() => {
+                let counts = crate::store::metrics();
+                if *store_down || attempt >= RESOURCE_ATTEMPTS {
+                    *store_down = true;
+                    error!(error = %e, size = batch.len(), store_resource_errors = counts.resource_errors,
+                        "store cannot commit (disk full, I/O error or read-only); batch not ingested");
+                    return Err(e.to_string());
+                }
+                error!(error = %e, attempt, retry_in_ms = resource_delay.as_millis() as u64,
+                    store_resource_errors = counts.resource_errors,
+                    "store cannot commit (disk full, I/O error or read-only); retrying");
+                tokio::time::sleep(resource_delay).await;
+                resource_delay = (resource_delay * 2).min(MAX_RESOURCE_DELAY);
+                attempt += 1;
+            }
             Err(e) if e.is_retryable() && attempt < COMMIT_ATTEMPTS => {
                 warn!(error = %e, attempt, "commit failed; retrying");
                 tokio::time::sleep(delay).await;

@@ -184,7 +184,11 @@ impl Pipeline {
     /// When the store refuses the batch for a reason that will not go away,
     /// the messages are committed one by one, and one the store refuses even
     /// alone is quarantined with the store's reason, so that one bad message
-    /// never blocks its mailbox. Retryable errors are returned to the caller.
+    /// never blocks its mailbox. Retryable errors are returned to the caller,
+    /// who retries the batch later: among them every error of a store out of
+    /// a resource (disk full, I/O error, read-only; [`StoreError::is_resource`]),
+    /// which is never a reason to split a batch or quarantine a message.
+    /// `Ok` means committed and synced: only then may the caller acknowledge.
     pub async fn commit(
         &self,
         batch: &[Prepared],

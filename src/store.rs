@@ -10,11 +10,12 @@
 //! not at all, and the caller only acknowledges it at its source after commit.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 
 use crate::classify::Decision;
 use crate::parse::{MailAddr, ParsedMessage};
@@ -22,6 +23,34 @@ use crate::thread::ThreadKeys;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Process-wide counts of store trouble, for logs now and for a metrics
+/// endpoint later (see [`metrics`]).
+static FAILED_COMMITS: AtomicU64 = AtomicU64::new(0);
+static RESOURCE_ERRORS: AtomicU64 = AtomicU64::new(0);
+static DISCARDED_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts of store trouble since the process started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StoreMetrics {
+    /// Batches whose transaction did not commit (any reason).
+    pub failed_commits: u64,
+    /// Of those, the ones refused for want of a resource: disk full, I/O
+    /// error, read-only database ([`StoreError::is_resource`]).
+    pub resource_errors: u64,
+    /// Connections closed instead of reused because a transaction on them
+    /// did not end cleanly.
+    pub discarded_connections: u64,
+}
+
+/// The store's counters, process-wide.
+pub fn metrics() -> StoreMetrics {
+    StoreMetrics {
+        failed_commits: FAILED_COMMITS.load(Ordering::Relaxed),
+        resource_errors: RESOURCE_ERRORS.load(Ordering::Relaxed),
+        discarded_connections: DISCARDED_CONNECTIONS.load(Ordering::Relaxed),
+    }
+}
 
 /// Errors of the store, marked as worth retrying or not.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +72,13 @@ impl StoreError {
     /// Connection trouble, lock contention and a concurrent insert of the same
     /// message (unique violation) are worth retrying; a statement the database
     /// refuses for its content is not, and retrying it would block a mailbox.
+    ///
+    /// Every [resource](StoreError::is_resource) error is retryable: a full
+    /// disk says nothing about the message.
     pub fn is_retryable(&self) -> bool {
+        if self.is_resource() {
+            return true;
+        }
         match self {
             StoreError::Db(sqlx::Error::Database(db)) => {
                 let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
@@ -95,6 +130,32 @@ impl StoreError {
                 message: clean,
                 retryable: e.is_retryable(),
             },
+        }
+    }
+
+    /// Whether the database lacks a resource to do any work: disk full, I/O
+    /// error, read-only database or transaction, out of memory. Such an error
+    /// is never the message's fault: the work waits (mailbox paused, retried
+    /// with backoff) and is never split or quarantined for it.
+    pub fn is_resource(&self) -> bool {
+        let StoreError::Db(sqlx::Error::Database(db)) = self else {
+            return false;
+        };
+        let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+        match code.parse::<u32>() {
+            // SQLite's numeric codes (with their extended codes): NOMEM,
+            // READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+            Ok(n) if code.len() < 5 => matches!(n & 0xff, 7 | 8 | 10 | 13 | 14 | 15),
+            // PostgreSQL SQLSTATE: class 53 (insufficient resources: disk
+            // full 53100, out of memory 53200, ...; too many connections,
+            // 53300, is contention and retryable), read-only transaction
+            // 25006 (a hot standby, default_transaction_read_only), class 58
+            // (system error: I/O error 58030, ...).
+            _ => {
+                (code.starts_with("53") && code != "53300")
+                    || code == "25006"
+                    || code.starts_with("58")
+            }
         }
     }
 }
@@ -433,6 +494,49 @@ fn json<T: Serialize>(v: &T) -> String {
     text(&serde_json::to_string(v).unwrap_or_else(|_| "null".to_string()))
 }
 
+/// The settings of every SQLite connection. `synchronous = FULL`: in WAL
+/// mode every COMMIT syncs the log before it returns, so a commit that
+/// returned survives a power loss; messages are acknowledged at their source
+/// (flagged, moved) and mail is sent only after such a commit.
+async fn sqlite_setup(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    conn.execute("PRAGMA synchronous = FULL").await?;
+    conn.execute("PRAGMA busy_timeout = 10000").await?;
+    conn.execute("PRAGMA foreign_keys = ON").await?;
+    Ok(())
+}
+
+/// Pool options that never hand out or keep a connection with a transaction
+/// still open. sqlx tracks transactions itself; when a COMMIT fails and the
+/// database has already rolled back (SQLite on SQLITE_FULL), its ROLLBACK
+/// fails too and it still counts one transaction open, after which every
+/// "transaction" on that connection would be a SAVEPOINT inside it, never
+/// committed. Such a connection is closed when released, and checked again
+/// before it is handed out.
+fn with_clean_connections(options: AnyPoolOptions) -> AnyPoolOptions {
+    options
+        .after_release(|conn, _meta| {
+            Box::pin(async move {
+                // Runs the rollback a dropped transaction queued.
+                if conn.ping().await.is_err() || conn.is_in_transaction() {
+                    DISCARDED_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("closing a database connection left inside a transaction");
+                    return Ok(false);
+                }
+                Ok(true)
+            })
+        })
+        .before_acquire(|conn, _meta| {
+            Box::pin(async move {
+                if conn.is_in_transaction() {
+                    DISCARDED_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+                    return Ok(false);
+                }
+                Ok(true)
+            })
+        })
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `url` and migrates it.
     /// `first_number` is the number the first ticket gets.
@@ -459,25 +563,44 @@ impl Store {
                 } else {
                     format!("{url}?mode=rwc")
                 };
+                // The pool retries a failing connect until its acquire timeout
+                // and then reports only the timeout; one direct connection first
+                // gives the real reason (read-only file or directory, no space)
+                // at once.
+                let mut probe = AnyConnection::connect(&url).await?;
+                let probed = async {
+                    sqlite_setup(&mut probe).await?;
+                    if !url.contains(":memory:") {
+                        // Can this connection write at all? A read-only file
+                        // opens (read-only) without complaint. Busy means
+                        // another process is writing: not our question.
+                        match probe.execute("BEGIN IMMEDIATE").await {
+                            Ok(_) => {
+                                probe.execute("ROLLBACK").await?;
+                            }
+                            Err(sqlx::Error::Database(db))
+                                if db.code().is_some_and(|c| {
+                                    c.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+                                }) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok::<_, sqlx::Error>(())
+                }
+                .await;
+                let _ = probe.close().await;
+                probed?;
                 // One connection: SQLite has one writer, and a single connection
                 // serialises writers without SQLITE_BUSY on lock upgrades.
-                AnyPoolOptions::new()
+                with_clean_connections(AnyPoolOptions::new())
                     .max_connections(1)
                     .acquire_timeout(Duration::from_secs(60))
-                    .after_connect(|conn, _meta| {
-                        Box::pin(async move {
-                            conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = NORMAL").await?;
-                            conn.execute("PRAGMA busy_timeout = 10000").await?;
-                            conn.execute("PRAGMA foreign_keys = ON").await?;
-                            Ok(())
-                        })
-                    })
+                    .after_connect(|conn, _meta| Box::pin(sqlite_setup(conn)))
                     .connect(&url)
                     .await?
             }
             Backend::Postgres => {
-                AnyPoolOptions::new()
+                with_clean_connections(AnyPoolOptions::new())
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(url)
@@ -534,7 +657,49 @@ impl Store {
 
     /// Commits a batch in one transaction, with the IMAP cursor if given.
     /// Returns one outcome per prepared message, in order.
+    ///
+    /// `Ok` means the batch is durable: the COMMIT returned OK on a connection
+    /// that was in autocommit mode before (see [`with_clean_connections`]),
+    /// and SQLite runs with `synchronous = FULL`. Only then may the caller
+    /// acknowledge the messages at their source. After a failed COMMIT the
+    /// connection is discarded before anything else runs on it, whatever the
+    /// database says its state is.
     pub async fn commit(
+        &self,
+        batch: &[Prepared],
+        cursor: Option<&Cursor>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        match self.commit_once(batch, cursor).await {
+            Ok(outcomes) => {
+                if let Some(wake) = &self.outbox_wake
+                    && outcomes.iter().any(|o| matches!(o, Outcome::Created(_)))
+                {
+                    wake.notify_one();
+                }
+                Ok(outcomes)
+            }
+            Err(e) => {
+                FAILED_COMMITS.fetch_add(1, Ordering::Relaxed);
+                if e.is_resource() {
+                    RESOURCE_ERRORS.fetch_add(1, Ordering::Relaxed);
+                }
+                if self.backend == Backend::Sqlite {
+                    // The pool's only connection is the one the transaction
+                    // failed on (released by now, or being released): close it
+                    // so that the next transaction starts on a fresh one.
+                    let acquired =
+                        tokio::time::timeout(Duration::from_secs(5), self.pool.acquire()).await;
+                    if let Ok(Ok(conn)) = acquired {
+                        DISCARDED_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+                        conn.close().await.ok();
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn commit_once(
         &self,
         batch: &[Prepared],
         cursor: Option<&Cursor>,
@@ -559,11 +724,6 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        if let Some(wake) = &self.outbox_wake
-            && outcomes.iter().any(|o| matches!(o, Outcome::Created(_)))
-        {
-            wake.notify_one();
-        }
         Ok(outcomes)
     }
 

@@ -22,7 +22,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{AfterIngest, ImapSettings, Secret, Security};
 use crate::pipeline::Pipeline;
@@ -34,6 +34,9 @@ pub type ImapSession = Session<ImapStream>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// While the store cannot commit (disk full), the mailbox waits at most this
+/// long between attempts, so that it resumes soon after space is freed.
+const MAX_STORE_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Errors of one IMAP session; all end the session, which is then retried.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +144,11 @@ pub struct Watcher {
 
 impl Watcher {
     /// Runs until shutdown, reconnecting with backoff after every failure.
+    ///
+    /// When the store lacks a resource (disk full, I/O error, read-only), the
+    /// mailbox is paused: nothing was acknowledged, the session ends, and the
+    /// same messages are taken again after a growing delay (at most
+    /// [`MAX_STORE_BACKOFF`]) until the store can commit them.
     pub async fn run(self) {
         let mut backoff = Duration::from_secs(1);
         loop {
@@ -150,6 +158,14 @@ impl Watcher {
             let mut progressed = false;
             match self.session(&mut progressed).await {
                 Ok(()) => return,
+                Err(ImapError::Store(e)) if e.is_resource() => {
+                    // Connecting again is no progress while the store is down.
+                    backoff = backoff.min(MAX_STORE_BACKOFF);
+                    let counts = crate::store::metrics();
+                    error!(mailbox = %self.mailbox, error = %e, retry_in_ms = backoff.as_millis() as u64,
+                        store_resource_errors = counts.resource_errors,
+                        "store cannot commit (disk full, I/O error or read-only); mailbox paused, nothing acknowledged");
+                }
                 Err(e) => {
                     if progressed {
                         backoff = Duration::from_secs(1);
