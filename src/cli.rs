@@ -238,7 +238,10 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let path = cli.config.as_deref();
     match cli.command {
-        Command::Check => Ok(check(path)),
+        Command::Check => {
+            let path = path.map(std::path::Path::to_path_buf);
+            crate::daemon::off_runtime(move || check(path.as_deref())).await
+        }
         Command::Run => {
             let config = load_config(path)?;
             let store = open_store(&config).await?;
@@ -279,8 +282,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 crate::notify::attach(&config, store, Arc::new(tokio::sync::Notify::new()))
                     .map_err(|p| anyhow::anyhow!("templates:\n{p}"))?
             };
-            let pipeline = Pipeline::new(config, store.clone())
-                .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?;
+            let pipeline = {
+                let store = store.clone();
+                crate::daemon::off_runtime(move || Pipeline::new(config, store))
+                    .await?
+                    .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?
+            };
             let summary = ingest_paths(&pipeline, &mailbox, paths, |r| {
                 if verbose || r.result.is_err() {
                     match &r.result {
