@@ -1,6 +1,7 @@
 //! All integration tests, in one test binary (one link, shared harness).
 
 mod harness;
+mod hostile;
 mod imap;
 mod ingest;
 mod outbound;
