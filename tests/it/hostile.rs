@@ -338,3 +338,132 @@ fn cli_prints_mail_text_with_visible_escapes() {
     );
     assert!(show.contains("body\\x1b[2J\\x07 line"), "{show}");
 }
+
+/// The shipped rules (without their test cases) plus `extra` as `95-hostile.toml`.
+fn rules_with(to: &Path, extra: &str) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("routing-rules");
+    for e in std::fs::read_dir(from).expect("read rules").flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+    std::fs::write(to.join("95-hostile.toml"), extra).expect("write");
+}
+
+/// `n` rules whose regex is valid but compiles to megabytes (`\w{140}`).
+fn wide_rules(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!("[[rule]]\nname = \"h{i}\"\nwhen.subject.regex = '\\w{{140}}{i}'\ntags = [\"h\"]\n\n")
+        })
+        .collect()
+}
+
+/// `check` and `rules test` refuse rules that compile too big, and a rule file
+/// too large, with `file:line: reason`.
+#[test]
+fn check_and_rules_test_refuse_hostile_rule_sets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    rules_with(&dir.path().join("routing-rules"), &wide_rules(3));
+    for args in [&["check"][..], &["rules", "test"][..]] {
+        let out = run_in(dir.path(), args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{args:?}: {text}");
+        for (i, line) in [(0, 3), (1, 8), (2, 13)] {
+            let want = format!(
+                "routing-rules/95-hostile.toml:{line}: rule \"h{i}\": subject: regex \"\\\\w{{140}}{i}\": \
+                 compiled, it exceeds the limit of 1 MiB per regex"
+            );
+            assert!(text.contains(&want), "{args:?}: want {want}\n{text}");
+        }
+    }
+
+    // A rule file over 1 MiB is refused without being compiled.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let filler = "# filler line\n".repeat(80_000);
+    rules_with(&dir.path().join("routing-rules"), &filler);
+    let out = run_in(dir.path(), &["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        text.contains(&format!(
+            "routing-rules/95-hostile.toml:0: the file is {} bytes; a rule file may have at most 1048576 bytes",
+            filler.len()
+        )),
+        "{text}"
+    );
+}
+
+/// The daemon refuses the same set on reload, logs where, keeps its rules
+/// and goes on ingesting.
+#[tokio::test(flavor = "multi_thread")]
+async fn daemon_refuses_hostile_rules_on_reload_and_keeps_working() {
+    use crate::harness::{Mailbox, World, message, wait_for};
+    use std::time::Duration;
+    const SUPPORT: &str = "isda-support@example.edu";
+    let rules_dir = tempfile::tempdir().expect("tempdir");
+    rules_with(rules_dir.path(), "");
+    let world = World::new(
+        &[Mailbox {
+            name: "isda-support",
+            user: SUPPORT,
+            queue: "Customer-Support",
+            after: "seen",
+        }],
+        None,
+        &format!("[paths]\nrules = \"{}\"\n", rules_dir.path().display()),
+    );
+    let daemon = world.start_daemon();
+    assert!(
+        wait_for(Duration::from_secs(15), || daemon
+            .log()
+            .contains("triaged running")),
+        "{}",
+        daemon.log()
+    );
+    std::fs::write(rules_dir.path().join("95-hostile.toml"), wide_rules(3)).expect("write");
+    assert!(
+        wait_for(Duration::from_secs(30), || daemon
+            .log()
+            .contains("keeping the last good routing rules")),
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        daemon
+            .log()
+            .contains("95-hostile.toml:8: rule \"h1\": subject: regex"),
+        "{}",
+        daemon.log()
+    );
+    world
+        .dovecot
+        .append(
+            SUPPORT,
+            "INBOX",
+            &[message(
+                "h@x",
+                "a@example.org",
+                SUPPORT,
+                "after the refusal",
+                "x",
+            )],
+        )
+        .await
+        .expect("append");
+    assert!(
+        wait_for(Duration::from_secs(20), || world
+            .tickets()
+            .iter()
+            .any(|t| t["subject"] == "after the refusal")),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.terminate(Duration::from_secs(20)).success());
+}
