@@ -375,7 +375,9 @@ fn build_mail(
         ))
         .header(AutoResponseSuppress);
     for r in to {
-        let mb: Mailbox = r.parse().map_err(|e| format!("recipient {r:?}: {e}"))?;
+        let mb: Mailbox = r
+            .parse()
+            .map_err(|e| format!("recipient {:?}: {e}", reflect_line(r, REFLECTED_NAME_CHARS)))?;
         b = b.to(mb);
     }
     // Thread under the customer's message: only IDs that can be written as
