@@ -467,3 +467,93 @@ async fn daemon_refuses_hostile_rules_on_reload_and_keeps_working() {
     );
     assert!(daemon.terminate(Duration::from_secs(20)).success());
 }
+
+/// End to end: hostile messages in the watched mailbox, the acknowledgements
+/// sent by the daemon through OpenSMTPD and read back over IMAP as delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_acknowledgements_arrive_bounded_and_without_injected_headers() {
+    use crate::harness::{Mailbox, World};
+    use futures::TryStreamExt;
+    use std::time::Duration;
+    use triaged::devstack::{Dovecot, Smtpd};
+    const SUPPORT: &str = "isda-support@example.edu";
+    let dovecot = Dovecot::start().expect("dovecot");
+    let smtpd = Smtpd::start(&dovecot).expect("smtpd");
+    let world = World::with(
+        dovecot,
+        &[Mailbox {
+            name: "isda-support",
+            user: SUPPORT,
+            queue: "Customer-Support",
+            after: "seen",
+        }],
+        None,
+        &format!(
+            "[smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\nretry_initial_secs = 1\nretry_max_secs = 2\n",
+            smtpd.port
+        ),
+    );
+    let daemon = world.start_daemon();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = messages(dir.path());
+    let raws: Vec<Vec<u8>> = names[..3]
+        .iter()
+        .map(|n| std::fs::read(dir.path().join(n)).expect("read"))
+        .collect();
+    world
+        .dovecot
+        .append(SUPPORT, "INBOX", &raws)
+        .await
+        .expect("append");
+    for customer in [
+        "subject@customer.example",
+        "name@customer.example",
+        "inject@customer.example",
+    ] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut got = Vec::new();
+        while got.is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut s = world.dovecot.session(customer).await.expect("session");
+            s.select("INBOX").await.expect("select");
+            if let Ok(mut stream) = s.fetch("1:*", "BODY.PEEK[]").await {
+                while let Ok(Some(f)) = stream.try_next().await {
+                    if let Some(b) = f.body() {
+                        got.push(b.to_vec());
+                    }
+                }
+            }
+            let _ = s.logout().await;
+        }
+        let arrived = !got.is_empty();
+        assert!(
+            arrived,
+            "no acknowledgement to {customer}\n{}\n{}",
+            daemon.log(),
+            smtpd.log()
+        );
+        let raw = String::from_utf8_lossy(&got[0]).into_owned();
+        let longest = raw.split("\r\n").map(str::len).max().unwrap_or(0);
+        assert!(
+            longest <= MAX_LINE,
+            "{customer}: a line of {longest} octets"
+        );
+        assert!(raw.len() < 64 * 1024, "{customer}: {} bytes", raw.len());
+        let headers = header_block(&raw).to_ascii_lowercase();
+        assert!(
+            !headers.contains("\r\nbcc:") && !headers.starts_with("bcc:"),
+            "{raw}"
+        );
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&got[0])
+            .expect("parses");
+        assert!(!has_control(parsed.subject().unwrap_or("")));
+        assert!(!has_control(
+            &parsed
+                .body_text(0)
+                .unwrap_or_default()
+                .replace("\r\n", "\n")
+        ));
+    }
+    assert!(daemon.terminate(Duration::from_secs(20)).success());
+}
