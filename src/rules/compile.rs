@@ -20,6 +20,13 @@ use crate::priority::{Impact, Kind, Urgency};
 /// few tens of KB each; `\w{140}` (Unicode classes repeated) needs megabytes,
 /// and a set of sixty such rules once took 1.9 GB to build.
 pub const RULE_SIZE_LIMIT: usize = 1024 * 1024;
+/// Size classes a regex is tried in, smallest first; it is counted at the
+/// first one it fits. Generated rules fit 4 KiB, the shipped ones 128 KiB.
+const SIZE_CLASSES: [usize; 3] = [4 * 1024, 128 * 1024, RULE_SIZE_LIMIT];
+/// The budget of all regexes of a rule set together, counted by class: the
+/// per-field limit alone would let thousands of header fields each hold a
+/// 1 MiB regex.
+pub const TOTAL_SIZE_LIMIT: usize = 64 * 1024 * 1024;
 /// The lazy DFA cache of one regex (grows while matching, never beyond this).
 const RULE_DFA_LIMIT: usize = 2 * 1024 * 1024;
 /// The compiled size of all the regexes of one field together (one `RegexSet`).
@@ -27,8 +34,9 @@ const RULE_DFA_LIMIT: usize = 2 * 1024 * 1024;
 pub const SET_SIZE_LIMIT: usize = 16 * 1024 * 1024;
 /// The lazy DFA cache of one field's set.
 const SET_DFA_LIMIT: usize = 32 * 1024 * 1024;
-/// The largest rule file read: the shipped files are a few KB.
-pub const MAX_RULE_FILE_BYTES: u64 = 1024 * 1024;
+/// The largest rule file read: the shipped files are a few KB, ten thousand
+/// generated rules 1.6 MB.
+pub const MAX_RULE_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// The most rules one set may have (every file together).
 pub const MAX_RULES: usize = 10_000;
 
@@ -104,6 +112,7 @@ impl RuleSet {
             rule_span: 0..0,
             rule_name: String::new(),
             atom_origins: Vec::new(),
+            regex_charge: 0,
         };
         // First every file is parsed and its lists collected, so that a rule
         // may use a list defined in any file.
@@ -236,6 +245,8 @@ struct Compiler<'k> {
     rule_name: String,
     /// Per atom, where it was first written.
     atom_origins: Vec<AtomOrigin>,
+    /// The compiled size of the regexes so far, counted by size class.
+    regex_charge: usize,
 }
 
 /// How the short form of a matcher (a bare string or array) reads on a field.
@@ -495,12 +506,42 @@ impl Compiler<'_> {
             } else {
                 pat.clone()
             };
-            match RegexBuilder::new(&source)
-                .case_insensitive(!case_sensitive)
-                .size_limit(RULE_SIZE_LIMIT)
-                .dfa_size_limit(RULE_DFA_LIMIT)
-                .build()
-            {
+            if self.regex_charge > TOTAL_SIZE_LIMIT {
+                // Over budget already (reported once): compile nothing more.
+                return Expr::True;
+            }
+            // Each regex is compiled within the smallest size class it fits
+            // and counted at that size against the budget of the whole set.
+            let mut built = Err(regex::Error::CompiledTooBig(0));
+            for class in SIZE_CLASSES {
+                built = RegexBuilder::new(&source)
+                    .case_insensitive(!case_sensitive)
+                    .size_limit(class)
+                    .dfa_size_limit(RULE_DFA_LIMIT)
+                    .build();
+                if built.is_ok() {
+                    self.regex_charge += class;
+                }
+                if !matches!(built, Err(regex::Error::CompiledTooBig(_))) {
+                    break;
+                }
+            }
+            if self.regex_charge > TOTAL_SIZE_LIMIT {
+                let rule = self.rule_name.clone();
+                self.problem(
+                    s.clone().unwrap_or(span.clone()),
+                    format!(
+                        "rule {rule:?}: {name}: regex {}: with this regex the regexes of all rules \
+                         together exceed the compiled size limit of {} per rule set \
+                         (each counted at the class it fits: {}); regexes after it are not compiled",
+                        shown_pattern(pat),
+                        mib(TOTAL_SIZE_LIMIT),
+                        SIZE_CLASSES.map(kib).join(", "),
+                    ),
+                );
+                return Expr::True;
+            }
+            match built {
                 Ok(r) => regexes.push(r),
                 Err(regex::Error::CompiledTooBig(limit)) => {
                     let rule = self.rule_name.clone();
@@ -1083,6 +1124,14 @@ fn mib(bytes: usize) -> String {
         format!("{} MiB", bytes / (1024 * 1024))
     } else {
         format!("{bytes} bytes")
+    }
+}
+
+fn kib(bytes: usize) -> String {
+    if bytes >= 1024 * 1024 {
+        mib(bytes)
+    } else {
+        format!("{} KiB", bytes / 1024)
     }
 }
 

@@ -807,7 +807,7 @@ fn oversized_rule_files_and_sets_are_refused() {
     assert!(
         problems[0]
             .reason
-            .contains("a rule file may have at most 1048576 bytes"),
+            .contains("a rule file may have at most 4194304 bytes"),
         "{problems:?}"
     );
     // Read from a folder, the file is not read beyond the limit either.
@@ -816,7 +816,7 @@ fn oversized_rule_files_and_sets_are_refused() {
     let problems = RuleSet::load_dir(dir.path(), &Known::domain()).expect_err("refused");
     assert!(
         problems[0].to_string().ends_with(&format!(
-            "10-big.toml:0: the file is {} bytes; a rule file may have at most 1048576 bytes",
+            "10-big.toml:0: the file is {} bytes; a rule file may have at most 4194304 bytes",
             big.len()
         )),
         "{problems:?}"
@@ -837,4 +837,31 @@ fn oversized_rule_files_and_sets_are_refused() {
         shown,
         vec!["2.toml:2: more than 10000 rules: a rule set may have at most 10000"]
     );
+}
+
+#[test]
+fn patterns_too_big_across_fields_exhaust_the_budget_of_the_set() {
+    // One `\w{20}` (about 1 MB compiled) per header field: every field's set
+    // is small, the rule set as a whole is not.
+    let text: String = (0..70)
+        .map(|i| {
+            format!(
+                "[[rule]]\nname = \"h{i}\"\nwhen.header.\"X-H{i}\".regex = '\\w{{20}}'\ntags = [\"h\"]\n\n"
+            )
+        })
+        .collect();
+    let problems = load(&text).expect_err("refused");
+    let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(shown.len(), 1, "{shown:#?}");
+    assert!(
+        shown[0].starts_with(
+            "t.toml:323: rule \"h64\": header X-H64: regex \"\\\\w{20}\": with this regex the regexes of all rules together exceed the compiled size limit of 64 MiB per rule set"
+        ),
+        "{shown:#?}"
+    );
+    // Generated rules stay far inside it (each regex fits the 4 KiB class).
+    let text = generate_rules(2000);
+    if let Err(p) = RuleSet::from_sources(&[("gen.toml".to_string(), text)], &Known::domain()) {
+        panic!("{:?}", &p[..p.len().min(3)]);
+    }
 }

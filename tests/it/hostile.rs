@@ -384,16 +384,16 @@ fn check_and_rules_test_refuse_hostile_rule_sets() {
         }
     }
 
-    // A rule file over 1 MiB is refused without being compiled.
+    // A rule file over 4 MiB is refused without being compiled.
     let dir = tempfile::tempdir().expect("tempdir");
-    let filler = "# filler line\n".repeat(80_000);
+    let filler = "# filler line\n".repeat(300_000);
     rules_with(&dir.path().join("routing-rules"), &filler);
     let out = run_in(dir.path(), &["check"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
     assert!(
         text.contains(&format!(
-            "routing-rules/95-hostile.toml:0: the file is {} bytes; a rule file may have at most 1048576 bytes",
+            "routing-rules/95-hostile.toml:0: the file is {} bytes; a rule file may have at most 4194304 bytes",
             filler.len()
         )),
         "{text}"
