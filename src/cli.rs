@@ -238,7 +238,10 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let path = cli.config.as_deref();
     match cli.command {
-        Command::Check => Ok(check(path)),
+        Command::Check => {
+            let path = path.map(std::path::Path::to_path_buf);
+            crate::daemon::off_runtime(move || check(path.as_deref())).await
+        }
         Command::Run => {
             let config = load_config(path)?;
             let store = open_store(&config).await?;
@@ -279,13 +282,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 crate::notify::attach(&config, store, Arc::new(tokio::sync::Notify::new()))
                     .map_err(|p| anyhow::anyhow!("templates:\n{p}"))?
             };
-            let pipeline = Pipeline::new(config, store.clone())
-                .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?;
+            let pipeline = {
+                let store = store.clone();
+                crate::daemon::off_runtime(move || Pipeline::new(config, store))
+                    .await?
+                    .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?
+            };
             let summary = ingest_paths(&pipeline, &mailbox, paths, |r| {
                 if verbose || r.result.is_err() {
                     match &r.result {
-                        Ok(o) => println!("{}: {}", r.origin, describe(o)),
-                        Err(e) => println!("{}: error: {e}", r.origin),
+                        Ok(o) => println!("{}: {}", vis(&r.origin.to_string()), describe(o)),
+                        Err(e) => println!(
+                            "{}: error: {}",
+                            vis(&r.origin.to_string()),
+                            vis(&e.to_string())
+                        ),
                     }
                 }
             })
@@ -464,6 +475,90 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
+/// Text from mail as it may reach a terminal: every control character (C0,
+/// DEL, C1 such as the one-byte CSI U+009B) and every bidi control shows as a
+/// visible escape (`\x1b`, `\u{9b}`, `\u{202e}`), so mail cannot move the
+/// cursor, retitle the window, ring the bell or reorder what is shown.
+/// `multiline` keeps line breaks (LF, CR LF) and tabs (a body); elsewhere
+/// they show as `\n` and `\t`. Any other CR shows as `\r`.
+pub fn visible(s: &str, multiline: bool) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    let escape = |c: char| match c {
+        '\n' | '\t' => !multiline,
+        c => needs_escape(c),
+    };
+    if !s.chars().any(escape) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if !escape(c) {
+            out.push(c);
+            continue;
+        }
+        if multiline && c == '\r' && chars.peek() == Some(&'\n') {
+            // A CR LF line break is a line break.
+            continue;
+        }
+        let _ = match c {
+            '\n' => out.write_str("\\n"),
+            '\r' => out.write_str("\\r"),
+            '\t' => out.write_str("\\t"),
+            c if (c as u32) < 0x80 => write!(out, "\\x{:02x}", c as u32),
+            c => write!(out, "\\u{{{:x}}}", c as u32),
+        };
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Characters never printed raw: controls, bidi controls, line and
+/// paragraph separators.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// One line of stored text for the terminal.
+fn vis(s: &str) -> std::borrow::Cow<'_, str> {
+    visible(s, false)
+}
+
+/// JSON for the terminal: valid JSON with the same values, in which the
+/// characters serde_json leaves raw (DEL, C1, bidi controls) are written as
+/// `\uXXXX` escapes. They only occur inside strings, where that is the same value.
+pub fn json_visible<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let text = serde_json::to_string_pretty(value)?;
+    if !text.chars().any(needs_escape) {
+        return Ok(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if needs_escape(c) {
+            // Outside strings serde_json writes only ASCII structure and
+            // whitespace (\n, space), which are not escaped here.
+            if c == '\n' || c == '\t' || c == '\r' {
+                out.push(c);
+            } else {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
 async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match command {
@@ -481,18 +576,18 @@ async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::Result<ExitC
                 })
                 .await?;
             if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+                writeln!(out, "{}", json_visible(&list)?)?;
             } else {
                 for t in &list {
                     writeln!(
                         out,
                         "{:<16} {:<9} {:<18} {:<9} {:<32} {}",
-                        t.tag,
-                        t.status,
-                        t.queue,
-                        t.kind,
-                        truncate(&t.requester, 32),
-                        truncate(&t.subject, 60)
+                        vis(&t.tag),
+                        vis(&t.status),
+                        vis(&t.queue),
+                        vis(&t.kind),
+                        vis(&truncate(&t.requester, 32)),
+                        vis(&truncate(&t.subject, 60))
                     )?;
                 }
                 writeln!(out, "{} tickets", list.len())?;
@@ -508,38 +603,38 @@ async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::Result<ExitC
                 return Ok(ExitCode::from(1));
             };
             if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&t)?)?;
+                writeln!(out, "{}", json_visible(&t)?)?;
                 return Ok(ExitCode::SUCCESS);
             }
             let k = &t.ticket;
-            writeln!(out, "{} {}", k.tag, k.subject)?;
-            writeln!(out, "  status:    {}", k.status)?;
-            writeln!(out, "  desk:      {}", k.desk)?;
-            writeln!(out, "  queue:     {}", k.queue)?;
-            writeln!(out, "  kind:      {}", k.kind)?;
+            writeln!(out, "{} {}", vis(&k.tag), vis(&k.subject))?;
+            writeln!(out, "  status:    {}", vis(&k.status))?;
+            writeln!(out, "  desk:      {}", vis(&k.desk))?;
+            writeln!(out, "  queue:     {}", vis(&k.queue))?;
+            writeln!(out, "  kind:      {}", vis(&k.kind))?;
             writeln!(
                 out,
                 "  priority:  {} (urgency {}, impact {})",
-                k.priority.as_deref().unwrap_or("-"),
-                k.urgency.as_deref().unwrap_or("-"),
-                k.impact.as_deref().unwrap_or("-")
+                vis(k.priority.as_deref().unwrap_or("-")),
+                vis(k.urgency.as_deref().unwrap_or("-")),
+                vis(k.impact.as_deref().unwrap_or("-"))
             )?;
             if let Some(due) = k.due_at {
                 writeln!(out, "  due:       {}", format_ms(due))?;
             }
             if !k.tags.is_empty() {
-                writeln!(out, "  tags:      {}", k.tags.join(", "))?;
+                writeln!(out, "  tags:      {}", vis(&k.tags.join(", ")))?;
             }
             if let Some(key) = &k.alert_key {
-                writeln!(out, "  alert key: {key}")?;
+                writeln!(out, "  alert key: {}", vis(key))?;
             }
             match &k.requester_name {
-                Some(n) => writeln!(out, "  requester: {n} <{}>", k.requester)?,
-                None => writeln!(out, "  requester: {}", k.requester)?,
+                Some(n) => writeln!(out, "  requester: {} <{}>", vis(n), vis(&k.requester))?,
+                None => writeln!(out, "  requester: {}", vis(&k.requester))?,
             }
-            writeln!(out, "  mailbox:   {}", k.mailbox)?;
+            writeln!(out, "  mailbox:   {}", vis(&k.mailbox))?;
             if !t.recipients.is_empty() {
-                writeln!(out, "  recipients: {}", t.recipients.join(", "))?;
+                writeln!(out, "  recipients: {}", vis(&t.recipients.join(", ")))?;
             }
             writeln!(out, "  created:   {}", format_ms(k.created_at))?;
             writeln!(out, "  updated:   {}", format_ms(k.updated_at))?;
@@ -551,7 +646,11 @@ async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::Result<ExitC
                     t.messages.len(),
                     m.id
                 )?;
-                writeln!(out, "From:       {}", m.from.as_deref().unwrap_or("(none)"))?;
+                writeln!(
+                    out,
+                    "From:       {}",
+                    vis(m.from.as_deref().unwrap_or("(none)"))
+                )?;
                 let list = |v: &[crate::parse::MailAddr]| {
                     v.iter()
                         .map(|a| a.to_string())
@@ -559,20 +658,20 @@ async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::Result<ExitC
                         .join(", ")
                 };
                 if !m.to.is_empty() {
-                    writeln!(out, "To:         {}", list(&m.to))?;
+                    writeln!(out, "To:         {}", vis(&list(&m.to)))?;
                 }
                 if !m.cc.is_empty() {
-                    writeln!(out, "Cc:         {}", list(&m.cc))?;
+                    writeln!(out, "Cc:         {}", vis(&list(&m.cc)))?;
                 }
                 writeln!(
                     out,
                     "Subject:    {}",
-                    m.subject.as_deref().unwrap_or("(none)")
+                    vis(m.subject.as_deref().unwrap_or("(none)"))
                 )?;
                 writeln!(
                     out,
                     "Message-ID: {}",
-                    m.message_id.as_deref().unwrap_or("(none)")
+                    vis(m.message_id.as_deref().unwrap_or("(none)"))
                 )?;
                 if let Some(d) = m.date {
                     writeln!(out, "Date:       {}", format_ms(d * 1000))?;
@@ -581,22 +680,22 @@ async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::Result<ExitC
                     out,
                     "Received:   {} via {} ({})",
                     format_ms(m.received_at),
-                    m.mailbox,
-                    m.origin
+                    vis(&m.mailbox),
+                    vis(&m.origin)
                 )?;
                 for a in &m.attachments {
                     writeln!(
                         out,
                         "Attachment: {} ({}, {} bytes)",
-                        a.name.as_deref().unwrap_or("(unnamed)"),
-                        a.content_type,
+                        vis(a.name.as_deref().unwrap_or("(unnamed)")),
+                        vis(&a.content_type),
                         a.size
                     )?;
                 }
                 for p in &m.problems {
-                    writeln!(out, "Problem:    {p}")?;
+                    writeln!(out, "Problem:    {}", vis(&p.to_string()))?;
                 }
-                writeln!(out, "\n{}", m.body)?;
+                writeln!(out, "\n{}", visible(&m.body, true))?;
             }
             if !t.mail.is_empty() {
                 writeln!(out, "\n--- mail ---")?;
@@ -605,13 +704,13 @@ async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::Result<ExitC
                         out,
                         "{}  {:<7} {:<20} to {}  {}{}",
                         format_ms(m.created_at),
-                        m.status,
-                        m.kind,
-                        m.rcpt.join(", "),
-                        m.subject,
+                        vis(&m.status),
+                        vis(&m.kind),
+                        vis(&m.rcpt.join(", ")),
+                        vis(&m.subject),
                         m.last_error
                             .as_deref()
-                            .map(|e| format!("  ({e})"))
+                            .map(|e| format!("  ({})", vis(e)))
                             .unwrap_or_default()
                     )?;
                 }
@@ -622,9 +721,9 @@ async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::Result<ExitC
                     out,
                     "{}  {:<10} {}  {}",
                     format_ms(e.at),
-                    e.kind,
-                    e.actor,
-                    e.detail
+                    vis(&e.kind),
+                    vis(&e.actor),
+                    vis(&e.detail.to_string())
                 )?;
             }
             Ok(ExitCode::SUCCESS)
@@ -642,7 +741,7 @@ async fn outbox(store: &Store, command: OutboxCommand) -> anyhow::Result<ExitCod
         } => {
             let list = store.list_outbox(status.as_deref(), limit).await?;
             if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+                writeln!(out, "{}", json_visible(&list)?)?;
             } else {
                 for m in &list {
                     let when = m
@@ -653,12 +752,12 @@ async fn outbox(store: &Store, command: OutboxCommand) -> anyhow::Result<ExitCod
                         out,
                         "{:>6} {:<8} {:<20} #{:<6} {:<30} {}  {}",
                         m.id,
-                        m.status,
-                        m.kind,
+                        vis(&m.status),
+                        vis(&m.kind),
                         m.ticket_number.map(|n| n.to_string()).unwrap_or_default(),
-                        truncate(&m.rcpt.join(","), 30),
+                        vis(&truncate(&m.rcpt.join(","), 30)),
                         when,
-                        m.last_error.as_deref().unwrap_or("")
+                        vis(m.last_error.as_deref().unwrap_or(""))
                     )?;
                 }
                 writeln!(out, "{} mails", list.len())?;
@@ -683,7 +782,7 @@ async fn quarantine(store: &Store, command: QuarantineCommand) -> anyhow::Result
     match command {
         QuarantineCommand::List { json } => {
             if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+                writeln!(out, "{}", json_visible(&list)?)?;
             } else {
                 for q in &list {
                     writeln!(
@@ -691,9 +790,12 @@ async fn quarantine(store: &Store, command: QuarantineCommand) -> anyhow::Result
                         "{:>5}  {}  {:<14} {}  {}",
                         q.id,
                         format_ms(q.created_at),
-                        q.mailbox,
-                        truncate(q.subject.as_deref().unwrap_or("(no subject)"), 40),
-                        q.reason
+                        vis(&q.mailbox),
+                        vis(&truncate(
+                            q.subject.as_deref().unwrap_or("(no subject)"),
+                            40
+                        )),
+                        vis(&q.reason)
                     )?;
                 }
                 writeln!(out, "{} quarantined", list.len())?;
@@ -706,23 +808,31 @@ async fn quarantine(store: &Store, command: QuarantineCommand) -> anyhow::Result
                 return Ok(ExitCode::from(1));
             };
             writeln!(out, "id:         {}", q.id)?;
-            writeln!(out, "mailbox:    {}", q.mailbox)?;
-            writeln!(out, "origin:     {}", q.origin)?;
-            writeln!(out, "reason:     {}", q.reason)?;
+            writeln!(out, "mailbox:    {}", vis(&q.mailbox))?;
+            writeln!(out, "origin:     {}", vis(&q.origin))?;
+            writeln!(out, "reason:     {}", vis(&q.reason))?;
             writeln!(out, "size:       {} bytes", q.size)?;
-            writeln!(out, "from:       {}", q.from.as_deref().unwrap_or("(none)"))?;
+            writeln!(
+                out,
+                "from:       {}",
+                vis(q.from.as_deref().unwrap_or("(none)"))
+            )?;
             writeln!(
                 out,
                 "subject:    {}",
-                q.subject.as_deref().unwrap_or("(none)")
+                vis(q.subject.as_deref().unwrap_or("(none)"))
             )?;
             writeln!(
                 out,
                 "message-id: {}",
-                q.message_id.as_deref().unwrap_or("(none)")
+                vis(q.message_id.as_deref().unwrap_or("(none)"))
             )?;
             writeln!(out, "created:    {}\n", format_ms(q.created_at))?;
-            writeln!(out, "{}", String::from_utf8_lossy(&q.headers))?;
+            writeln!(
+                out,
+                "{}",
+                visible(&String::from_utf8_lossy(&q.headers), true)
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -738,6 +848,49 @@ mod tests {
         assert_eq!(parse_number("#1042"), Some(1042));
         assert_eq!(parse_number("[ISDA #1042]"), Some(1042));
         assert_eq!(parse_number("abc"), None);
+    }
+
+    #[test]
+    fn terminal_escapes_are_shown_not_sent() {
+        let hostile = "a\x1b]0;owned\x07b\u{9b}31mc\x08\rd\u{202e}e\u{2066}f\x7f\u{85}g\u{200f}";
+        assert_eq!(
+            visible(hostile, false),
+            "a\\x1b]0;owned\\x07b\\u{9b}31mc\\x08\\rd\\u{202e}e\\u{2066}f\\x7f\\u{85}g\\u{200f}"
+        );
+        assert_eq!(visible("one\ntwo\tthree", false), "one\\ntwo\\tthree");
+        // A body keeps its lines; a CR that is not part of CR LF is shown.
+        assert_eq!(
+            visible("one\r\ntwo\n\tthree\rfour\x1b[2J", true),
+            "one\ntwo\n\tthree\\rfour\\x1b[2J"
+        );
+        // Ordinary text, accents and other scripts pass untouched.
+        assert!(matches!(
+            visible("Grüße, 東京 – ok", false),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        for c in (0u32..0x20).chain(0x7f..0xa0) {
+            let ch = char::from_u32(c).expect("char");
+            assert!(!visible(&ch.to_string(), false).contains(ch), "{c:#x}");
+        }
+    }
+
+    #[test]
+    fn json_stays_valid_and_equal_without_raw_controls() {
+        let value = serde_json::json!({
+            "subject": "x\u{1b}[31m\u{9b}2J\u{202e}\u{7f}\u{2028}y",
+            "body": "line\r\nline\u{7}",
+        });
+        let text = json_visible(&value).expect("json");
+        assert!(
+            !text.chars().any(|c| needs_escape(c) && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("\\u009b") && text.contains("\\u202e"),
+            "{text}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(back, value);
     }
 
     #[test]

@@ -57,8 +57,12 @@ pub async fn run(
             None
         }
     };
-    let pipeline = Pipeline::new(config.clone(), store.clone())
-        .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?;
+    let pipeline = {
+        let (config, store) = (config.clone(), store.clone());
+        off_runtime(move || Pipeline::new(config, store))
+            .await?
+            .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?
+    };
     let mut tasks = JoinSet::new();
     for (mailbox, settings) in config.mailboxes.iter().zip(&config.imap) {
         let Some(settings) = settings else {
@@ -159,7 +163,15 @@ async fn watch_rules(pipeline: Pipeline, shutdown: CancellationToken) {
                 "files changed"
             }
         };
-        match pipeline.reload_rules() {
+        let fresh = pipeline.clone();
+        let reloaded = match off_runtime(move || fresh.reload_rules()).await {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, "routing rules reload failed; keeping the last good rules");
+                continue;
+            }
+        };
+        match reloaded {
             Ok(count) => {
                 info!(rules = count, reason = why, dir = %dir.display(), "routing rules reloaded")
             }
@@ -171,6 +183,17 @@ async fn watch_rules(pipeline: Pipeline, shutdown: CancellationToken) {
             }
         }
     }
+}
+
+/// Runs `f` (compiling rules: up to seconds of CPU for a large set) on the
+/// blocking pool, never on a runtime worker, so that watchers and the sender
+/// go on meanwhile.
+pub async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .context("the rules loader stopped")
 }
 
 /// Names, sizes and modification times of the rule files: changes when any file does.
@@ -189,4 +212,25 @@ fn fingerprint(
         .unwrap_or_default();
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    /// On a single-threaded runtime, work run inline would starve every task:
+    /// the closure waits for a task of the runtime, which only runs if the
+    /// closure is elsewhere.
+    #[tokio::test(flavor = "current_thread")]
+    async fn rules_load_off_the_runtime() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let ticker = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            let _ = tx.send(());
+        });
+        let got =
+            super::off_runtime(move || rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok())
+                .await
+                .expect("joined");
+        assert!(got, "the closure ran on the runtime thread");
+        ticker.await.expect("ticker");
+    }
 }

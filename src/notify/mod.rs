@@ -26,7 +26,18 @@ use crate::config::Config;
 use crate::parse::ParsedMessage;
 use crate::store::{Composer, OutboundMail, Outgoing, TicketEvent};
 use crate::thread::format_tag;
-use templates::{Rendered, Templates};
+use templates::{
+    REFLECTED_BODY_CHARS, REFLECTED_ID_CHARS, REFLECTED_NAME_CHARS, REFLECTED_SUBJECT_CHARS,
+    Rendered, Templates, reflect_line, reflect_text,
+};
+
+/// RFC 5322 section 2.1.1: a line is at most 998 octets, CR LF excluded.
+pub const MAX_LINE_OCTETS: usize = 998;
+/// How many of the inbound References are carried into our References.
+const MAX_REFERENCES: usize = 20;
+/// The longest Message-ID carried into In-Reply-To or References: an ID is
+/// never folded, so a longer one could not keep its header line in bounds.
+const MAX_ID_CHARS: usize = 250;
 
 /// Kinds of ticket that are urgent: the recipient list is told at once.
 const URGENT_KINDS: &[&str] = &["incident"];
@@ -88,11 +99,32 @@ impl Notifier {
                 })
                 .unwrap_or_default()
         };
+        // Everything from the inbound mail is bounded and stripped of
+        // controls here: a 10 MB subject or display name must not become a
+        // 10 MB reply, and CR/LF must not reach a header or the text.
+        let subject = m
+            .subject
+            .as_deref()
+            .map(|s| reflect_line(s, REFLECTED_SUBJECT_CHARS))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "(no subject)".to_string());
+        let name_of = |a: &crate::parse::MailAddr| {
+            a.name
+                .as_deref()
+                .map(|n| reflect_line(n, REFLECTED_NAME_CHARS))
+                .filter(|n| !n.is_empty())
+        };
+        let address_of =
+            |a: &crate::parse::MailAddr| reflect_line(&a.address, REFLECTED_NAME_CHARS);
+        let display = |a: &crate::parse::MailAddr| match name_of(a) {
+            Some(n) => format!("{n} <{}>", address_of(a)),
+            None => address_of(a),
+        };
         minijinja::context! {
             ticket => minijinja::context! {
                 number => ev.number,
                 tag => format_tag(&d.desk_tag, ev.number),
-                subject => m.subject.clone().unwrap_or_else(|| "(no subject)".to_string()),
+                subject => subject.clone(),
                 queue => d.queue.clone(),
                 kind => d.kind.clone(),
                 status => "new",
@@ -100,9 +132,9 @@ impl Notifier {
                 impact => d.impact.clone(),
                 priority => d.priority.clone(),
                 due => d.due_ms.map(when),
-                requester => requester.map(|a| a.address.clone()),
-                requester_name => requester.and_then(|a| a.name.clone()),
-                requester_display => requester.map(|a| a.to_string()),
+                requester => requester.map(address_of),
+                requester_name => requester.and_then(name_of),
+                requester_display => requester.map(display),
                 mailbox => ev.mailbox,
                 created_at => when(ev.now),
                 desk => d.desk.clone(),
@@ -114,11 +146,11 @@ impl Notifier {
                 address => desk_address,
             },
             message => minijinja::context! {
-                from => m.from.as_ref().map(|a| a.to_string()),
-                subject => m.subject.clone().unwrap_or_else(|| "(no subject)".to_string()),
-                body => m.body.clone(),
+                from => m.from.as_ref().map(display),
+                subject => subject,
+                body => reflect_text(&m.body, REFLECTED_BODY_CHARS),
                 date => m.date.map(|s| when(s * 1000)),
-                message_id => m.message_id.clone(),
+                message_id => m.message_id.as_deref().map(|i| reflect_line(i, REFLECTED_ID_CHARS)),
             },
             recipients => recipients,
         }
@@ -376,13 +408,18 @@ fn build_mail(
         ))
         .header(AutoResponseSuppress);
     for r in to {
-        let mb: Mailbox = r.parse().map_err(|e| format!("recipient {r:?}: {e}"))?;
+        let mb: Mailbox = r
+            .parse()
+            .map_err(|e| format!("recipient {:?}: {e}", reflect_line(r, REFLECTED_NAME_CHARS)))?;
         b = b.to(mb);
     }
-    // Thread under the customer's message.
-    if let Some(id) = &m.message_id {
+    // Thread under the customer's message: only IDs that can be written as
+    // they are (printable ASCII, bounded), and the newest references only.
+    if let Some(id) = m.message_id.as_deref().filter(|i| carried_id(i)) {
         b = b.in_reply_to(format!("<{id}>"));
-        let mut refs: Vec<String> = m.references.iter().map(|r| format!("<{r}>")).collect();
+        let usable: Vec<&String> = m.references.iter().filter(|r| carried_id(r)).collect();
+        let skip = usable.len().saturating_sub(MAX_REFERENCES - 1);
+        let mut refs: Vec<String> = usable[skip..].iter().map(|r| format!("<{r}>")).collect();
         refs.push(format!("<{id}>"));
         b = b.references(refs.join(" "));
     }
@@ -395,12 +432,35 @@ fn build_mail(
         ),
     }
     .map_err(|e| format!("cannot build the mail: {e}"))?;
+    let raw = message.formatted();
+    if let Some(n) = longest_line(&raw).filter(|&n| n > MAX_LINE_OCTETS) {
+        return Err(format!(
+            "the composed mail has a line of {n} octets (RFC 5322 allows {MAX_LINE_OCTETS})"
+        ));
+    }
     Ok(OutboundMail {
         kind: kind.to_string(),
         from: desk_address.to_string(),
         rcpt: to.to_vec(),
         subject: rendered.subject,
         message_id,
-        raw: message.formatted(),
+        raw,
     })
+}
+
+/// A Message-ID we can repeat in a header: 1 to 250 printable ASCII
+/// characters, no spaces or angle brackets.
+fn carried_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_CHARS
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+}
+
+/// The length of the longest line of `raw`, without its line break.
+pub fn longest_line(raw: &[u8]) -> Option<usize> {
+    raw.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l).len())
+        .max()
 }

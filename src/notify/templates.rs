@@ -175,8 +175,8 @@ impl Templates {
         let text = render("txt")?.unwrap_or_default();
         let html = render("html")?;
         Ok(Rendered {
-            subject: one_line(&subject),
-            text,
+            subject: reflect_line(&subject, SUBJECT_CHARS),
+            text: reflect_text(&text, usize::MAX),
             html,
         })
     }
@@ -238,9 +238,99 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> std::io:
 pub fn one_line(s: &str) -> String {
     let cleaned: String = s
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if is_invisible_control(c) { ' ' } else { c })
         .collect();
     cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Control characters (C0, DEL, C1) and the bidi embedding, override and
+/// isolate controls, which reorder what a reader sees.
+fn is_invisible_control(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The longest subject of inbound mail reflected into our mail, in characters.
+pub const REFLECTED_SUBJECT_CHARS: usize = 200;
+/// The longest display name (or address) reflected, in characters.
+pub const REFLECTED_NAME_CHARS: usize = 78;
+/// The longest Message-ID reflected in the text; longer ones are cut.
+pub const REFLECTED_ID_CHARS: usize = 200;
+/// The most of an inbound body a template sees, in characters.
+pub const REFLECTED_BODY_CHARS: usize = 20_000;
+/// The longest rendered subject: with a tag and a reflected subject it stays
+/// far below RFC 5322's 998-octet line, however the words fall.
+pub const SUBJECT_CHARS: usize = 400;
+/// The longest line of a rendered text body, in bytes (RFC 5322: 998 octets).
+const TEXT_LINE_BYTES: usize = 996;
+
+/// A value from inbound mail for a one-line place (subject, name): one line,
+/// no controls, at most `max` characters, an ellipsis where it was cut.
+pub fn reflect_line(s: &str, max: usize) -> String {
+    // Only a bounded prefix is looked at: a 10 MB subject costs no more than a short one.
+    let mut chars = s.chars();
+    let head: String = chars.by_ref().take(max.saturating_mul(4).max(64)).collect();
+    let line = one_line(&head);
+    if chars.next().is_none() {
+        cut(&line, max)
+    } else {
+        let mut c: String = line.chars().take(max.saturating_sub(1)).collect();
+        c.push('…');
+        c
+    }
+}
+
+/// A multi-line value from inbound mail (a body): line breaks kept (CR LF
+/// and lone CR become LF), tabs kept, every other control and bidi control
+/// dropped, at most `max` characters, lines longer than 996 bytes broken.
+pub fn reflect_text(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max.saturating_mul(2)));
+    let mut chars = s.chars().peekable();
+    let mut count = 0;
+    let mut line = 0;
+    let mut truncated = false;
+    while let Some(c) = chars.next() {
+        if count >= max {
+            truncated = true;
+            break;
+        }
+        let c = match c {
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                '\n'
+            }
+            '\n' | '\t' => c,
+            c if is_invisible_control(c) => continue,
+            c => c,
+        };
+        if c == '\n' {
+            line = 0;
+        } else if line + c.len_utf8() > TEXT_LINE_BYTES {
+            out.push('\n');
+            line = 0;
+        }
+        if c != '\n' {
+            line += c.len_utf8();
+        }
+        out.push(c);
+        count += 1;
+    }
+    if truncated {
+        out.push_str("\n[... truncated]");
+    }
+    out
+}
+
+/// At most `max` characters; the last one an ellipsis when cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut c: String = s.chars().take(max.saturating_sub(1)).collect();
+        c.push('…');
+        c
+    }
 }
 
 /// `text | truncate_text(n)`: at most n characters, marked when cut.
@@ -346,6 +436,57 @@ mod tests {
         assert_eq!(r.html.as_deref(), Some("<p>&lt;b&gt;x&lt;&#x2f;b&gt;</p>"));
         assert_eq!(r.subject, "[ISDA #1] a Bcc: victim@example.org");
         assert!(!r.subject.contains('\n') && !r.subject.contains('\r'));
+    }
+
+    #[test]
+    fn reflected_values_are_bounded_one_line_and_clean() {
+        let subject = format!("Help {}", "x".repeat(10 * 1024 * 1024));
+        let r = reflect_line(&subject, REFLECTED_SUBJECT_CHARS);
+        assert_eq!(r.chars().count(), REFLECTED_SUBJECT_CHARS);
+        assert!(r.starts_with("Help xxx") && r.ends_with('…'));
+        // Cut after a long run of blanks: still marked as cut.
+        let r = reflect_line(&format!("a{}b", " ".repeat(100_000)), 78);
+        assert_eq!(r, "a…");
+        let r = reflect_line("Ann\r\nBcc: x@evil\x1b[2J\u{202e}Lee\u{9b}", 78);
+        assert_eq!(r, "Ann Bcc: x@evil [2J Lee");
+        assert_eq!(reflect_line("short", 78), "short");
+        assert_eq!(reflect_line("", 78), "");
+    }
+
+    #[test]
+    fn reflected_text_keeps_lines_drops_controls_breaks_long_lines() {
+        let body = "one\r\ntwo\rthree\n\tfour\x1b[31m\x07\u{9b}\u{202e}five";
+        assert_eq!(reflect_text(body, 1000), "one\ntwo\nthree\n\tfour[31mfive");
+        let long = "é".repeat(2000);
+        let r = reflect_text(&long, 10_000);
+        assert!(
+            r.lines().all(|l| l.len() <= 996),
+            "{:?}",
+            r.lines().map(str::len).collect::<Vec<_>>()
+        );
+        assert_eq!(r.replace('\n', ""), long);
+        let r = reflect_text(&"y".repeat(50_000), 100);
+        assert_eq!(r, format!("{}\n[... truncated]", "y".repeat(100)));
+    }
+
+    #[test]
+    fn rendered_subject_and_text_are_bounded() {
+        let t = Templates::from_sources(
+            "t",
+            set(&[
+                ("acknowledgement.subject", "{{ ticket.tag }} {{ evil }}"),
+                ("acknowledgement.txt", "Subject: {{ evil }}\x1b]0;x\x07"),
+            ]),
+        )
+        .expect("load");
+        let evil = "w".repeat(100_000);
+        let ctx = minijinja::context! { ticket => minijinja::context!{ tag => "[ISDA #1]" }, evil => evil };
+        let r = t
+            .render("acknowledgement", "isda", "Q", &ctx)
+            .expect("render");
+        assert_eq!(r.subject.chars().count(), SUBJECT_CHARS);
+        assert!(r.text.lines().all(|l| l.len() <= 996));
+        assert!(!r.text.contains('\x1b') && !r.text.contains('\x07'));
     }
 
     #[test]

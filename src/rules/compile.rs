@@ -16,10 +16,38 @@ use super::{
 use crate::config::{Problem, line_of};
 use crate::priority::{Impact, Kind, Urgency};
 
-/// Compiled sets may be large with a thousand case-insensitive patterns; the
-/// defaults of the regex crate (about 10 MB) are sized for one expression.
-const SET_SIZE_LIMIT: usize = 512 * 1024 * 1024;
-const SET_DFA_LIMIT: usize = 64 * 1024 * 1024;
+/// The compiled size one regex may reach. The shipped rules need at most a
+/// few tens of KB each; `\w{140}` (Unicode classes repeated) needs megabytes,
+/// and a set of sixty such rules once took 1.9 GB to build.
+pub const RULE_SIZE_LIMIT: usize = 1024 * 1024;
+/// Size classes a regex is tried in, smallest first; it is counted at the
+/// first one it fits. Generated rules fit 4 KiB, the shipped ones 128 KiB.
+const SIZE_CLASSES: [usize; 3] = [4 * 1024, 128 * 1024, RULE_SIZE_LIMIT];
+/// The budget of all regexes of a rule set together, counted by class: the
+/// per-field limit alone would let thousands of header fields each hold a
+/// 1 MiB regex.
+pub const TOTAL_SIZE_LIMIT: usize = 64 * 1024 * 1024;
+/// The lazy DFA cache of one regex (grows while matching, never beyond this).
+const RULE_DFA_LIMIT: usize = 2 * 1024 * 1024;
+/// The compiled size of all the regexes of one field together (one `RegexSet`).
+/// A thousand generated rules need under 1 MB per field, the shipped ones 0.5 MB.
+pub const SET_SIZE_LIMIT: usize = 16 * 1024 * 1024;
+/// The lazy DFA cache of one field's set.
+const SET_DFA_LIMIT: usize = 32 * 1024 * 1024;
+/// The largest rule file read: the shipped files are a few KB, ten thousand
+/// generated rules 1.6 MB.
+pub const MAX_RULE_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// The most rules one set may have (every file together).
+pub const MAX_RULES: usize = 10_000;
+
+/// Where an atom was first written: for problems found when the field
+/// indexes are built, after the rules are compiled.
+#[derive(Debug, Clone)]
+struct AtomOrigin {
+    file: String,
+    line: usize,
+    rule: String,
+}
 
 /// A named list: addresses and `@domain` entries, lower-case.
 #[derive(Debug, Default, Clone)]
@@ -48,12 +76,12 @@ impl RuleSet {
         let mut sources = Vec::new();
         let mut problems = Vec::new();
         for p in paths {
-            match std::fs::read_to_string(&p) {
+            match read_bounded(&p) {
                 Ok(text) => sources.push((p.display().to_string(), text)),
-                Err(e) => problems.push(Problem {
+                Err(reason) => problems.push(Problem {
                     file: p.display().to_string(),
                     line: 0,
-                    reason: format!("cannot read: {e}"),
+                    reason,
                 }),
             }
         }
@@ -80,19 +108,29 @@ impl RuleSet {
             atom_keys: HashMap::new(),
             header_names: HashMap::new(),
             file: String::new(),
-            text: String::new(),
+            line_starts: Vec::new(),
             rule_span: 0..0,
+            rule_name: String::new(),
+            atom_origins: Vec::new(),
+            regex_charge: 0,
         };
         // First every file is parsed and its lists collected, so that a rule
         // may use a list defined in any file.
         let mut parsed = Vec::new();
         for (name, text) in files {
-            c.file = name.clone();
-            c.text = text.clone();
+            if text.len() as u64 > MAX_RULE_FILE_BYTES {
+                c.problems.push(Problem {
+                    file: name.clone(),
+                    line: 0,
+                    reason: too_big(text.len() as u64),
+                });
+                continue;
+            }
+            c.set_file(name, text);
             match toml::from_str::<FileDe>(text) {
                 Ok(f) => {
                     c.collect_lists(&f);
-                    parsed.push((name.clone(), text.clone(), f));
+                    parsed.push((name.clone(), text, f));
                 }
                 Err(e) => {
                     let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
@@ -106,13 +144,26 @@ impl RuleSet {
         }
         let mut rules = Vec::new();
         let mut names: HashMap<String, (String, usize)> = HashMap::new();
+        let mut count = 0usize;
         for (name, text, f) in &parsed {
-            c.file = name.clone();
-            c.text = text.clone();
+            c.set_file(name, text);
             for r in &f.rule {
+                count += 1;
+                if count > MAX_RULES {
+                    // Everything after the limit is left unread: refusing the
+                    // set needs one problem, not thousands.
+                    c.problem(
+                        r.name.span(),
+                        format!(
+                            "more than {MAX_RULES} rules: a rule set may have at most {MAX_RULES}"
+                        ),
+                    );
+                    return Err(c.problems);
+                }
                 let line = c.line(&r.name.span());
                 c.rule_span = r.name.span();
                 let rule_name = r.name.get_ref().trim().to_string();
+                c.rule_name = rule_name.clone();
                 if rule_name.is_empty() {
                     c.problem(r.name.span(), "a rule needs a non-empty name".to_string());
                 }
@@ -143,7 +194,7 @@ impl RuleSet {
         if !c.problems.is_empty() {
             return Err(c.problems);
         }
-        let index = build_index(&c.atoms, c.header_names, &mut c.problems);
+        let index = build_index(&c.atoms, &c.atom_origins, c.header_names, &mut c.problems);
         if !c.problems.is_empty() {
             return Err(c.problems);
         }
@@ -186,10 +237,16 @@ struct Compiler<'k> {
     atom_keys: HashMap<String, u32>,
     header_names: HashMap<String, u32>,
     file: String,
-    text: String,
+    /// Byte offsets at which the lines of the current file start.
+    line_starts: Vec<usize>,
     /// The span of the current rule's name, for problems without a span of
     /// their own.
     rule_span: Range<usize>,
+    rule_name: String,
+    /// Per atom, where it was first written.
+    atom_origins: Vec<AtomOrigin>,
+    /// The compiled size of the regexes so far, counted by size class.
+    regex_charge: usize,
 }
 
 /// How the short form of a matcher (a bare string or array) reads on a field.
@@ -200,8 +257,19 @@ enum Short {
 }
 
 impl Compiler<'_> {
+    fn set_file(&mut self, name: &str, text: &str) {
+        self.file = name.to_string();
+        self.line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+    }
+
+    /// The line of a byte offset, found by bisection: a file with thousands
+    /// of rules is not scanned again for each one.
     fn line(&self, span: &Range<usize>) -> usize {
-        line_of(&self.text, span.start)
+        self.line_starts
+            .partition_point(|&s| s <= span.start)
+            .max(1)
     }
 
     fn problem(&mut self, span: Range<usize>, reason: String) {
@@ -438,11 +506,55 @@ impl Compiler<'_> {
             } else {
                 pat.clone()
             };
-            match RegexBuilder::new(&source)
-                .case_insensitive(!case_sensitive)
-                .build()
-            {
+            if self.regex_charge > TOTAL_SIZE_LIMIT {
+                // Over budget already (reported once): compile nothing more.
+                return Expr::True;
+            }
+            // Each regex is compiled within the smallest size class it fits
+            // and counted at that size against the budget of the whole set.
+            let mut built = Err(regex::Error::CompiledTooBig(0));
+            for class in SIZE_CLASSES {
+                built = RegexBuilder::new(&source)
+                    .case_insensitive(!case_sensitive)
+                    .size_limit(class)
+                    .dfa_size_limit(RULE_DFA_LIMIT)
+                    .build();
+                if built.is_ok() {
+                    self.regex_charge += class;
+                }
+                if !matches!(built, Err(regex::Error::CompiledTooBig(_))) {
+                    break;
+                }
+            }
+            if self.regex_charge > TOTAL_SIZE_LIMIT {
+                let rule = self.rule_name.clone();
+                self.problem(
+                    s.clone().unwrap_or(span.clone()),
+                    format!(
+                        "rule {rule:?}: {name}: regex {}: with this regex the regexes of all rules \
+                         together exceed the compiled size limit of {} per rule set \
+                         (each counted at the class it fits: {}); regexes after it are not compiled",
+                        shown_pattern(pat),
+                        mib(TOTAL_SIZE_LIMIT),
+                        SIZE_CLASSES.map(kib).join(", "),
+                    ),
+                );
+                return Expr::True;
+            }
+            match built {
                 Ok(r) => regexes.push(r),
+                Err(regex::Error::CompiledTooBig(limit)) => {
+                    let rule = self.rule_name.clone();
+                    self.problem(
+                        s.clone().unwrap_or(span.clone()),
+                        format!(
+                            "rule {rule:?}: {name}: regex {}: compiled, it exceeds the limit of {} per regex \
+                             (narrow it: fewer or smaller repetitions, [a-z0-9] rather than \\w)",
+                            shown_pattern(pat),
+                            mib(limit)
+                        ),
+                    );
+                }
                 Err(e) => {
                     let first = e.to_string();
                     let reason = first
@@ -582,6 +694,11 @@ impl Compiler<'_> {
             field,
             field_name,
             matcher,
+        });
+        self.atom_origins.push(AtomOrigin {
+            file: self.file.clone(),
+            line: self.line(&self.rule_span),
+            rule: self.rule_name.clone(),
         });
         self.atom_keys.insert(key, id);
         Expr::Atom(id)
@@ -815,6 +932,7 @@ fn check_reachable(rules: &[Rule], problems: &mut Vec<Problem>) {
 
 fn build_index(
     atoms: &[Atom],
+    origins: &[AtomOrigin],
     header_names: HashMap<String, u32>,
     problems: &mut Vec<Problem>,
 ) -> Index {
@@ -886,20 +1004,26 @@ fn build_index(
                 },
             )
             .collect();
-        match RegexSetBuilder::new(&sources)
-            .size_limit(SET_SIZE_LIMIT)
-            .dfa_size_limit(SET_DFA_LIMIT)
-            .build()
-        {
+        match build_set(&sources) {
             Ok(set) => {
                 max_set = max_set.max(set.len());
                 fields[slot].set = Some(set);
             }
-            Err(e) => problems.push(Problem {
-                file: "<rules>".to_string(),
-                line: 0,
-                reason: format!("the patterns of one field cannot be compiled together: {e}"),
-            }),
+            Err(e) => {
+                let field = fields[slot]
+                    .set_atoms
+                    .first()
+                    .and_then(|&id| atoms.get(id as usize))
+                    .map(|a| a.field_name.clone())
+                    .unwrap_or_default();
+                problems.push(set_problem(
+                    &field,
+                    &sources,
+                    &fields[slot].set_atoms,
+                    origins,
+                    &e,
+                ));
+            }
         }
     }
     let active = all_fixed_fields()
@@ -913,6 +1037,127 @@ fn build_index(
         bools,
         max_set,
     }
+}
+
+fn build_set(sources: &[String]) -> Result<regex::RegexSet, regex::Error> {
+    RegexSetBuilder::new(sources)
+        .size_limit(SET_SIZE_LIMIT)
+        .dfa_size_limit(SET_DFA_LIMIT)
+        .build()
+}
+
+/// Why one field's patterns cannot be compiled together, at the rule that
+/// makes them too big: the longest prefix of the field's patterns that still
+/// compiles is found by bisection (each attempt stops at the size limit).
+fn set_problem(
+    field: &str,
+    sources: &[String],
+    set_atoms: &[u32],
+    origins: &[AtomOrigin],
+    e: &regex::Error,
+) -> Problem {
+    let at = |i: usize| {
+        set_atoms
+            .get(i)
+            .and_then(|&id| origins.get(id as usize))
+            .cloned()
+            .unwrap_or(AtomOrigin {
+                file: "<rules>".to_string(),
+                line: 0,
+                rule: String::new(),
+            })
+    };
+    match e {
+        regex::Error::CompiledTooBig(limit) => {
+            // The set of the first `ok` patterns compiles, with `bad` it does not.
+            let (mut ok, mut bad) = (0, sources.len());
+            while bad - ok > 1 {
+                let mid = ok + (bad - ok) / 2;
+                if build_set(&sources[..mid]).is_ok() {
+                    ok = mid;
+                } else {
+                    bad = mid;
+                }
+            }
+            let o = at(bad - 1);
+            Problem {
+                file: o.file,
+                line: o.line,
+                reason: format!(
+                    "rule {:?}: with this rule the {field} patterns of all rules together ({bad} of {}) \
+                     exceed the compiled size limit of {} per field; narrow or remove {} pattern",
+                    o.rule,
+                    sources.len(),
+                    mib(*limit),
+                    if bad - 1 == 0 {
+                        "this"
+                    } else {
+                        "this or an earlier"
+                    },
+                ),
+            }
+        }
+        other => {
+            let o = at(0);
+            Problem {
+                file: o.file,
+                line: o.line,
+                reason: format!("the {field} patterns cannot be compiled together: {other}"),
+            }
+        }
+    }
+}
+
+/// A pattern as shown in a problem: quoted, and cut when long.
+fn shown_pattern(p: &str) -> String {
+    const MAX: usize = 80;
+    if p.chars().count() <= MAX {
+        format!("{p:?}")
+    } else {
+        let cut: String = p.chars().take(MAX).collect();
+        format!("{cut:?}... ({} bytes)", p.len())
+    }
+}
+
+fn mib(bytes: usize) -> String {
+    if bytes >= 1024 * 1024 && bytes.is_multiple_of(1024 * 1024) {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+fn kib(bytes: usize) -> String {
+    if bytes >= 1024 * 1024 {
+        mib(bytes)
+    } else {
+        format!("{} KiB", bytes / 1024)
+    }
+}
+
+fn too_big(len: u64) -> String {
+    format!(
+        "the file is {len} bytes; a rule file may have at most {} bytes",
+        MAX_RULE_FILE_BYTES
+    )
+}
+
+/// Reads a rule file, refusing one over [`MAX_RULE_FILE_BYTES`] without
+/// reading more than that.
+fn read_bounded(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut buf = Vec::new();
+    f.take(MAX_RULE_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if buf.len() as u64 > MAX_RULE_FILE_BYTES {
+        let len = std::fs::metadata(path)
+            .map(|m| m.len())
+            .unwrap_or(buf.len() as u64);
+        return Err(too_big(len));
+    }
+    String::from_utf8(buf).map_err(|e| format!("cannot read: not UTF-8: {e}"))
 }
 
 fn all_fixed_fields() -> [Field; 18] {

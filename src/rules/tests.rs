@@ -742,3 +742,126 @@ fn failing_case_shows_a_diff() {
             .contains("queue: expected \"Admin\", got \"Hosted-Help\"")
     );
 }
+
+// Hostile sizes (issue 7): compiled size per regex and per field, file size
+// and rule count are bounded, and each refusal names the file and line.
+
+fn many(n: usize, pattern: impl Fn(usize) -> String) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "[[rule]]\nname = \"h{i}\"\nwhen.subject.regex = '{}'\ntags = [\"h\"]\n\n",
+                pattern(i)
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_regex_too_big_when_compiled_is_refused_at_its_line() {
+    // `\w{140}` is valid syntax but compiles to about 7 MB (Unicode classes).
+    let text = many(3, |i| format!("\\w{{140}}{i}"));
+    let problems = load(&text).expect_err("refused");
+    let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(shown.len(), 3, "{shown:#?}");
+    assert!(
+        shown[1].starts_with(
+            "t.toml:8: rule \"h1\": subject: regex \"\\\\w{140}1\": compiled, it exceeds the limit of 1 MiB per regex"
+        ),
+        "{shown:#?}"
+    );
+    // The same pattern with a narrow class is fine.
+    assert!(load(&many(3, |i| format!("[a-z0-9_]{{140}}{i}"))).is_ok());
+}
+
+#[test]
+fn patterns_too_big_together_are_refused_at_the_rule_that_tips_the_field() {
+    // Each `\w{20}` fits the limit per regex (about 1 MB); 40 of them on one
+    // field do not fit the limit per field's set.
+    let problems = load(&many(40, |i| format!("\\w{{20}}{i}"))).expect_err("refused");
+    let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(shown.len(), 1, "{shown:#?}");
+    let p = &problems[0];
+    assert_eq!(p.file, "t.toml");
+    // The rules before it compile together; with it they do not.
+    let bad = (p.line - 2) / 5;
+    assert!((10..40).contains(&bad), "{shown:#?}");
+    assert!(
+        p.reason.starts_with(&format!(
+            "rule \"h{bad}\": with this rule the subject patterns"
+        )),
+        "{shown:#?}"
+    );
+    assert!(p.reason.contains("16 MiB per field"), "{shown:#?}");
+    assert!(load(&many(bad, |i| format!("\\w{{20}}{i}"))).is_ok());
+}
+
+#[test]
+fn oversized_rule_files_and_sets_are_refused() {
+    // A file over the size limit is refused whole, before it is parsed.
+    let mut big = many(1, |_| "x".to_string());
+    big.push_str(&"# filler\n".repeat((compile::MAX_RULE_FILE_BYTES / 9) as usize + 1));
+    let problems = load(&big).expect_err("refused");
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].file, "t.toml");
+    assert!(
+        problems[0]
+            .reason
+            .contains("a rule file may have at most 4194304 bytes"),
+        "{problems:?}"
+    );
+    // Read from a folder, the file is not read beyond the limit either.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("10-big.toml"), &big).expect("write");
+    let problems = RuleSet::load_dir(dir.path(), &Known::domain()).expect_err("refused");
+    assert!(
+        problems[0].to_string().ends_with(&format!(
+            "10-big.toml:0: the file is {} bytes; a rule file may have at most 4194304 bytes",
+            big.len()
+        )),
+        "{problems:?}"
+    );
+
+    // Too many rules: refused at the first rule past the limit.
+    let files: Vec<(String, String)> = (0..3)
+        .map(|f| {
+            let text: String = (0..compile::MAX_RULES / 2)
+                .map(|i| format!("[[rule]]\nname = \"r{f}-{i}\"\ntags = [\"t\"]\n"))
+                .collect();
+            (format!("{f}.toml"), text)
+        })
+        .collect();
+    let problems = RuleSet::from_sources(&files, &Known::domain()).expect_err("refused");
+    let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        shown,
+        vec!["2.toml:2: more than 10000 rules: a rule set may have at most 10000"]
+    );
+}
+
+#[test]
+fn patterns_too_big_across_fields_exhaust_the_budget_of_the_set() {
+    // One `\w{20}` (about 1 MB compiled) per header field: every field's set
+    // is small, the rule set as a whole is not.
+    let text: String = (0..70)
+        .map(|i| {
+            format!(
+                "[[rule]]\nname = \"h{i}\"\nwhen.header.\"X-H{i}\".regex = '\\w{{20}}'\ntags = [\"h\"]\n\n"
+            )
+        })
+        .collect();
+    let problems = load(&text).expect_err("refused");
+    let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(shown.len(), 1, "{shown:#?}");
+    assert!(
+        shown[0].starts_with(
+            "t.toml:323: rule \"h64\": header X-H64: regex \"\\\\w{20}\": with this regex the regexes of all rules together exceed the compiled size limit of 64 MiB per rule set"
+        ),
+        "{shown:#?}"
+    );
+    // Generated rules stay far inside it (each regex fits the 4 KiB class).
+    let text = generate_rules(2000);
+    if let Err(p) = RuleSet::from_sources(&[("gen.toml".to_string(), text)], &Known::domain()) {
+        panic!("{:?}", &p[..p.len().min(3)]);
+    }
+}

@@ -2,6 +2,7 @@
 
 mod durability;
 mod harness;
+mod hostile;
 mod identity;
 mod imap;
 mod ingest;
