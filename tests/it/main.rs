@@ -4,5 +4,6 @@ mod harness;
 mod imap;
 mod ingest;
 mod outbound;
+mod poison;
 mod rules;
 mod store;
