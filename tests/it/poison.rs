@@ -305,3 +305,87 @@ async fn poison_message_is_set_aside_after_restarts() {
     assert_eq!(unseen, 0);
     assert!(daemon.terminate(Duration::from_secs(15)).success());
 }
+
+/// kill -9 aimed at the middle of the work (after the first tickets appear),
+/// again and again: the in-flight markers it leaves make the next run take
+/// those messages one at a time, but a kill is not a poison message: every
+/// message ends as exactly one ticket and none is set aside.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_mid_chunk_sets_nothing_aside() {
+    let world = World::new(&support(), None, "[ingest]\nbatch_size = 16\n");
+    let text = std::fs::read_to_string(&world.config).expect("config");
+    std::fs::write(
+        &world.config,
+        text.replace(
+            "poll_interval_secs = 2\n",
+            "poll_interval_secs = 1\nfetch_batch = 20\nidle = false\n",
+        ),
+    )
+    .expect("config");
+    let total = 300;
+    let mail: Vec<Vec<u8>> = (0..total)
+        .map(|i| {
+            message(
+                &format!("k{i}@customer.example"),
+                &format!("user{i}@customer.example"),
+                SUPPORT,
+                &format!("Kill test message {i}"),
+                &"Some body text. ".repeat(40),
+            )
+        })
+        .collect();
+    world
+        .dovecot
+        .deliver_files(SUPPORT, &mail)
+        .expect("deliver");
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(7);
+    let mut rng = seed;
+    let mut next = move |n: u64| {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (rng >> 33) % n
+    };
+    let mut kills = Vec::new();
+    for _ in 0..6 {
+        let before = world.stats()["tickets"].as_i64().unwrap_or(0);
+        if before >= total - 40 {
+            break;
+        }
+        let daemon = world.start_daemon();
+        // Wait until this run is committing, then kill it a moment later.
+        wait_for(Duration::from_secs(30), || {
+            world.stats()["tickets"].as_i64().unwrap_or(0) > before
+        });
+        let delay = next(120);
+        std::thread::sleep(Duration::from_millis(delay));
+        daemon.kill9();
+        kills.push((delay, world.stats()["tickets"].as_i64().unwrap_or(-1)));
+    }
+    let daemon = world.start_daemon();
+    let done = wait_for(Duration::from_secs(90), || deliveries(&world) == total);
+    let stats = world.stats();
+    assert!(
+        done,
+        "seed {seed}, kills {kills:?}: {stats}; log:\n{}",
+        daemon.log()
+    );
+    assert!(daemon.terminate(Duration::from_secs(15)).success());
+    assert_eq!(
+        stats["tickets"], total,
+        "seed {seed}, kills {kills:?}: {stats}"
+    );
+    assert_eq!(
+        stats["messages"], total,
+        "seed {seed}, kills {kills:?}: {stats}"
+    );
+    assert_eq!(
+        stats["quarantined"], 0,
+        "seed {seed}, kills {kills:?}: {stats}"
+    );
+    eprintln!("kill -9 mid-chunk: seed {seed}, kills (ms after a commit, tickets then): {kills:?}");
+}
