@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Daemon, Mailbox, PW_ENV, World, bin, message, search, wait_for};
+use crate::harness::{Daemon, Mailbox, PW_ENV, PgDb, World, bin, message, search, wait_for};
 
 const SUPPORT: &str = "isda-support@example.edu";
 
@@ -212,9 +212,8 @@ fn start_poisoned_daemon(world: &World, poison_subject: &str, n: usize) -> Daemo
 /// would, the daemon forgives one death, takes the suspects of the chunk one at
 /// a time, and sets the poison message aside with its reason: every other
 /// message, before and after it in the same chunk, becomes a ticket.
-#[tokio::test(flavor = "multi_thread")]
-async fn poison_message_is_set_aside_after_restarts() {
-    let world = World::new(&support(), None, "");
+async fn poison_message_is_set_aside_after_restarts(database_url: Option<&str>) {
+    let world = World::new(&support(), database_url, "");
     let text = std::fs::read_to_string(&world.config).expect("config");
     std::fs::write(
         &world.config,
@@ -304,6 +303,18 @@ async fn poison_message_is_set_aside_after_restarts() {
     }
     assert_eq!(unseen, 0);
     assert!(daemon.terminate(Duration::from_secs(15)).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_message_is_set_aside_after_restarts_sqlite() {
+    poison_message_is_set_aside_after_restarts(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_message_is_set_aside_after_restarts_postgres() {
+    let db = PgDb::create("poison").await;
+    poison_message_is_set_aside_after_restarts(Some(&db.url)).await;
+    db.drop_db().await;
 }
 
 /// kill -9 aimed at the middle of the work (after the first tickets appear),
