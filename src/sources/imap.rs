@@ -10,6 +10,12 @@
 //! waits in IDLE when the server offers it, else polls. Errors drop the
 //! connection and reconnect with exponential backoff; watchers share nothing but
 //! the store, so one broken mailbox never stalls another.
+//!
+//! A message that kills the process (an abort, a stack overflow) cannot stop
+//! its mailbox: each chunk's UIDs are marked in flight (committed) before they
+//! are prepared, and a later run that finds another run's marker above the
+//! cursor takes those messages one at a time and, after repeated deaths, sets
+//! the message aside in quarantine without parsing it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
