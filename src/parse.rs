@@ -3,9 +3,21 @@
 //! Pure and infallible: whatever the input, the result is a value plus a list of
 //! problems. A message mail-parser cannot read at all still yields a
 //! `ParsedMessage` whose body is the raw text, so that it can become a ticket.
+//!
+//! Before mail-parser sees a message, [`prescan`] bounds its MIME structure in
+//! one linear pass: mail-parser builds one nested `Message` per
+//! `message/rfc822` level and drops it recursively, so 50,000 nested levels
+//! overflow the thread's stack (an abort no `catch_unwind` contains). A message
+//! beyond the bounds is read from its headers alone, its body kept as raw text.
+//!
+//! Debug builds only: `TRIAGED_FAULT_ABORT_ON_SUBJECT=<text>` makes the process
+//! abort (as a stack overflow would) after parsing a message whose Subject
+//! contains `<text>`. The end-to-end tests use it to play a poison message.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
 
 use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
 use serde::{Deserialize, Serialize};
@@ -177,10 +189,27 @@ fn contained<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
 
 /// Parses one raw message. Never fails and never panics on input.
 pub fn parse(raw: &[u8]) -> ParsedMessage {
+    let parsed = parse_bounded(raw);
+    #[cfg(debug_assertions)]
+    fault::abort_if_subject_matches(&parsed);
+    parsed
+}
+
+fn parse_bounded(raw: &[u8]) -> ParsedMessage {
     let sha256 = sha256_hex(raw);
     let size = raw.len() as u64;
     let body_bytes = strip_envelope(raw);
     let parser = MessageParser::default();
+    // A structure mail-parser could not hold on the stack (or would spend too
+    // long on) never reaches its body parser.
+    if let Err(beyond) = prescan(body_bytes) {
+        return headers_only(
+            raw,
+            sha256,
+            size,
+            &format!("MIME structure not parsed: {beyond}"),
+        );
+    }
     // mail-parser promises not to panic, but some malformed input makes it
     // (mail-parser 0.11.2, corpus malformed-019 and -022): contain it, then fall
     // back to the headers alone with the body kept as raw text.
@@ -192,27 +221,344 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
     match full {
         Ok(Some(parsed)) => parsed,
         Ok(None) => unreadable(raw, sha256, size),
-        Err(_) => {
-            let headers_only = contained(|| {
-                parser
-                    .parse_headers(body_bytes)
-                    .map(|msg| extract(&msg, sha256.clone(), size))
-            });
-            match headers_only {
-                Ok(Some(mut parsed)) => {
-                    let head = crate::pipeline::head_of(body_bytes).len();
-                    parsed.body = String::from_utf8_lossy(&body_bytes[head..])
-                        .trim()
-                        .to_string();
-                    parsed.body_source = BodySource::Raw;
-                    parsed.attachments.clear();
-                    parsed.problems.push(
-                        "MIME structure could not be parsed; body kept as raw text".to_string(),
-                    );
-                    parsed
-                }
-                _ => unreadable(raw, sha256, size),
+        Err(_) => headers_only(raw, sha256, size, "MIME structure could not be parsed"),
+    }
+}
+
+/// The message read from its header section alone, the rest kept as raw text,
+/// with `why` recorded as a problem.
+fn headers_only(raw: &[u8], sha256: String, size: u64, why: &str) -> ParsedMessage {
+    let body_bytes = strip_envelope(raw);
+    let headers_only = contained(|| {
+        MessageParser::default()
+            .parse_headers(body_bytes)
+            .map(|msg| extract(&msg, sha256.clone(), size))
+    });
+    match headers_only {
+        Ok(Some(mut parsed)) => {
+            let head = crate::pipeline::head_of(body_bytes).len();
+            parsed.body = String::from_utf8_lossy(&body_bytes[head..])
+                .trim()
+                .to_string();
+            parsed.body_source = BodySource::Raw;
+            parsed.attachments.clear();
+            parsed
+                .problems
+                .push(format!("{why}; body kept as raw text"));
+            parsed
+        }
+        _ => unreadable(raw, sha256, size),
+    }
+}
+
+/// At most this many nested-message entities (`message/rfc822`, `message/global`,
+/// the parts of a `multipart/digest`). mail-parser nests one `Message` per
+/// level and drops them recursively: about 300 bytes of stack per level in a
+/// debug build, so a 2 MiB thread overflows near 7,000 levels.
+pub const MAX_MESSAGE_PARTS: usize = 1_000;
+/// At most this many MIME parts in all.
+pub const MAX_PARTS: usize = 10_000;
+/// At most this many distinct multipart boundaries (each one a nesting level).
+pub const MAX_BOUNDARIES: usize = 1_000;
+/// A nested message that is itself base64 or quoted-printable encoded (RFC
+/// 2046 allows neither) is parsed by mail-parser recursively from its decoded
+/// bytes, which this scan does not see; it is accepted only in a message this
+/// small, which cannot hold a nesting deep enough to matter.
+pub const MAX_ENCODED_NESTED_BYTES: usize = 64 * 1024;
+/// Listed attachments per message; the bytes stay in the raw message.
+pub const MAX_ATTACHMENTS: usize = 1_000;
+
+/// Upper bounds of a message's MIME structure, from [`prescan`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// Entities mail-parser may read as nested messages.
+    pub message_parts: usize,
+    /// Parts in all.
+    pub parts: usize,
+    /// Distinct multipart boundaries.
+    pub boundaries: usize,
+    /// Nested messages that are transfer-encoded.
+    pub encoded_messages: usize,
+}
+
+/// One linear pass over the raw message that bounds, from above, what
+/// mail-parser would build from it: how many nested messages, how many parts,
+/// how many multipart levels. `Err` says which bound the message is beyond.
+///
+/// Every count errs on the high side. mail-parser finds a boundary anywhere in
+/// a line and may start a part's headers right after it, so the scan does not
+/// follow lines: it counts every `Content-Type` header field anywhere in the
+/// message (with `message` in its value, every occurrence counts) and every
+/// occurrence of `--` followed by a declared boundary.
+pub fn prescan(raw: &[u8]) -> Result<Shape, String> {
+    static FIELDS: OnceLock<regex::bytes::Regex> = OnceLock::new();
+    let fields = FIELDS.get_or_init(|| {
+        regex::bytes::RegexBuilder::new(r"(?i)content-type|content-transfer-encoding|\n\r?\n")
+            .unicode(false)
+            .build()
+            .unwrap_or_else(|_| unreachable!("constant pattern"))
+    });
+
+    let mut shape = Shape::default();
+    let mut boundaries: HashSet<&[u8]> = HashSet::new();
+    let mut digest = false;
+    // The current header block (text between blank lines).
+    let mut block = Block::default();
+    let mut encoded_plain_blocks = 0usize;
+    // Content-Type fields: each one may open a part.
+    let mut types = 0usize;
+    // End of the last header value read: field names inside it are not fields.
+    let mut covered = 0usize;
+    for m in fields.find_iter(raw) {
+        if m.as_bytes().first() == Some(&b'\n') {
+            block.close(&mut shape, &mut encoded_plain_blocks);
+            continue;
+        }
+        if m.start() < covered {
+            continue;
+        }
+        let Some((value, end)) = field_value(raw, m.end()) else {
+            continue;
+        };
+        covered = end;
+        let lower = value.to_ascii_lowercase();
+        if m.len() == "content-type".len() {
+            block.has_type = true;
+            types += 1;
+            if types > MAX_PARTS {
+                return Err(format!("more than {MAX_PARTS} MIME parts"));
             }
+            let messages = count(&lower, b"message");
+            shape.message_parts += messages;
+            if messages > 0 && (contains(&lower, b"rfc822") || contains(&lower, b"global")) {
+                block.message = true;
+            }
+            if contains(&lower, b"digest") {
+                digest = true;
+                block.message = true;
+            }
+            for b in boundary_params(value, &lower) {
+                boundaries.insert(b);
+                if boundaries.len() > MAX_BOUNDARIES {
+                    return Err(format!("more than {MAX_BOUNDARIES} multipart boundaries"));
+                }
+            }
+            if shape.message_parts > MAX_MESSAGE_PARTS {
+                return Err(format!(
+                    "more than {MAX_MESSAGE_PARTS} nested message parts"
+                ));
+            }
+        }
+        if contains(&lower, b"base64") || contains(&lower, b"quoted-printable") {
+            block.encoded = true;
+        }
+    }
+    block.close(&mut shape, &mut encoded_plain_blocks);
+    shape.boundaries = boundaries.len();
+
+    // In a digest a part without Content-Type is a message: every boundary
+    // occurrence may open one.
+    let delimiters = count_delimiters(raw, &boundaries, MAX_PARTS + 1)?;
+    shape.parts = 1 + shape.message_parts + delimiters;
+    if digest {
+        shape.message_parts += delimiters;
+        shape.encoded_messages += encoded_plain_blocks;
+    }
+    if shape.parts > MAX_PARTS {
+        return Err(format!("more than {MAX_PARTS} MIME parts"));
+    }
+    if shape.message_parts > MAX_MESSAGE_PARTS {
+        return Err(format!(
+            "more than {MAX_MESSAGE_PARTS} nested message parts"
+        ));
+    }
+    if shape.encoded_messages > 0 && raw.len() > MAX_ENCODED_NESTED_BYTES {
+        return Err(format!(
+            "a transfer-encoded message/rfc822 part in a message over {MAX_ENCODED_NESTED_BYTES} bytes"
+        ));
+    }
+    Ok(shape)
+}
+
+/// What one header block (the text between two blank lines) declares.
+#[derive(Default)]
+struct Block {
+    has_type: bool,
+    message: bool,
+    encoded: bool,
+}
+
+impl Block {
+    fn close(&mut self, shape: &mut Shape, encoded_plain: &mut usize) {
+        if self.encoded {
+            if self.message {
+                shape.encoded_messages += 1;
+            } else if !self.has_type {
+                *encoded_plain += 1;
+            }
+        }
+        *self = Block::default();
+    }
+}
+
+/// The value of a header field whose name ends at `from`: optional blanks, a
+/// colon, then up to the end of the (folded) field. Also where it ends.
+fn field_value(raw: &[u8], from: usize) -> Option<(&[u8], usize)> {
+    let mut i = from;
+    while i < raw.len() && matches!(raw[i], b' ' | b'\t') {
+        i += 1;
+    }
+    if raw.get(i) != Some(&b':') {
+        return None;
+    }
+    let start = i + 1;
+    let mut end = start;
+    loop {
+        match raw[end..].iter().position(|&b| b == b'\n') {
+            Some(nl) => {
+                end += nl + 1;
+                if !matches!(raw.get(end), Some(b' ' | b'\t')) {
+                    break;
+                }
+            }
+            None => {
+                end = raw.len();
+                break;
+            }
+        }
+    }
+    Some((&raw[start..end], end))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn count(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+/// The `boundary` parameters of a Content-Type value (`lower` is its lower
+/// case), each cut to its leading RFC 2046 boundary characters, so that it is
+/// a prefix of whatever mail-parser reads (quoting, RFC 2231 continuations).
+fn boundary_params<'a>(value: &'a [u8], lower: &[u8]) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(i) = lower[at..]
+        .windows(8)
+        .position(|w| w == b"boundary")
+        .map(|i| i + at)
+    {
+        at = i + 8;
+        let mut j = at;
+        // `boundary*0*=` and `boundary = "x"`.
+        while j < value.len() && matches!(value[j], b'*' | b'0'..=b'9' | b' ' | b'\t') {
+            j += 1;
+        }
+        if value.get(j) != Some(&b'=') {
+            continue;
+        }
+        j += 1;
+        while j < value.len() && matches!(value[j], b' ' | b'\t' | b'"' | b'\'') {
+            j += 1;
+        }
+        let len = value[j..]
+            .iter()
+            .take(70)
+            .take_while(|&&b| b.is_ascii_alphanumeric() || b"()+_,-./:=?".contains(&b))
+            .count();
+        out.push(&value[j..j + len]);
+    }
+    out
+}
+
+/// Occurrences of `--` followed by any of `boundaries`, counted up to `limit`.
+fn count_delimiters(
+    raw: &[u8],
+    boundaries: &HashSet<&[u8]>,
+    limit: usize,
+) -> Result<usize, String> {
+    if boundaries.is_empty() {
+        return Ok(0);
+    }
+    let alternatives: Vec<String> = boundaries
+        .iter()
+        .map(|b| regex::escape(&String::from_utf8_lossy(b)))
+        .collect();
+    let pattern = format!("--(?:{})", alternatives.join("|"));
+    let re = regex::bytes::RegexBuilder::new(&pattern)
+        .unicode(false)
+        .size_limit(64 << 20)
+        .build()
+        .map_err(|e| format!("its multipart boundaries could not be searched for: {e}"))?;
+    Ok(re.find_iter(raw).take(limit).count())
+}
+
+/// A few fields of a header section, read without mail-parser: for a message
+/// that must not be parsed again. Values are unfolded, undecoded, and cut to
+/// RFC 5322's 998 characters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawFields {
+    pub message_id: Option<String>,
+    pub from: Option<String>,
+    pub subject: Option<String>,
+}
+
+/// The first Message-ID, From and Subject of `head`, read line by line.
+pub fn raw_fields(head: &[u8]) -> RawFields {
+    let mut out = RawFields::default();
+    let text = String::from_utf8_lossy(head);
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = fields.last_mut()
+                && value.len() < 998
+            {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            fields.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let pick = |name: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.chars().take(998).collect::<String>())
+            .filter(|v| !v.is_empty())
+    };
+    out.message_id = pick("message-id")
+        .map(|v| clean_id(&v))
+        .filter(|v| !v.is_empty());
+    out.from = pick("from");
+    out.subject = pick("subject");
+    out
+}
+
+/// Debug builds only: a poison message on demand, for the end-to-end tests of
+/// what happens when the daemon dies while a message is in hand.
+#[cfg(debug_assertions)]
+mod fault {
+    /// Aborts the process (as a stack overflow would) when the message's
+    /// Subject contains the text in `TRIAGED_FAULT_ABORT_ON_SUBJECT`.
+    pub fn abort_if_subject_matches(parsed: &super::ParsedMessage) {
+        static NEEDLE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let needle = NEEDLE.get_or_init(|| {
+            std::env::var("TRIAGED_FAULT_ABORT_ON_SUBJECT")
+                .ok()
+                .filter(|s| !s.is_empty())
+        });
+        if let (Some(needle), Some(subject)) = (needle, &parsed.subject)
+            && subject.contains(needle.as_str())
+        {
+            eprintln!("TRIAGED_FAULT_ABORT_ON_SUBJECT: aborting on {subject:?}");
+            std::process::abort();
         }
     }
 }
@@ -243,8 +589,15 @@ fn extract(msg: &mail_parser::Message<'_>, sha256: String, size: u64) -> ParsedM
 
     let (body, body_source) = best_body(msg);
 
+    let total_attachments = msg.attachment_count();
+    if total_attachments > MAX_ATTACHMENTS {
+        problems.push(format!(
+            "{total_attachments} attachments; only the first {MAX_ATTACHMENTS} are listed"
+        ));
+    }
     let attachments = msg
         .attachments()
+        .take(MAX_ATTACHMENTS)
         .map(|part| {
             let content_type = part
                 .content_type()
@@ -504,6 +857,178 @@ mod tests {
             p.from.map(|a| a.address),
             Some("ann@example.org".to_string())
         );
+    }
+
+    fn nested_rfc822(levels: usize) -> Vec<u8> {
+        let mut raw = b"From: a@customer.example\r\nTo: isda-support@example.edu\r\nSubject: nested\r\nMessage-ID: <n@x>\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n".to_vec();
+        for _ in 0..levels {
+            raw.extend_from_slice(b"Subject: l\r\nContent-Type: message/rfc822\r\n\r\n");
+        }
+        raw.extend_from_slice(b"From: i@x\r\n\r\nhi\r\n");
+        raw
+    }
+
+    fn nested_multipart(levels: usize) -> Vec<u8> {
+        let mut raw =
+            b"From: a@b.c\nSubject: deep\nContent-Type: multipart/mixed; boundary=\"b0\"\n\n"
+                .to_vec();
+        for i in 1..=levels {
+            raw.extend_from_slice(
+                format!(
+                    "--b{}\nContent-Type: multipart/mixed; boundary=\"b{i}\"\n\n",
+                    i - 1
+                )
+                .as_bytes(),
+            );
+        }
+        raw.extend_from_slice(format!("--b{levels}\nContent-Type: text/plain\n\nhi\n").as_bytes());
+        for i in (0..=levels).rev() {
+            raw.extend_from_slice(format!("--b{i}--\n").as_bytes());
+        }
+        raw
+    }
+
+    fn flat_parts(parts: usize) -> Vec<u8> {
+        let mut raw =
+            b"From: a@b.c\nSubject: flat\nContent-Type: multipart/mixed; boundary=\"zz\"\n\n"
+                .to_vec();
+        for _ in 0..parts {
+            raw.extend_from_slice(b"--zz\nContent-Type: text/plain; name=a.txt\n\nx\n");
+        }
+        raw.extend_from_slice(b"--zz--\n");
+        raw
+    }
+
+    #[test]
+    fn prescan_counts_nested_messages() {
+        let shape = prescan(&nested_rfc822(10)).expect("within bounds");
+        assert_eq!(shape.message_parts, 11);
+        assert_eq!(shape.encoded_messages, 0);
+        let err = prescan(&nested_rfc822(MAX_MESSAGE_PARTS)).expect_err("beyond");
+        assert!(err.contains("nested message parts"), "{err}");
+    }
+
+    #[test]
+    fn prescan_counts_boundaries_and_parts() {
+        let shape = prescan(&nested_multipart(20)).expect("within bounds");
+        assert_eq!(shape.boundaries, 21);
+        // One opening and one closing delimiter per level, plus the text part's.
+        assert_eq!(shape.parts, 1 + 2 * 21);
+        let err = prescan(&nested_multipart(MAX_BOUNDARIES + 1)).expect_err("beyond");
+        assert!(err.contains("boundaries"), "{err}");
+        assert_eq!(prescan(&flat_parts(100)).map(|s| s.parts), Ok(102));
+        let err = prescan(&flat_parts(MAX_PARTS)).expect_err("beyond");
+        assert!(err.contains("MIME parts"), "{err}");
+    }
+
+    #[test]
+    fn prescan_sees_boundaries_mail_parser_would_find_mid_line() {
+        // mail-parser matches `--boundary` anywhere in a line and reads a part's
+        // headers right after it: a message part hidden that way still counts.
+        let mut raw = b"From: a@b.c\nContent-Type: multipart/mixed; boundary=q\n\n".to_vec();
+        for _ in 0..(MAX_MESSAGE_PARTS + 1) {
+            raw.extend_from_slice(b"x--qContent-Type: message/rfc822\n\n");
+        }
+        assert!(prescan(&raw).is_err());
+        // Field names in folded values and odd case are still fields.
+        let raw = b"From: a@b.c\nCONTENT-TYPE :\n message/RFC822\n\nSubject: in\n\nx\n";
+        assert_eq!(prescan(raw).map(|s| s.message_parts), Ok(1));
+    }
+
+    #[test]
+    fn prescan_digest_parts_are_messages() {
+        let mut raw = b"From: a@b.c\nContent-Type: multipart/digest; boundary=\"dd\"\n\n".to_vec();
+        for _ in 0..(MAX_MESSAGE_PARTS + 1) {
+            raw.extend_from_slice(b"--dd\n\nSubject: x\n\nx\n");
+        }
+        raw.extend_from_slice(b"--dd--\n");
+        let err = prescan(&raw).expect_err("beyond");
+        assert!(err.contains("nested message parts"), "{err}");
+    }
+
+    #[test]
+    fn prescan_encoded_nested_message_only_when_small() {
+        let part = b"From: a@b.c\nContent-Type: multipart/mixed; boundary=\"e\"\n\n--e\nContent-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\nU3ViamVjdDogeAoKeAo=\n--e--\n";
+        assert_eq!(prescan(part).map(|s| s.encoded_messages), Ok(1));
+        let mut big = part.to_vec();
+        big.extend(std::iter::repeat_n(b'x', MAX_ENCODED_NESTED_BYTES));
+        assert!(prescan(&big).is_err());
+        // An encoded attachment inside a plain forwarded message is fine.
+        let fwd = b"From: a@b.c\nContent-Type: message/rfc822\n\nSubject: in\nContent-Type: application/pdf\nContent-Transfer-Encoding: base64\n\nAAAA\n";
+        let mut fwd = fwd.to_vec();
+        fwd.extend(std::iter::repeat_n(b'A', MAX_ENCODED_NESTED_BYTES));
+        assert_eq!(prescan(&fwd).map(|s| s.encoded_messages), Ok(0));
+    }
+
+    #[test]
+    fn prescan_accepts_the_corpus_and_ordinary_mail() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+        let mut seen = 0;
+        for sub in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(sub.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let path = f.path();
+                if path.extension().is_some_and(|e| e == "eml") {
+                    let raw = std::fs::read(&path).expect("read");
+                    assert!(
+                        prescan(strip_envelope(&raw)).is_ok(),
+                        "{}: {:?}",
+                        path.display(),
+                        prescan(&raw)
+                    );
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 0, "no corpus in {}", dir.display());
+    }
+
+    #[test]
+    fn deeply_nested_message_becomes_headers_and_raw_body() {
+        // The reproduction of issue #7: 50,000 nested message/rfc822 parts
+        // overflowed the stack (SIGABRT) while mail-parser's result was dropped.
+        // Run on a 2 MiB thread, the size of tokio's blocking threads.
+        let raw = nested_rfc822(50_000);
+        let p = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || parse(&raw))
+            .expect("spawn")
+            .join()
+            .expect("no crash");
+        assert_eq!(p.subject.as_deref(), Some("nested"));
+        assert_eq!(p.message_id.as_deref(), Some("n@x"));
+        assert_eq!(p.body_source, BodySource::Raw);
+        assert!(p.body.contains("Content-Type: message/rfc822"));
+        assert!(
+            p.problems
+                .iter()
+                .any(|q| q.contains("MIME structure not parsed")),
+            "{:?}",
+            p.problems
+        );
+    }
+
+    #[test]
+    fn many_attachments_are_capped() {
+        let p = parse(&flat_parts(MAX_ATTACHMENTS + 10));
+        assert_eq!(p.attachments.len(), MAX_ATTACHMENTS);
+        assert!(
+            p.problems.iter().any(|q| q.contains("attachments")),
+            "{:?}",
+            p.problems
+        );
+    }
+
+    #[test]
+    fn raw_fields_without_the_parser() {
+        let f = raw_fields(b"Received: x\r\nSUBJECT: a\r\n  folded\r\nFrom: A <a@b.c>\r\nMessage-ID:\r\n <id@x>\r\n\r\nSubject: body\r\n");
+        assert_eq!(f.subject.as_deref(), Some("a folded"));
+        assert_eq!(f.from.as_deref(), Some("A <a@b.c>"));
+        assert_eq!(f.message_id.as_deref(), Some("id@x"));
+        assert_eq!(raw_fields(b""), RawFields::default());
     }
 
     #[test]

@@ -10,8 +10,14 @@
 //! waits in IDLE when the server offers it, else polls. Errors drop the
 //! connection and reconnect with exponential backoff; watchers share nothing but
 //! the store, so one broken mailbox never stalls another.
+//!
+//! A message that kills the process (an abort, a stack overflow) cannot stop
+//! its mailbox: each chunk's UIDs are marked in flight (committed) before they
+//! are prepared, and a later run that finds another run's marker above the
+//! cursor takes those messages one at a time and, after repeated deaths, sets
+//! the message aside in quarantine without parsing it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +32,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{AfterIngest, ImapSettings, Secret, Security};
 use crate::pipeline::Pipeline;
-use crate::store::{Cursor, Origin, Outcome, Prepared, StoreError};
+use crate::store::{Action, Cursor, InFlight, Origin, Outcome, Prepared, StoreError};
 
 /// The byte stream under an IMAP session.
 pub type ImapStream = Either<TcpStream, TlsStream<TcpStream>>;
@@ -294,13 +300,80 @@ impl Watcher {
         Ok(())
     }
 
-    /// Fetches, prepares, commits and acknowledges one chunk of new UIDs.
+    /// Takes one chunk of new UIDs (ascending): fetches, prepares, commits and
+    /// acknowledges them.
+    ///
+    /// A message the daemon was holding when it last stopped (its in-flight
+    /// marker is still above the cursor, from another run) may be what stopped
+    /// it: such messages are taken one at a time, so that a poison message
+    /// takes none of its chunk-mates down with it, and one that has stopped
+    /// the daemon too often is set aside unparsed (see [`Prior::set_aside`]).
     async fn take_chunk(
         &self,
         session: &mut ImapSession,
         cursor: &mut Cursor,
         chunk: &[u32],
         can_move: bool,
+    ) -> Result<(), ImapError> {
+        let (Some(&first), Some(&last)) = (chunk.iter().min(), chunk.iter().max()) else {
+            return Ok(());
+        };
+        let priors: HashMap<u32, Prior> = self
+            .pipeline
+            .store()
+            .in_flight(cursor, first, last)
+            .await?
+            .iter()
+            .map(|m| (m.uid, Prior::of(m, run_id())))
+            .collect();
+        let suspects = priors.values().filter(|p| p.deaths > 0).count();
+        if suspects == 0 {
+            return self
+                .take_uids(session, cursor, chunk, can_move, &priors, false)
+                .await;
+        }
+        warn!(mailbox = %self.mailbox, count = suspects,
+            "messages were in hand when the daemon stopped; taking them one at a time");
+        let mut plain: Vec<u32> = Vec::new();
+        for &uid in chunk {
+            let prior = match priors.get(&uid) {
+                Some(p) if p.deaths > 0 => p,
+                _ => {
+                    plain.push(uid);
+                    continue;
+                }
+            };
+            if !plain.is_empty() {
+                self.take_uids(session, cursor, &plain, can_move, &priors, false)
+                    .await?;
+                plain.clear();
+            }
+            if prior.set_aside() {
+                self.set_aside(session, cursor, uid, prior, can_move)
+                    .await?;
+            } else {
+                self.take_uids(session, cursor, &[uid], can_move, &priors, true)
+                    .await?;
+            }
+        }
+        if !plain.is_empty() {
+            self.take_uids(session, cursor, &plain, can_move, &priors, false)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Fetches, marks in flight, prepares, commits and acknowledges these UIDs.
+    /// `alone`: one suspect message, whose marker also records when its
+    /// parsing is over.
+    async fn take_uids(
+        &self,
+        session: &mut ImapSession,
+        cursor: &mut Cursor,
+        chunk: &[u32],
+        can_move: bool,
+        priors: &HashMap<u32, Prior>,
+        alone: bool,
     ) -> Result<(), ImapError> {
         let limit = self.pipeline.config().ingest.max_message_bytes;
         let set = uid_set(chunk);
@@ -340,6 +413,10 @@ impl Watcher {
             }
         }
 
+        // In hand from here until the commit moves the cursor past them.
+        let stage = if alone { "parse" } else { "batch" };
+        self.mark(cursor, chunk, priors, stage).await?;
+
         let pipeline = self.pipeline.clone();
         let mailbox = self.mailbox.clone();
         let uidvalidity = cursor.uidvalidity;
@@ -358,6 +435,9 @@ impl Watcher {
         .await
         .map_err(|e| ImapError::Internal(format!("message preparation failed: {e}")))?;
         prepared.sort_by_key(|(uid, _)| *uid);
+        if alone {
+            self.mark(cursor, chunk, priors, "commit").await?;
+        }
 
         // A UID that vanished between SEARCH and FETCH (expunged meanwhile) is simply
         // passed; the cursor still moves past the whole chunk.
@@ -377,6 +457,106 @@ impl Watcher {
             log_outcome(&self.mailbox, *uid, p, outcome);
         }
         self.acknowledge(session, chunk, can_move).await
+    }
+
+    /// Commits the in-flight markers of `uids` at `stage` (one statement).
+    async fn mark(
+        &self,
+        cursor: &Cursor,
+        uids: &[u32],
+        priors: &HashMap<u32, Prior>,
+        stage: &str,
+    ) -> Result<(), ImapError> {
+        let marks: Vec<InFlight> = uids
+            .iter()
+            .map(|&uid| {
+                let prior = priors.get(&uid).copied().unwrap_or_default();
+                InFlight {
+                    uid,
+                    run_id: run_id().to_string(),
+                    stage: stage.to_string(),
+                    attempts: prior.attempts,
+                    parse_deaths: prior.parse_deaths,
+                }
+            })
+            .collect();
+        self.pipeline.store().mark_in_flight(cursor, &marks).await?;
+        Ok(())
+    }
+
+    /// Quarantines a message that stopped the daemon too often, from its header
+    /// section alone and without parsing it, then moves the cursor past it.
+    async fn set_aside(
+        &self,
+        session: &mut ImapSession,
+        cursor: &mut Cursor,
+        uid: u32,
+        prior: &Prior,
+        can_move: bool,
+    ) -> Result<(), ImapError> {
+        let mut found: Option<(Vec<u8>, u64)> = None;
+        {
+            let mut stream = session
+                .uid_fetch(uid.to_string(), "(UID RFC822.SIZE BODY.PEEK[HEADER])")
+                .await?;
+            while let Some(f) = stream.try_next().await? {
+                if f.uid == Some(uid) {
+                    found = Some((
+                        f.header().unwrap_or_default().to_vec(),
+                        u64::from(f.size.unwrap_or(0)),
+                    ));
+                }
+            }
+        }
+        let next = Cursor {
+            last_uid: uid.max(cursor.last_uid),
+            ..cursor.clone()
+        };
+        let Some((head, size)) = found else {
+            // Expunged meanwhile: nothing to keep.
+            self.pipeline.commit(&[], Some(&next)).await?;
+            *cursor = next;
+            return Ok(());
+        };
+        let origin = Origin::Imap {
+            uidvalidity: cursor.uidvalidity,
+            uid,
+        };
+        let head = crate::pipeline::head_of(&head).to_vec();
+        let fields = crate::parse::raw_fields(&head);
+        let reason = format!(
+            "the daemon stopped while processing this message (attempt {}, {} of them while parsing it alone); \
+             set aside unparsed so the mailbox can flow; it stays at its source ({origin})",
+            prior.deaths, prior.parse_deaths
+        );
+        let p = Prepared {
+            mailbox: self.mailbox.clone(),
+            dedupe_key: match &fields.message_id {
+                Some(id) => format!("mid:{id}"),
+                None => format!("sha256:{}:{size}", crate::parse::sha256_hex(&head)),
+            },
+            origin,
+            raw: Vec::new(),
+            action: Action::Quarantine {
+                reason,
+                headers: head,
+                message_id: fields.message_id,
+                from: fields.from,
+                subject: fields.subject,
+                size,
+            },
+        };
+        warn!(mailbox = %self.mailbox, uid, deaths = prior.deaths, parse_deaths = prior.parse_deaths,
+            "setting aside a message the daemon stopped on");
+        let outcomes = self
+            .pipeline
+            .commit(std::slice::from_ref(&p), Some(&next))
+            .await?;
+        *cursor = next;
+        for outcome in &outcomes {
+            log_outcome(&self.mailbox, uid, &p, outcome);
+        }
+        self.acknowledge(session, &[uid], can_move).await
     }
 
     /// Marks committed messages as done on the server.
@@ -437,6 +617,68 @@ impl Watcher {
     }
 }
 
+/// What earlier runs of the daemon did with one message, from its in-flight
+/// marker, as this run sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Prior {
+    /// Runs that died with it in hand.
+    deaths: i64,
+    /// Of those, runs that died while parsing it alone.
+    parse_deaths: i64,
+    /// Runs that have had it in hand once this one takes it.
+    attempts: i64,
+}
+
+impl Default for Prior {
+    fn default() -> Self {
+        Prior {
+            deaths: 0,
+            parse_deaths: 0,
+            attempts: 1,
+        }
+    }
+}
+
+impl Prior {
+    /// A marker written by another run is a death of that run: it never
+    /// reached the commit that moves the cursor past the message.
+    fn of(m: &InFlight, this_run: &str) -> Prior {
+        if m.run_id == this_run {
+            Prior {
+                deaths: m.attempts - 1,
+                parse_deaths: m.parse_deaths,
+                attempts: m.attempts,
+            }
+        } else {
+            Prior {
+                deaths: m.attempts,
+                parse_deaths: m.parse_deaths + i64::from(m.stage == "parse"),
+                attempts: m.attempts + 1,
+            }
+        }
+    }
+
+    /// Whether the message is set aside instead of taken again: after two
+    /// deaths while it was being parsed alone, or three in all. One death is
+    /// always forgiven (the whole daemon may have been killed, with a chunk in
+    /// hand), and a kill of the daemon is very unlikely to land in the short
+    /// parse of the same message twice.
+    fn set_aside(&self) -> bool {
+        self.parse_deaths >= SET_ASIDE_AFTER_PARSE_DEATHS || self.deaths >= SET_ASIDE_AFTER_DEATHS
+    }
+}
+
+/// Deaths while parsing a message alone after which it is set aside.
+const SET_ASIDE_AFTER_PARSE_DEATHS: i64 = 2;
+/// Deaths with a message in hand after which it is set aside.
+const SET_ASIDE_AFTER_DEATHS: i64 = 3;
+
+/// This run of the daemon, as written in in-flight markers.
+fn run_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| format!("{}-{}", std::process::id(), crate::store::now_ms()))
+}
+
 fn log_outcome(mailbox: &str, uid: u32, p: &Prepared, outcome: &Outcome) {
     let message_id = match &p.action {
         crate::store::Action::Ticket { parsed, .. } => parsed.message_id.clone(),
@@ -492,6 +734,37 @@ pub fn uid_set(uids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn marker(run: &str, stage: &str, attempts: i64, parse_deaths: i64) -> InFlight {
+        InFlight {
+            uid: 7,
+            run_id: run.to_string(),
+            stage: stage.to_string(),
+            attempts,
+            parse_deaths,
+        }
+    }
+
+    #[test]
+    fn one_death_is_forgiven_two_while_parsing_alone_are_not() {
+        let of = |m: InFlight| {
+            let p = Prior::of(&m, "this");
+            (p.deaths, p.parse_deaths, p.attempts, p.set_aside())
+        };
+        // Marked by this run (a session retried after an error): no death.
+        assert_eq!(of(marker("this", "batch", 1, 0)), (0, 0, 1, false));
+        // Another run died with it in its chunk: taken again, alone.
+        assert_eq!(of(marker("a", "batch", 1, 0)), (1, 0, 2, false));
+        // Then died while parsing it alone: one more try.
+        assert_eq!(of(marker("b", "parse", 2, 0)), (2, 1, 3, false));
+        // Twice while parsing it alone: set aside.
+        assert_eq!(of(marker("c", "parse", 3, 1)), (3, 2, 4, true));
+        // Killed after its parse (while committing): three deaths in all.
+        assert_eq!(of(marker("b", "commit", 2, 0)), (2, 0, 3, false));
+        assert_eq!(of(marker("c", "commit", 3, 0)), (3, 0, 4, true));
+        // This run's own marker keeps the deaths counted before it.
+        assert_eq!(of(marker("this", "parse", 3, 1)), (2, 1, 3, false));
+    }
 
     #[test]
     fn uid_sets() {
