@@ -637,6 +637,19 @@ fn extract(msg: &mail_parser::Message<'_>, sha256: String, size: u64) -> ParsedM
         feedback_id: raw_header("Feedback-ID"),
     };
 
+    let in_reply_to = bounded_ids(
+        id_list(msg.in_reply_to()),
+        MAX_IN_REPLY_TO,
+        "In-Reply-To",
+        &mut problems,
+    );
+    let references = bounded_ids(
+        id_list(msg.references()),
+        MAX_REFERENCES,
+        "References",
+        &mut problems,
+    );
+
     ParsedMessage {
         message_id,
         from,
@@ -649,8 +662,8 @@ fn extract(msg: &mail_parser::Message<'_>, sha256: String, size: u64) -> ParsedM
             .map(|s| unfold(s).trim().to_string())
             .filter(|s| !s.is_empty()),
         date,
-        in_reply_to: id_list(msg.in_reply_to()),
-        references: id_list(msg.references()),
+        in_reply_to,
+        references,
         auto,
         headers,
         body,
@@ -749,6 +762,35 @@ fn to_mail_addr(a: &mail_parser::Addr<'_>) -> Option<MailAddr> {
             .filter(|n| !n.is_empty()),
         address: address.to_string(),
     })
+}
+
+/// At most this many Message-IDs of In-Reply-To are kept (the first ones).
+pub const MAX_IN_REPLY_TO: usize = 16;
+/// At most this many Message-IDs of References are kept (the newest ones, at
+/// the end): threading uses fewer, and the raw message keeps them all.
+pub const MAX_REFERENCES: usize = 100;
+
+/// Keeps at most `max` ids: the first ones of In-Reply-To, the newest (last)
+/// ones of References; says so in `problems` when some were dropped.
+fn bounded_ids(
+    mut ids: Vec<String>,
+    max: usize,
+    header: &str,
+    problems: &mut Vec<String>,
+) -> Vec<String> {
+    if ids.len() <= max {
+        return ids;
+    }
+    problems.push(format!(
+        "{header} names {} Message-IDs; {max} kept",
+        ids.len()
+    ));
+    if header == "References" {
+        ids.drain(..ids.len() - max);
+    } else {
+        ids.truncate(max);
+    }
+    ids
 }
 
 fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
@@ -1039,5 +1081,29 @@ mod tests {
         assert_eq!(p.attachments.len(), 1);
         assert_eq!(p.attachments[0].name.as_deref(), Some("app.log"));
         assert_eq!(p.attachments[0].content_type, "text/plain");
+    }
+
+    #[test]
+    fn long_id_lists_are_bounded() {
+        let refs: Vec<String> = (0..1000).map(|i| format!("<r{i}@x>")).collect();
+        let irt: Vec<String> = (0..40).map(|i| format!("<i{i}@x>")).collect();
+        let raw = format!(
+            "From: a@b.c\nIn-Reply-To: {}\nReferences: {}\n\nhi\n",
+            irt.join(" "),
+            refs.join(" ")
+        );
+        let p = parse(raw.as_bytes());
+        assert_eq!(p.references.len(), MAX_REFERENCES);
+        assert_eq!(p.references.first().map(String::as_str), Some("r900@x"));
+        assert_eq!(p.references.last().map(String::as_str), Some("r999@x"));
+        assert_eq!(p.in_reply_to.len(), MAX_IN_REPLY_TO);
+        assert_eq!(p.in_reply_to[0], "i0@x");
+        assert!(
+            p.problems
+                .iter()
+                .any(|x| x.contains("References names 1000")),
+            "{:?}",
+            p.problems
+        );
     }
 }
