@@ -204,10 +204,27 @@ pub async fn run(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("triaged: {e:#}");
+            eprintln!("triaged: {}", chain_text(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: drivers often repeat
+/// their cause in their own words, and `{:#}` would print it again.
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let words = cause.to_string();
+        if out.contains(&words) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&words);
+    }
+    out
 }
 
 /// `triaged tickets list | head` closes our stdout early: not an error.
@@ -897,5 +914,20 @@ mod tests {
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn error_chain_names_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("error returned from database: {0}")]
+        struct Outer(#[source] Inner);
+        #[derive(Debug, thiserror::Error)]
+        #[error("role \"nobody\" does not exist")]
+        struct Inner;
+        let e = anyhow::Error::new(Outer(Inner)).context("opening database postgres://x");
+        assert_eq!(
+            chain_text(&e),
+            "opening database postgres://x: error returned from database: role \"nobody\" does not exist"
+        );
     }
 }
