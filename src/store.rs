@@ -678,25 +678,28 @@ impl Store {
                 }
                 Ok(outcomes)
             }
-            Err(e) => {
-                FAILED_COMMITS.fetch_add(1, Ordering::Relaxed);
-                if e.is_resource() {
-                    RESOURCE_ERRORS.fetch_add(1, Ordering::Relaxed);
-                }
-                if self.backend == Backend::Sqlite {
-                    // The pool's only connection is the one the transaction
-                    // failed on (released by now, or being released): close it
-                    // so that the next transaction starts on a fresh one.
-                    let acquired =
-                        tokio::time::timeout(Duration::from_secs(5), self.pool.acquire()).await;
-                    if let Ok(Ok(conn)) = acquired {
-                        DISCARDED_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-                        conn.close().await.ok();
-                    }
-                }
-                Err(e)
+            Err(e) => Err(self.failed(e).await),
+        }
+    }
+
+    /// Accounts for a write transaction that did not commit, and makes sure
+    /// nothing runs on the connection it failed on: counted in [`metrics`],
+    /// and on SQLite the pool's only connection (the one the transaction
+    /// failed on, released by now or being released) is closed so that the
+    /// next transaction starts on a fresh one.
+    async fn failed(&self, e: StoreError) -> StoreError {
+        FAILED_COMMITS.fetch_add(1, Ordering::Relaxed);
+        if e.is_resource() {
+            RESOURCE_ERRORS.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.backend == Backend::Sqlite {
+            let acquired = tokio::time::timeout(Duration::from_secs(5), self.pool.acquire()).await;
+            if let Ok(Ok(conn)) = acquired {
+                DISCARDED_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+                conn.close().await.ok();
             }
         }
+        e
     }
 
     async fn commit_once(
@@ -1729,6 +1732,17 @@ impl Store {
     /// UIDVALIDITY, and drops its stale ones (at or below the cursor, or of
     /// another UIDVALIDITY), in one transaction.
     pub async fn mark_in_flight(
+        &self,
+        cursor: &Cursor,
+        marks: &[InFlight],
+    ) -> Result<(), StoreError> {
+        match self.mark_in_flight_once(cursor, marks).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.failed(e).await),
+        }
+    }
+
+    async fn mark_in_flight_once(
         &self,
         cursor: &Cursor,
         marks: &[InFlight],

@@ -15,7 +15,7 @@ use futures::TryStreamExt;
 use serde_json::Value;
 use triaged::devstack::{Dovecot, PASSWORD};
 
-use crate::harness::{Mailbox, PW_ENV, World, bin, message, search, wait_for};
+use crate::harness::{Mailbox, PW_ENV, PgDb, World, bin, message, search, wait_for};
 
 const SUPPORT: &str = "isda-support@example.edu";
 
@@ -371,6 +371,101 @@ async fn daemon_pauses_on_a_full_disk_and_resumes_when_space_is_freed() {
         );
     }
     assert_eq!(search(&world.dovecot, SUPPORT, "INBOX", "ALL").await, 0);
+}
+
+/// PostgreSQL refusing every write (a hot standby, `default_transaction_read_only`:
+/// SQLSTATE 25006) pauses the mailbox like a full disk: nothing is quarantined,
+/// nothing leaves INBOX without its ticket, and all flows once writes return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_read_only_pauses_and_resumes() {
+    let db = PgDb::create("readonly").await;
+    let world = World::new(
+        &[Mailbox {
+            name: "isda-support",
+            user: SUPPORT,
+            queue: "Customer-Support",
+            after: "move",
+        }],
+        Some(&db.url),
+        "",
+    );
+    let batch = |range: std::ops::Range<usize>| -> Vec<Vec<u8>> {
+        range
+            .map(|i| {
+                message(
+                    &format!("ro{i}@customer.example"),
+                    "ann@customer.example",
+                    SUPPORT,
+                    &format!("read-only {i}"),
+                    "hello",
+                )
+            })
+            .collect()
+    };
+    world
+        .dovecot
+        .append(SUPPORT, "INBOX", &batch(0..3))
+        .await
+        .expect("append");
+    let daemon = world.start_daemon();
+    assert!(
+        wait_for(Duration::from_secs(30), || world.stats()["tickets"] == 3),
+        "first messages not ingested; log:\n{}",
+        daemon.log()
+    );
+
+    // Writes refused from now on: new sessions are read-only, old ones end.
+    let kick = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid()";
+    db.admin("ALTER DATABASE {db} SET default_transaction_read_only = on")
+        .await;
+    db.admin(kick).await;
+    world
+        .dovecot
+        .append(SUPPORT, "INBOX", &batch(3..7))
+        .await
+        .expect("append");
+    assert!(
+        wait_for(Duration::from_secs(30), || daemon
+            .log()
+            .contains("read-only transaction")),
+        "no read-only refusal seen; log:\n{}",
+        daemon.log()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // (The CLI cannot open a read-only database: migrations need a write.)
+    let log = daemon.log();
+    assert!(!log.contains("quarantined"), "quarantined; log:\n{log}");
+    assert_eq!(
+        search(&world.dovecot, SUPPORT, "INBOX", "ALL").await,
+        4,
+        "a message left INBOX without its ticket; log:\n{log}"
+    );
+    assert!(
+        log.contains("ERROR") && log.contains("store_resource_errors=1"),
+        "no ERROR log with the counter; log:\n{log}"
+    );
+
+    db.admin("ALTER DATABASE {db} RESET default_transaction_read_only")
+        .await;
+    db.admin(kick).await;
+    assert!(
+        wait_for(Duration::from_secs(60), || world.stats()["tickets"] == 7),
+        "not resumed once writes returned; log:\n{}",
+        daemon.log()
+    );
+    assert!(
+        count_becomes(&world.dovecot, "Processed", 7, Duration::from_secs(20)).await,
+        "not every message moved; log:\n{}",
+        daemon.log()
+    );
+    daemon.terminate(Duration::from_secs(20));
+    let stats = world.stats();
+    assert_eq!(
+        (stats["messages"].as_i64(), stats["quarantined"].as_i64()),
+        (Some(7), Some(0)),
+        "{stats}"
+    );
+    db.drop_db().await;
 }
 
 /// Messages in `SUPPORT`'s `folder`; 0 while it does not exist.

@@ -272,6 +272,20 @@ impl PgDb {
         }
     }
 
+    /// Runs `sql` on the server's admin database; `{db}` stands for this
+    /// test's database name.
+    pub async fn admin(&self, sql: &str) {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.admin)
+            .await
+            .expect("admin connection");
+        sqlx::query(&sql.replace("{db}", &self.name))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let _ = conn.close().await;
+    }
+
     pub async fn drop_db(self) {
         use sqlx::Connection;
         if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
