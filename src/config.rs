@@ -713,7 +713,7 @@ impl Config {
             Problems(vec![Problem {
                 file: file.to_string(),
                 line,
-                reason: e.message().to_string(),
+                reason: toml_reason(&e, text),
             }])
         })?;
         let mut problems = Vec::new();
@@ -1038,6 +1038,28 @@ pub fn is_loopback(host: &str) -> bool {
             .unwrap_or(false)
 }
 
+/// The reason a TOML text was refused, never empty: the parser gives no words
+/// for some errors (a control character in a comment), so the offending
+/// character is named instead.
+pub fn toml_reason(e: &toml::de::Error, text: &str) -> String {
+    let words = e.message().trim();
+    if !words.is_empty() {
+        return words.to_string();
+    }
+    let found = e
+        .span()
+        .and_then(|s| text.get(s.start..))
+        .and_then(|rest| rest.chars().next());
+    match found {
+        Some(c) if c.is_control() => format!(
+            "control character U+{:04X} is not allowed in TOML",
+            u32::from(c)
+        ),
+        Some(c) => format!("invalid TOML at {c:?}"),
+        None => "invalid TOML".to_string(),
+    }
+}
+
 /// 1-based line of a byte offset.
 pub fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
@@ -1165,5 +1187,22 @@ mod tests {
     #[test]
     fn secret_never_prints() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    }
+
+    #[test]
+    fn toml_refusals_always_say_why() {
+        let p = match Config::parse("#\0", "t.toml") {
+            Err(p) => p,
+            Ok(_) => panic!("accepted a NUL"),
+        };
+        assert_eq!(p.0.len(), 1);
+        assert_eq!(p.0[0].line, 1);
+        assert!(p.0[0].reason.contains("U+0000"), "{:?}", p.0[0].reason);
+        let p = match Config::parse("a = 1\n# x\u{1}y\n", "t.toml") {
+            Err(p) => p,
+            Ok(_) => panic!("accepted a control character"),
+        };
+        assert_eq!(p.0[0].line, 2);
+        assert!(!p.0[0].reason.is_empty());
     }
 }

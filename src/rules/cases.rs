@@ -150,7 +150,12 @@ pub fn run_cases(rules: &RuleSet, dir: &Path, ctx: &CaseContext) -> Vec<CaseResu
             Ok(c) => c,
             Err(e) => {
                 let line = e.span().map(|s| line_of(&text, s.start)).unwrap_or(0);
-                out.push(failed(file, line, "<file>", e.message().trim().to_string()));
+                out.push(failed(
+                    file,
+                    line,
+                    "<file>",
+                    crate::config::toml_reason(&e, &text),
+                ));
                 continue;
             }
         };

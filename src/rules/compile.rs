@@ -137,7 +137,7 @@ impl RuleSet {
                     c.problems.push(Problem {
                         file: name.clone(),
                         line,
-                        reason: e.message().trim().to_string(),
+                        reason: crate::config::toml_reason(&e, text),
                     });
                 }
             }
