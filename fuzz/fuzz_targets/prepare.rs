@@ -15,7 +15,7 @@ const SMALL_LIMIT: u64 = 2048;
 fn pipelines() -> &'static [Pipeline; 2] {
     static P: OnceLock<[Pipeline; 2]> = OnceLock::new();
     P.get_or_init(|| {
-        let rt = match tokio::runtime::Builder::new_current_thread().build() {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
             Err(e) => panic!("runtime: {e}"),
         };
