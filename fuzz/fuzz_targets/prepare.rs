@@ -13,9 +13,13 @@ use triaged::store::{Action, Origin, Store};
 const SMALL_LIMIT: u64 = 2048;
 
 fn pipelines() -> &'static [Pipeline; 2] {
-    static P: OnceLock<[Pipeline; 2]> = OnceLock::new();
-    P.get_or_init(|| {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // The runtime stays beside the pipelines: the pool's connection lives on it.
+    static P: OnceLock<(tokio::runtime::Runtime, [Pipeline; 2])> = OnceLock::new();
+    &P.get_or_init(|| {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt,
             Err(e) => panic!("runtime: {e}"),
         };
@@ -23,8 +27,6 @@ fn pipelines() -> &'static [Pipeline; 2] {
             Ok(s) => s,
             Err(e) => panic!("in-memory store: {e}"),
         };
-        // The runtime must outlive the pool's connection.
-        std::mem::forget(rt);
         let config = triaged_fuzz::default_config().clone();
         let mut small = config.clone();
         small.ingest.max_message_bytes = SMALL_LIMIT;
@@ -32,8 +34,10 @@ fn pipelines() -> &'static [Pipeline; 2] {
             Ok(cl) => Pipeline::with_classifier(Arc::new(c), store.clone(), cl),
             Err(p) => panic!("{p}"),
         };
-        [make(config), make(small)]
+        let pipelines = [make(config), make(small)];
+        (rt, pipelines)
     })
+    .1
 }
 
 fuzz_target!(
