@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, MailboxConfig, Problems};
 use crate::parse::ParsedMessage;
-use crate::priority::Kind;
+use crate::priority::{Impact, Kind, Priority, Urgency};
 use crate::rules::{Evaluation, Known, RuleSet};
 
 /// The routing decision for one message, with the reasons for it.
@@ -22,10 +22,10 @@ pub struct Decision {
     pub desk: String,
     pub desk_tag: String,
     pub queue: String,
-    pub kind: String,
-    pub urgency: Option<String>,
-    pub impact: Option<String>,
-    pub priority: Option<String>,
+    pub kind: Kind,
+    pub urgency: Urgency,
+    pub impact: Impact,
+    pub priority: Priority,
     /// When the initial response is due, ms since the epoch (business hours counted).
     pub due_ms: Option<i64>,
     /// The ticket's own recipient list: addresses told of urgent events.
@@ -42,9 +42,6 @@ pub struct Decision {
     /// One line per reason, in the order they applied.
     pub explanation: Vec<String>,
 }
-
-/// The kind given when neither a rule nor the queue says otherwise: routine work.
-pub const DEFAULT_KIND: &str = "service";
 
 macro_rules! builtin {
     ($($name:literal),* $(,)?) => {
@@ -169,8 +166,8 @@ pub fn complete(
                     k
                 }
                 None => {
-                    explanation.push(format!("kind {DEFAULT_KIND}: default"));
-                    Kind::Service
+                    explanation.push(format!("kind {}: default", Kind::DEFAULT));
+                    Kind::DEFAULT
                 }
             }
         }
@@ -209,7 +206,7 @@ pub fn complete(
 
     // An urgent response's list starts with its initiator (DOMAIN.md).
     let mut recipients = Vec::new();
-    if kind == Kind::Incident
+    if kind.is_urgent()
         && let Some(r) = msg.requester()
     {
         recipients.push(r.address.to_ascii_lowercase());
@@ -224,10 +221,10 @@ pub fn complete(
         desk: desk_name,
         desk_tag,
         queue,
-        kind: kind.to_string(),
-        urgency: Some(resolved.urgency.to_string()),
-        impact: Some(resolved.impact.to_string()),
-        priority: Some(resolved.priority.to_string()),
+        kind,
+        urgency: resolved.urgency,
+        impact: resolved.impact,
+        priority: resolved.priority,
         due_ms,
         recipients,
         tags: ev.tags.clone(),
@@ -292,8 +289,8 @@ mod tests {
             "2026-11-20T22:30:00Z",
         );
         assert_eq!(d.queue, "ProductionDefect");
-        assert_eq!(d.kind, "incident");
-        assert_eq!(d.urgency.as_deref(), Some("high"));
+        assert_eq!(d.kind, Kind::Incident);
+        assert_eq!(d.urgency, Urgency::High);
         assert_eq!(
             d.recipients.first().map(String::as_str),
             Some("lee@registrar.example.edu")

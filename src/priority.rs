@@ -75,6 +75,17 @@ named_enum!(
     }
 );
 
+impl Kind {
+    /// The kind when neither a rule nor the queue says otherwise: routine work.
+    pub const DEFAULT: Kind = Kind::Service;
+
+    /// Whether tickets of this kind are urgent responses: their recipient list
+    /// starts with the initiator and is told at once (the urgent notification).
+    pub fn is_urgent(self) -> bool {
+        matches!(self, Kind::Incident)
+    }
+}
+
 named_enum!(
     /// How soon someone must act.
     Urgency, "urgency" {
@@ -619,6 +630,18 @@ mod tests {
             "huge".parse::<Impact>(),
             Err("unknown impact \"huge\" (expected one of: extensive, significant, moderate, minor)".to_string())
         );
+    }
+
+    #[test]
+    fn only_incidents_are_urgent() {
+        let urgent: Vec<Kind> = Kind::ALL
+            .iter()
+            .copied()
+            .filter(|k| k.is_urgent())
+            .collect();
+        assert_eq!(urgent, vec![Kind::Incident]);
+        assert!(!Kind::DEFAULT.is_urgent());
+        assert_eq!(Kind::DEFAULT.as_str(), "service");
     }
 
     fn check_resolve(

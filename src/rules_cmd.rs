@@ -76,9 +76,9 @@ pub fn classify(
     writeln!(out, "desk:       {} [{}]", d.desk, d.desk_tag)?;
     writeln!(out, "queue:      {}", d.queue)?;
     writeln!(out, "kind:       {}", d.kind)?;
-    writeln!(out, "urgency:    {}", d.urgency.as_deref().unwrap_or("-"))?;
-    writeln!(out, "impact:     {}", d.impact.as_deref().unwrap_or("-"))?;
-    writeln!(out, "priority:   {}", d.priority.as_deref().unwrap_or("-"))?;
+    writeln!(out, "urgency:    {}", d.urgency)?;
+    writeln!(out, "impact:     {}", d.impact)?;
+    writeln!(out, "priority:   {}", d.priority)?;
     writeln!(out, "due:        {due}")?;
     writeln!(
         out,
@@ -155,10 +155,10 @@ fn comparable(d: &Decision) -> Vec<(&'static str, String)> {
     vec![
         ("desk", d.desk.clone()),
         ("queue", d.queue.clone()),
-        ("kind", d.kind.clone()),
-        ("urgency", d.urgency.clone().unwrap_or_default()),
-        ("impact", d.impact.clone().unwrap_or_default()),
-        ("priority", d.priority.clone().unwrap_or_default()),
+        ("kind", d.kind.to_string()),
+        ("urgency", d.urgency.to_string()),
+        ("impact", d.impact.to_string()),
+        ("priority", d.priority.to_string()),
         ("due", d.due_ms.map(|m| m.to_string()).unwrap_or_default()),
         ("recipients", d.recipients.join(", ")),
         ("tags", d.tags.join(", ")),

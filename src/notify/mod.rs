@@ -39,9 +39,6 @@ const MAX_REFERENCES: usize = 20;
 /// never folded, so a longer one could not keep its header line in bounds.
 const MAX_ID_CHARS: usize = 250;
 
-/// Kinds of ticket that are urgent: the recipient list is told at once.
-const URGENT_KINDS: &[&str] = &["incident"];
-
 /// Composes the desk's mail from templates and the configuration.
 #[derive(Debug)]
 pub struct Notifier {
@@ -126,11 +123,11 @@ impl Notifier {
                 tag => format_tag(&d.desk_tag, ev.number),
                 subject => subject.clone(),
                 queue => d.queue.clone(),
-                kind => d.kind.clone(),
+                kind => d.kind.as_str(),
                 status => "new",
-                urgency => d.urgency.clone(),
-                impact => d.impact.clone(),
-                priority => d.priority.clone(),
+                urgency => d.urgency.as_str(),
+                impact => d.impact.as_str(),
+                priority => d.priority.as_str(),
                 due => d.due_ms.map(when),
                 requester => requester.map(address_of),
                 requester_name => requester.and_then(name_of),
@@ -288,7 +285,7 @@ impl Composer for Notifier {
         // 3. An urgent response: the preliminary notification to the recipient
         // list. Internal addresses share one mail; anyone else gets their own
         // copy, and the sender already has the acknowledgement.
-        let urgent = URGENT_KINDS.contains(&d.kind.as_str()) && !d.recipients.is_empty();
+        let urgent = d.kind.is_urgent() && !d.recipients.is_empty();
         if let (true, Some(reason)) = (urgent, &notify_block) {
             out.push(Outgoing::Suppressed {
                 kind: "urgent_notification".to_string(),

@@ -273,21 +273,20 @@ fn compare(
     // A fixed arrival: cases do not test due times, and must not depend on the clock.
     let d = crate::classify::complete(ev, msg, mb, 0, &ctx.config);
     let queue = Some(d.queue.clone());
-    let kind = Some(d.kind.clone());
     if let Some(q) = &e.queue {
         diff("queue", show(&Some(q)), show(&queue));
     }
     if let Some(k) = e.kind {
-        diff("kind", show(&Some(k)), show(&kind));
+        diff("kind", show(&Some(k)), show(&Some(d.kind)));
     }
     if let Some(u) = e.urgency {
-        diff("urgency", show(&Some(u)), show(&d.urgency));
+        diff("urgency", show(&Some(u)), show(&Some(d.urgency)));
     }
     if let Some(i) = e.impact {
-        diff("impact", show(&Some(i)), show(&d.impact));
+        diff("impact", show(&Some(i)), show(&Some(d.impact)));
     }
     if let Some(p) = e.priority {
-        diff("priority", show(&Some(p)), show(&d.priority));
+        diff("priority", show(&Some(p)), show(&Some(d.priority)));
     }
     if let Some(r) = &e.recipients {
         let mut want: Vec<String> = r.iter().map(|x| x.trim().to_ascii_lowercase()).collect();

@@ -269,20 +269,20 @@ impl Atom {
 }
 
 impl RuleSet {
-    /// Runs the rules over a message that arrived in `mailbox`.
+    /// Runs the rules over a message that arrived in `mailbox`: finds the true
+    /// atoms, tries the candidate rules in order, and for each that matches
+    /// applies its actions and records why it matched, until a rule stops.
     pub fn evaluate(&self, mailbox: &str, msg: &ParsedMessage) -> Evaluation {
         let bits = self.atom_bits(mailbox, msg);
         let mut ev = Evaluation::default();
         // The rule that set each single-valued field, for explanations.
         let mut by = Setters::default();
-        // Only rules whose trigger atom holds (or that have none) are tried.
-        let mut candidates = self.untriggered.clone();
-        for a in ones(&bits) {
-            for &r in self.triggered.get(a as usize).into_iter().flatten() {
-                set_bit(&mut candidates, r);
-            }
-        }
-        for ri in ones(&candidates) {
+        let ctx = Input {
+            bits: &bits,
+            mailbox,
+            msg,
+        };
+        for ri in ones(&self.candidates(&bits)) {
             let ri = ri as usize;
             let Some(rule) = self.rules.get(ri) else {
                 continue;
@@ -290,112 +290,95 @@ impl RuleSet {
             if !eval_expr(&rule.cond, &bits) {
                 continue;
             }
-            let a = &rule.actions;
-            let o = a.override_;
-            let mut effects = Vec::new();
-            let names = |i: Option<usize>| {
-                i.and_then(|i| self.rules.get(i))
-                    .map(|r| r.name.as_str())
-                    .unwrap_or("?")
-            };
-            apply(
-                "queue",
-                &mut ev.queue,
-                &mut by.queue,
-                a.queue.as_ref(),
-                o,
-                ri,
-                &names,
-                &mut effects,
-            );
-            apply(
-                "kind",
-                &mut ev.kind,
-                &mut by.kind,
-                a.kind.as_ref(),
-                o,
-                ri,
-                &names,
-                &mut effects,
-            );
-            apply(
-                "urgency",
-                &mut ev.urgency,
-                &mut by.urgency,
-                a.urgency.as_ref(),
-                o,
-                ri,
-                &names,
-                &mut effects,
-            );
-            apply(
-                "impact",
-                &mut ev.impact,
-                &mut by.impact,
-                a.impact.as_ref(),
-                o,
-                ri,
-                &names,
-                &mut effects,
-            );
-            apply(
-                "suppress_ack",
-                &mut ev.suppress_ack,
-                &mut by.suppress_ack,
-                a.suppress_ack.as_ref(),
-                o,
-                ri,
-                &names,
-                &mut effects,
-            );
-            if let Some(t) = &a.alert_key {
-                // Captures run only when the key will actually be used.
-                if ev.alert_key.is_none() || o {
-                    let key = self.render(rule, t, &bits, mailbox, msg);
-                    apply(
-                        "alert_key",
-                        &mut ev.alert_key,
-                        &mut by.alert_key,
-                        Some(&key),
-                        o,
-                        ri,
-                        &names,
-                        &mut effects,
-                    );
-                } else if let Some(old) = &ev.alert_key {
-                    effects.push(format!(
-                        "alert_key not applied: already {old} from rule {:?}",
-                        names(by.alert_key)
-                    ));
-                }
-            }
-            for r in &a.recipients {
-                if !ev.recipients.contains(r) {
-                    ev.recipients.push(r.clone());
-                    effects.push(format!("recipient {r}"));
-                }
-            }
-            for t in &a.tags {
-                if !ev.tags.contains(t) {
-                    ev.tags.push(t.clone());
-                    effects.push(format!("tag {t}"));
-                }
-            }
-            let mut reasons = Vec::new();
-            self.reasons(&rule.cond, &bits, mailbox, msg, &mut reasons);
-            ev.matched.push(MatchedRule {
-                rule: rule.name.clone(),
-                file: rule.file.clone(),
-                line: rule.line,
-                reasons,
-                effects,
-                stopped: a.stop,
-            });
-            if a.stop {
+            let effects = self.apply_actions(ri, rule, &ctx, &mut ev, &mut by);
+            ev.matched.push(self.matched(rule, &ctx, effects));
+            if rule.actions.stop {
                 break;
             }
         }
         ev
+    }
+
+    /// The rules worth trying, one bit each: those whose trigger atom holds,
+    /// and those that have none.
+    fn candidates(&self, bits: &[u64]) -> Vec<u64> {
+        let mut candidates = self.untriggered.clone();
+        for a in ones(bits) {
+            for &r in self.triggered.get(a as usize).into_iter().flatten() {
+                set_bit(&mut candidates, r);
+            }
+        }
+        candidates
+    }
+
+    /// Applies the actions of `rule` (number `ri`), which matched, to `ev`;
+    /// returns what it set, added, or could not set.
+    fn apply_actions(
+        &self,
+        ri: usize,
+        rule: &Rule,
+        ctx: &Input<'_>,
+        ev: &mut Evaluation,
+        by: &mut Setters,
+    ) -> Vec<String> {
+        let a = &rule.actions;
+        let mut w = Writer {
+            rules: &self.rules,
+            rule: ri,
+            override_: a.override_,
+            effects: Vec::new(),
+        };
+        w.set("queue", &mut ev.queue, &mut by.queue, a.queue.as_ref());
+        w.set("kind", &mut ev.kind, &mut by.kind, a.kind.as_ref());
+        w.set(
+            "urgency",
+            &mut ev.urgency,
+            &mut by.urgency,
+            a.urgency.as_ref(),
+        );
+        w.set("impact", &mut ev.impact, &mut by.impact, a.impact.as_ref());
+        w.set(
+            "suppress_ack",
+            &mut ev.suppress_ack,
+            &mut by.suppress_ack,
+            a.suppress_ack.as_ref(),
+        );
+        if let Some(t) = &a.alert_key {
+            // Captures run only when the key will actually be used.
+            if ev.alert_key.is_none() || a.override_ {
+                let key = self.render(rule, t, ctx.bits, ctx.mailbox, ctx.msg);
+                w.set(
+                    "alert_key",
+                    &mut ev.alert_key,
+                    &mut by.alert_key,
+                    Some(&key),
+                );
+            } else if let Some(old) = &ev.alert_key {
+                let effect = format!(
+                    "alert_key not applied: already {old} from rule {:?}",
+                    w.name(by.alert_key)
+                );
+                w.effects.push(effect);
+            }
+        }
+        let mut effects = w.effects;
+        accumulate("recipient", &mut ev.recipients, &a.recipients, &mut effects);
+        accumulate("tag", &mut ev.tags, &a.tags, &mut effects);
+        effects
+    }
+
+    /// A rule that matched: the conditions that held and what it did.
+    fn matched(&self, rule: &Rule, ctx: &Input<'_>, effects: Vec<String>) -> MatchedRule {
+        let mut reasons = Vec::new();
+        self.reasons(&rule.cond, ctx.bits, ctx.mailbox, ctx.msg, &mut reasons);
+        MatchedRule {
+            rule: rule.name.clone(),
+            file: rule.file.clone(),
+            line: rule.line,
+            reasons,
+            effects,
+            stopped: rule.actions.stop,
+        }
     }
 
     /// One bit per atom, set when the atom holds for this message.
@@ -634,39 +617,67 @@ struct Setters {
     alert_key: Option<usize>,
 }
 
-/// Sets a single-valued field under the first-match-wins rule, and says what
-/// happened.
-#[allow(clippy::too_many_arguments)]
-fn apply<'r, T: Clone + Display + PartialEq>(
-    name: &str,
-    slot: &mut Option<T>,
-    by: &mut Option<usize>,
-    value: Option<&T>,
-    override_: bool,
+/// The message being evaluated: its true atoms, its mailbox and the message.
+struct Input<'m> {
+    bits: &'m [u64],
+    mailbox: &'m str,
+    msg: &'m ParsedMessage,
+}
+
+/// One matching rule's writes to the single-valued fields, and what they did.
+struct Writer<'r> {
+    rules: &'r [Rule],
+    /// The rule writing.
     rule: usize,
-    names: &dyn Fn(Option<usize>) -> &'r str,
-    effects: &mut Vec<String>,
-) {
-    let Some(v) = value else { return };
-    match slot {
-        None => {
-            *slot = Some(v.clone());
-            *by = Some(rule);
-            effects.push(format!("{name} {v}"));
-        }
-        Some(old) if override_ => {
-            effects.push(format!(
+    override_: bool,
+    effects: Vec<String>,
+}
+
+impl Writer<'_> {
+    /// The name of the rule that set a field, for explanations.
+    fn name(&self, by: Option<usize>) -> &str {
+        by.and_then(|i| self.rules.get(i))
+            .map_or("?", |r| r.name.as_str())
+    }
+
+    /// Sets a single-valued field under the first-match-wins rule, and says
+    /// what happened.
+    fn set<T: Clone + Display>(
+        &mut self,
+        name: &str,
+        slot: &mut Option<T>,
+        by: &mut Option<usize>,
+        value: Option<&T>,
+    ) {
+        let Some(v) = value else { return };
+        let effect = match slot {
+            None => format!("{name} {v}"),
+            Some(old) if self.override_ => format!(
                 "{name} {v} (overrides {old} from rule {:?})",
-                names(*by)
-            ));
-            *slot = Some(v.clone());
-            *by = Some(rule);
-        }
-        Some(old) => {
-            effects.push(format!(
-                "{name} {v} not applied: already {old} from rule {:?}",
-                names(*by)
-            ));
+                self.name(*by)
+            ),
+            Some(old) => {
+                let effect = format!(
+                    "{name} {v} not applied: already {old} from rule {:?}",
+                    self.name(*by)
+                );
+                self.effects.push(effect);
+                return;
+            }
+        };
+        self.effects.push(effect);
+        *slot = Some(v.clone());
+        *by = Some(self.rule);
+    }
+}
+
+/// Adds the values not already there to a many-valued field (recipients,
+/// tags), saying `{what} {value}` for each.
+fn accumulate(what: &str, field: &mut Vec<String>, values: &[String], effects: &mut Vec<String>) {
+    for v in values {
+        if !field.contains(v) {
+            field.push(v.clone());
+            effects.push(format!("{what} {v}"));
         }
     }
 }

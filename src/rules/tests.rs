@@ -865,3 +865,49 @@ fn patterns_too_big_across_fields_exhaust_the_budget_of_the_set() {
         panic!("{:?}", &p[..p.len().min(3)]);
     }
 }
+
+/// Every effect each matched rule reports, in order: set, not applied,
+/// overridden, recipients and tags added only once.
+#[test]
+fn effects_say_what_each_rule_did() {
+    let r = rules(SEMANTICS);
+    let e = r.evaluate("map-support", &msg(&["Subject: site down"], "override me"));
+    let got: Vec<(&str, Vec<&str>)> = e
+        .matched
+        .iter()
+        .map(|m| {
+            (
+                m.rule.as_str(),
+                m.effects.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "first",
+                vec![
+                    "queue ProductionDefect",
+                    "kind incident",
+                    "recipient ops@example.edu",
+                    "recipient x@example.edu",
+                    "tag a",
+                ]
+            ),
+            (
+                "second",
+                vec![
+                    "queue Admin not applied: already ProductionDefect from rule \"first\"",
+                    "urgency high",
+                    "tag b",
+                ]
+            ),
+            (
+                "overrider",
+                vec!["queue Database (overrides ProductionDefect from rule \"first\")"]
+            ),
+            ("after stop", vec!["impact moderate"]),
+        ]
+    );
+}
