@@ -105,12 +105,14 @@ pub enum Command {
         command: QuarantineCommand,
     },
     /// Measure throughput and memory (see benches/README.md).
+    #[cfg(feature = "dev")]
     Bench {
         #[command(subcommand)]
-        command: crate::bench::BenchCommand,
+        command: crate::dev::bench::BenchCommand,
     },
     /// Start a private Dovecot on loopback, mail it a few messages, run the daemon
     /// against it and show the tickets it made. Needs dovecot-imapd installed.
+    #[cfg(feature = "dev")]
     Demo {
         /// Keep watching after the demo messages (Ctrl-C to stop).
         #[arg(long)]
@@ -263,7 +265,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(path)?;
             let store = open_store(&config).await?;
             let shutdown = CancellationToken::new();
-            spawn_signal_handler(shutdown.clone());
+            crate::daemon::spawn_signal_handler(shutdown.clone());
             crate::daemon::run(config, store, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -389,8 +391,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             store.close().await;
             code
         }
-        Command::Bench { command } => crate::bench::run(command).await,
-        Command::Demo { keep_running } => crate::demo::run(keep_running).await,
+        #[cfg(feature = "dev")]
+        Command::Bench { command } => crate::dev::bench::run(command).await,
+        #[cfg(feature = "dev")]
+        Command::Demo { keep_running } => crate::dev::demo::run(keep_running).await,
     }
 }
 
@@ -441,25 +445,6 @@ fn check(path: Option<&std::path::Path>) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
-}
-
-/// Cancels `token` on SIGTERM or SIGINT.
-pub fn spawn_signal_handler(token: CancellationToken) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
-        }
-        token.cancel();
-    });
 }
 
 /// `1042`, `#1042`, `[ISDA #1042]` -> 1042.

@@ -32,7 +32,6 @@ mod cases;
 mod compile;
 mod eval;
 mod format;
-mod generate;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -41,7 +40,6 @@ use serde::{Deserialize, Serialize};
 
 pub use cases::{CaseContext, CaseResult, KeyDiff, run_cases};
 pub use eval::auto_generated;
-pub use generate::generate_rules;
 
 use crate::priority::{Impact, Kind, Urgency};
 
