@@ -19,6 +19,15 @@
 //! - [`dev`] (cargo feature `dev`, on by default): tooling apart from the
 //!   product: a private Dovecot on loopback ([`dev::devstack`]), and the demo
 //!   and benchmarks built on it. Only [`cli`] imports it.
+//!
+//! # Imports
+//!
+//! A module imports only modules of lower layers (lowest first): foundations
+//! ([`priority`], [`calendar`]); [`parse`] and [`sources::files`]; [`thread`],
+//! [`telemetry`]; [`rules`]; [`config`]; [`classify`]; [`store`]; [`notify`];
+//! [`pipeline`]; [`sources`]; [`ingest`]; [`daemon`]; [`rules_cmd`]; `dev`;
+//! [`cli`]. `tests/tidy.rs` holds the table and fails on any other import
+//! (its `KNOWN_VIOLATIONS` lists the ones still to remove).
 
 pub mod calendar;
 pub mod classify;

@@ -26,7 +26,6 @@
 //! - [`compile`]: validation (every problem as `file:line: reason`) and indexing.
 //! - [`eval`]: evaluation and its explanation.
 //! - [`cases`]: the test cases kept beside the rules (`routing-rules/tests/`).
-//! - [`generate`]: synthetic rule sets for benchmarks.
 
 mod cases;
 mod compile;
