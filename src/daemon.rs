@@ -214,6 +214,25 @@ fn fingerprint(
     out
 }
 
+/// Cancels `token` on SIGTERM or SIGINT.
+pub fn spawn_signal_handler(token: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        token.cancel();
+    });
+}
+
 #[cfg(test)]
 mod tests {
     /// On a single-threaded runtime, work run inline would starve every task:

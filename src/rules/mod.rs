@@ -26,13 +26,11 @@
 //! - [`compile`]: validation (every problem as `file:line: reason`) and indexing.
 //! - [`eval`]: evaluation and its explanation.
 //! - [`cases`]: the test cases kept beside the rules (`routing-rules/tests/`).
-//! - [`generate`]: synthetic rule sets for benchmarks.
 
 mod cases;
 mod compile;
 mod eval;
 mod format;
-mod generate;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -41,7 +39,6 @@ use serde::{Deserialize, Serialize};
 
 pub use cases::{CaseContext, CaseResult, KeyDiff, run_cases};
 pub use eval::auto_generated;
-pub use generate::generate_rules;
 
 use crate::priority::{Impact, Kind, Urgency};
 

@@ -621,9 +621,10 @@ fn no_rules_no_decision() {
     assert_eq!(e.explanation(), vec!["no rule matched"]);
 }
 
+#[cfg(feature = "dev")]
 #[test]
 fn generated_rules_load_and_run() {
-    let text = generate_rules(1000);
+    let text = crate::dev::generate_rules(1000);
     let r = match RuleSet::from_sources(&[("gen.toml".to_string(), text)], &Known::domain()) {
         Ok(r) => r,
         Err(p) => panic!("{:?}", &p[..p.len().min(5)]),
@@ -860,9 +861,12 @@ fn patterns_too_big_across_fields_exhaust_the_budget_of_the_set() {
         "{shown:#?}"
     );
     // Generated rules stay far inside it (each regex fits the 4 KiB class).
-    let text = generate_rules(2000);
-    if let Err(p) = RuleSet::from_sources(&[("gen.toml".to_string(), text)], &Known::domain()) {
-        panic!("{:?}", &p[..p.len().min(3)]);
+    #[cfg(feature = "dev")]
+    {
+        let text = crate::dev::generate_rules(2000);
+        if let Err(p) = RuleSet::from_sources(&[("gen.toml".to_string(), text)], &Known::domain()) {
+            panic!("{:?}", &p[..p.len().min(3)]);
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use serde_json::Value;
-use triaged::devstack::{Dovecot, PASSWORD};
+use triaged::dev::devstack::{Dovecot, PASSWORD};
 
 use crate::harness::{Mailbox, PW_ENV, PgDb, World, bin, message, search, wait_for};
 

@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use triaged::devstack::{Dovecot, PASSWORD};
+use triaged::dev::devstack::{Dovecot, PASSWORD};
 
 pub const PW_ENV: &str = "TRIAGED_TEST_IMAP_PASSWORD";
 

@@ -475,7 +475,7 @@ async fn hostile_acknowledgements_arrive_bounded_and_without_injected_headers() 
     use crate::harness::{Mailbox, World};
     use futures::TryStreamExt;
     use std::time::Duration;
-    use triaged::devstack::{Dovecot, Smtpd};
+    use triaged::dev::devstack::{Dovecot, Smtpd};
     const SUPPORT: &str = "isda-support@example.edu";
     let dovecot = Dovecot::start().expect("dovecot");
     let smtpd = Smtpd::start(&dovecot).expect("smtpd");

@@ -381,7 +381,7 @@ async fn oversized_is_quarantined_and_malformed_is_ticketed() {
 /// internal CA given as `ca_file`.
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_and_starttls_with_internal_ca() {
-    let dovecot = triaged::devstack::Dovecot::start_tls().expect("dovecot with TLS");
+    let dovecot = triaged::dev::devstack::Dovecot::start_tls().expect("dovecot with TLS");
     let (imaps_port, ca) = dovecot.tls.clone().expect("tls");
     let world = World::with(dovecot, &two_mailboxes(), None, "");
     let text = std::fs::read_to_string(&world.config).expect("config");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use triaged::devstack::{Dovecot, Smtpd};
+use triaged::dev::devstack::{Dovecot, Smtpd};
 
 use crate::harness::{Mailbox, World, message, search, wait_for};
 

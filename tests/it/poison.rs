@@ -196,7 +196,7 @@ fn start_poisoned_daemon(world: &World, poison_subject: &str, n: usize) -> Daemo
         .arg("--config")
         .arg(&world.config)
         .arg("run")
-        .env(PW_ENV, triaged::devstack::PASSWORD)
+        .env(PW_ENV, triaged::dev::devstack::PASSWORD)
         .env("RUST_LOG", "info")
         .env("TRIAGED_FAULT_ABORT_ON_SUBJECT", poison_subject)
         .stdin(Stdio::null())

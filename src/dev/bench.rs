@@ -147,7 +147,7 @@ pub fn generate(i: usize) -> Vec<u8> {
 /// `dovecot`, mail sent through OpenSMTPD on `smtp_port`, no per-sender limit.
 fn daemon_config(
     url: &str,
-    dovecot: &crate::devstack::Dovecot,
+    dovecot: &super::devstack::Dovecot,
     password_file: &Path,
     smtp_port: Option<u16>,
 ) -> anyhow::Result<Arc<Config>> {
@@ -240,7 +240,7 @@ async fn bench_ingest(count: usize, database_url: Option<&str>) -> anyhow::Resul
 }
 
 async fn bench_imap(count: usize) -> anyhow::Result<()> {
-    let dovecot = crate::devstack::Dovecot::start()?;
+    let dovecot = super::devstack::Dovecot::start()?;
     let messages: Vec<Vec<u8>> = (0..count).map(generate).collect();
     let t = Instant::now();
     dovecot.deliver_files("isda-support@example.edu", &messages)?;
@@ -254,7 +254,7 @@ async fn bench_imap(count: usize) -> anyhow::Result<()> {
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     // The password goes through a file, as a deployment's would.
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, crate::devstack::PASSWORD)?;
+    std::fs::write(&pw, super::devstack::PASSWORD)?;
     let config = daemon_config(&url, &dovecot, &pw, None)?;
     let store = Store::open(&url, 1).await?;
     let shutdown = CancellationToken::new();
@@ -284,13 +284,13 @@ async fn bench_imap(count: usize) -> anyhow::Result<()> {
 }
 
 async fn bench_outbound(count: usize, samples: usize) -> anyhow::Result<()> {
-    use crate::devstack::{Dovecot, Smtpd};
+    use super::devstack::{Dovecot, Smtpd};
     let dovecot = Dovecot::start()?;
     let smtpd = Smtpd::start(&dovecot)?;
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, crate::devstack::PASSWORD)?;
+    std::fs::write(&pw, super::devstack::PASSWORD)?;
     let config = daemon_config(&url, &dovecot, &pw, Some(smtpd.port))?;
 
     // Throughput: queue `count` acknowledgements, then time the sender alone.
@@ -410,7 +410,7 @@ fn bench_classify(generated: usize, count: usize) -> anyhow::Result<()> {
     let t = Instant::now();
     let shipped = crate::classify::load_rules(&config).map_err(|p| anyhow::anyhow!("{p}"))?;
     let shipped_load = t.elapsed();
-    let text = crate::rules::generate_rules(generated);
+    let text = super::generate_rules(generated);
     let t = Instant::now();
     let big = RuleSet::from_sources(&[("generated.toml".to_string(), text)], &Known::domain())
         .map_err(|p| anyhow::anyhow!("{p:?}"))?;

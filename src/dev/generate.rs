@@ -1,6 +1,6 @@
 //! Synthetic rule sets for benchmarks: many plausible rules, a mix of regex,
 //! contains, exact, domain and header matchers, valid against
-//! [`super::Known::domain`].
+//! [`crate::rules::Known::domain`].
 
 use std::fmt::Write;
 

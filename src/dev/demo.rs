@@ -10,37 +10,37 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::devstack::{Dovecot, PASSWORD, Smtpd};
 use crate::config::Config;
-use crate::devstack::{Dovecot, PASSWORD, Smtpd};
 use crate::store::{Store, TicketFilter};
 
-const DEMO_CONFIG: &str = include_str!("../deploy/demo/triaged.toml");
+const DEMO_CONFIG: &str = include_str!("../../deploy/demo/triaged.toml");
 
 /// (user, message) in delivery order.
 const DEMO_MAIL: &[(&str, &str)] = &[
     (
         "isda-support@example.edu",
-        include_str!("../deploy/demo/1-isda-support.eml"),
+        include_str!("../../deploy/demo/1-isda-support.eml"),
     ),
     (
         "isda-support@example.edu",
-        include_str!("../deploy/demo/2-isda-support-reply.eml"),
+        include_str!("../../deploy/demo/2-isda-support-reply.eml"),
     ),
     (
         "map-support@example.edu",
-        include_str!("../deploy/demo/3-map-support.eml"),
+        include_str!("../../deploy/demo/3-map-support.eml"),
     ),
     (
         "db-requests@example.edu",
-        include_str!("../deploy/demo/4-db-requests.eml"),
+        include_str!("../../deploy/demo/4-db-requests.eml"),
     ),
     (
         "help@example.edu",
-        include_str!("../deploy/demo/5-help.eml"),
+        include_str!("../../deploy/demo/5-help.eml"),
     ),
     (
         "map-support@example.edu",
-        include_str!("../deploy/demo/6-map-support-copy.eml"),
+        include_str!("../../deploy/demo/6-map-support-copy.eml"),
     ),
 ];
 
@@ -75,7 +75,7 @@ pub async fn run(keep_running: bool) -> anyhow::Result<ExitCode> {
 
     let store = Store::open(&config.store.database_url, config.tickets.first_number).await?;
     let shutdown = CancellationToken::new();
-    crate::cli::spawn_signal_handler(shutdown.clone());
+    crate::daemon::spawn_signal_handler(shutdown.clone());
     let daemon = tokio::spawn(crate::daemon::run(
         config.clone(),
         store.clone(),

@@ -1,0 +1,103 @@
+//! `triaged ingest`: files, Maildirs, mbox files or stdin into tickets.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::text::vis;
+use super::{load_config, mailbox_names, open_store};
+use crate::config::Config;
+use crate::ingest::ingest_paths;
+use crate::pipeline::Pipeline;
+use crate::store::Outcome;
+
+/// What `triaged ingest` was asked.
+pub(super) struct IngestArgs {
+    pub mailbox: Option<String>,
+    pub verbose: bool,
+    pub json: bool,
+    pub no_notify: bool,
+    pub paths: Vec<PathBuf>,
+}
+
+pub(super) async fn ingest(path: Option<&Path>, args: IngestArgs) -> anyhow::Result<ExitCode> {
+    let IngestArgs {
+        mailbox,
+        verbose,
+        json,
+        no_notify,
+        paths,
+    } = args;
+    let config = load_config(path)?;
+    let mailbox = resolve_mailbox(&config, mailbox)?;
+    let store = open_store(&config).await?;
+    let store = if no_notify {
+        store
+    } else {
+        // Mail is queued here and sent by `triaged run`.
+        crate::notify::attach(&config, store, Arc::new(tokio::sync::Notify::new()))
+            .map_err(|p| anyhow::anyhow!("templates:\n{p}"))?
+    };
+    let pipeline = {
+        let store = store.clone();
+        crate::daemon::off_runtime(move || Pipeline::new(config, store))
+            .await?
+            .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?
+    };
+    let summary = ingest_paths(&pipeline, &mailbox, paths, |r| {
+        if verbose || r.result.is_err() {
+            match &r.result {
+                Ok(o) => println!("{}: {}", vis(&r.origin.to_string()), describe(o)),
+                Err(e) => println!(
+                    "{}: error: {}",
+                    vis(&r.origin.to_string()),
+                    vis(&e.to_string())
+                ),
+            }
+        }
+    })
+    .await;
+    store.close().await;
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!("{summary}");
+    }
+    Ok(if summary.errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The mailbox named with `--mailbox`, or the first configured one.
+fn resolve_mailbox(config: &Config, mailbox: Option<String>) -> anyhow::Result<String> {
+    Ok(match mailbox {
+        Some(m) => {
+            if config.mailbox(&m).is_none() {
+                anyhow::bail!(
+                    "unknown mailbox {m:?} (configured: {})",
+                    mailbox_names(config)
+                );
+            }
+            m
+        }
+        None => config
+            .mailboxes
+            .first()
+            .map(|m| m.name.get_ref().clone())
+            .context("no mailbox configured")?,
+    })
+}
+
+fn describe(o: &Outcome) -> String {
+    match o {
+        Outcome::Created(n) => format!("new ticket #{n}"),
+        Outcome::Reply(n) => format!("reply on ticket #{n}"),
+        Outcome::Duplicate(n) => format!("duplicate (already on ticket #{n})"),
+        Outcome::DuplicateQuarantined(q) => format!("duplicate (already quarantined as {q})"),
+        Outcome::Quarantined(q) => format!("quarantined as {q}"),
+    }
+}

@@ -1,0 +1,438 @@
+//! The command line: flags in, one command run, an exit code out.
+//!
+//! Exit codes: 0 success; 1 the command ran but something failed (a message that
+//! could not be ingested, a problem found by `check`, a ticket not found);
+//! 2 the command could not start (bad config, database unreachable).
+
+//!
+//! `mod.rs` holds the clap definitions and dispatch; each larger command has a
+//! file (`ingest`, `tickets`, `outbox`, `quarantine`), and `text` shows mail
+//! safely on a terminal.
+
+mod ingest;
+mod outbox;
+mod quarantine;
+mod text;
+mod tickets;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::store::Store;
+use crate::telemetry::{self, LogFormat};
+
+pub use text::{format_ms, json_visible, visible};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "triaged",
+    version,
+    about = "Email-driven ticket triage: watches support mailboxes and turns every message into a ticket or a reply",
+    long_about = "triaged watches support mailboxes over IMAP and turns every message into a ticket, \
+or a reply on an existing one, in an embedded SQLite database (default) or PostgreSQL.\n\n\
+Configuration: --config FILE, else $TRIAGED_CONFIG, else ./triaged.toml, else the built-in \
+example deployment (deploy/triaged.example.toml). $TRIAGED_DATABASE_URL overrides the database."
+)]
+pub struct Cli {
+    /// Configuration file (default: $TRIAGED_CONFIG, else ./triaged.toml, else built-in defaults).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: watch every mailbox that has IMAP settings, until SIGTERM or SIGINT.
+    Run,
+    /// Validate the configuration (and passwords' sources); print `file:line: reason` per problem.
+    Check,
+    /// Feed .eml files, Maildir folders, mbox files, folders of messages, or - (stdin)
+    /// through the same pipeline as the daemon, and print a summary.
+    Ingest {
+        /// The mailbox the messages count as arriving in (default: the first configured).
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// Print one line per message.
+        #[arg(long, short)]
+        verbose: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Queue no mail (acknowledgements, notifications) for these messages.
+        #[arg(long)]
+        no_notify: bool,
+        /// Inputs; `-` reads stdin (one message, or an mbox if it starts with `From `).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// List and show tickets.
+    Tickets {
+        #[command(subcommand)]
+        command: TicketsCommand,
+    },
+    /// Totals: tickets, messages, duplicates recognised, quarantined.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dry run: how one message would be routed (queue, kind, urgency, impact,
+    /// priority, due time, recipients, tags) and why. Stores nothing.
+    Classify {
+        /// The message (.eml), or - for stdin.
+        file: PathBuf,
+        /// The mailbox it counts as arriving in (default: the first configured).
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// Arrival time for the due-time computation (RFC 3339; default: now).
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Test and compare routing rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Outgoing mail: pending, sent, failed.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+    /// Messages set aside instead of ticketed, with the reason.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+    /// Measure throughput and memory (see benches/README.md).
+    #[cfg(feature = "dev")]
+    Bench {
+        #[command(subcommand)]
+        command: crate::dev::bench::BenchCommand,
+    },
+    /// Start a private Dovecot on loopback, mail it a few messages, run the daemon
+    /// against it and show the tickets it made. Needs dovecot-imapd installed.
+    #[cfg(feature = "dev")]
+    Demo {
+        /// Keep watching after the demo messages (Ctrl-C to stop).
+        #[arg(long)]
+        keep_running: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TicketsCommand {
+    /// List tickets, newest first.
+    List {
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        limit: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one ticket: every field, its messages and its history.
+    Show {
+        /// Ticket number (`1042`, `#1042` or `[ISDA #1042]`).
+        number: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Run the test cases kept beside the rules (default `routing-rules/tests/`);
+    /// pass/fail per case with a diff, non-zero exit on any failure.
+    Test {
+        /// Rules folder (default: paths.rules).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Test-case folder (default: RULES/tests).
+        #[arg(long)]
+        cases: Option<PathBuf>,
+    },
+    /// Run messages through two rule sets and list every message whose decision
+    /// would change, and how.
+    Diff {
+        /// The rules in force (a folder).
+        old: PathBuf,
+        /// The proposed rules (a folder).
+        new: PathBuf,
+        /// Messages: Maildir, mbox, .eml files or folders; without it, every
+        /// message already stored.
+        #[arg(long, num_args = 1..)]
+        corpus: Option<Vec<PathBuf>>,
+        /// The mailbox the files count as arriving in (default: the first configured).
+        #[arg(long)]
+        mailbox: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List outgoing mail, newest first.
+    List {
+        /// pending, sent or failed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a failed (or waiting) mail back in line for an attempt now.
+    Retry { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// List quarantined messages with their reasons.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one quarantined message: reason and the headers kept.
+    Show { id: i64 },
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    telemetry::init(cli.log_format);
+    telemetry::install_panic_hook();
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("triaged: {}", chain_text(&e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// An error and its causes on one line, each cause once: drivers often repeat
+/// their cause in their own words, and `{:#}` would print it again.
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let words = cause.to_string();
+        if out.contains(&words) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&words);
+    }
+    out
+}
+
+/// `triaged tickets list | head` closes our stdout early: not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Arc<Config>> {
+    Config::load(path)
+        .map(Arc::new)
+        .map_err(|p| anyhow::anyhow!("invalid configuration:\n{p}"))
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.store.database_url, config.tickets.first_number)
+        .await
+        .with_context(|| {
+            format!(
+                "opening database {}",
+                crate::config::redact_url(&config.store.database_url)
+            )
+        })
+}
+
+/// Runs one command. The commands that read the store open it, run, and close it.
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let path = cli.config.as_deref();
+    match cli.command {
+        Command::Check => {
+            let path = path.map(std::path::Path::to_path_buf);
+            crate::daemon::off_runtime(move || check(path.as_deref())).await
+        }
+        Command::Run => run_daemon(path).await,
+        Command::Ingest {
+            mailbox,
+            verbose,
+            json,
+            no_notify,
+            paths,
+        } => {
+            let args = ingest::IngestArgs {
+                mailbox,
+                verbose,
+                json,
+                no_notify,
+                paths,
+            };
+            ingest::ingest(path, args).await
+        }
+        Command::Tickets { command } => {
+            with_store(path, async |store| tickets::tickets(store, command).await).await
+        }
+        Command::Stats { json } => stats(path, json).await,
+        Command::Classify {
+            file,
+            mailbox,
+            at,
+            json,
+        } => {
+            let config = load_config(path)?;
+            crate::rules_cmd::classify(&config, &file, mailbox, at, json)
+        }
+        Command::Rules { command } => rules(path, command).await,
+        Command::Outbox { command } => {
+            with_store(path, async |store| outbox::outbox(store, command).await).await
+        }
+        Command::Quarantine { command } => {
+            with_store(path, async |store| {
+                quarantine::quarantine(store, command).await
+            })
+            .await
+        }
+        #[cfg(feature = "dev")]
+        Command::Bench { command } => crate::dev::bench::run(command).await,
+        #[cfg(feature = "dev")]
+        Command::Demo { keep_running } => crate::dev::demo::run(keep_running).await,
+    }
+}
+
+/// Opens the store, runs `command` on it, and closes it whatever the result.
+async fn with_store(
+    path: Option<&std::path::Path>,
+    command: impl AsyncFnOnce(&Store) -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let code = command(&store).await;
+    store.close().await;
+    code
+}
+
+/// `triaged run`: the daemon until SIGTERM or SIGINT.
+async fn run_daemon(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let shutdown = CancellationToken::new();
+    crate::daemon::spawn_signal_handler(shutdown.clone());
+    crate::daemon::run(config, store, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `triaged stats`.
+async fn stats(path: Option<&std::path::Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let counts = store.counts().await?;
+    store.close().await;
+    if json {
+        println!("{}", serde_json::to_string(&counts)?);
+    } else {
+        println!(
+            "{} tickets, {} messages, {} duplicates recognised, {} quarantined",
+            counts.tickets, counts.messages, counts.duplicates, counts.quarantined
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `triaged rules test` and `rules diff`.
+async fn rules(path: Option<&std::path::Path>, command: RulesCommand) -> anyhow::Result<ExitCode> {
+    let config = load_config(path)?;
+    match command {
+        RulesCommand::Test { rules, cases } => crate::rules_cmd::test(&config, rules, cases),
+        RulesCommand::Diff {
+            old,
+            new,
+            corpus,
+            mailbox,
+        } => crate::rules_cmd::diff(config, &old, &new, corpus, mailbox).await,
+    }
+}
+
+fn mailbox_names(config: &Config) -> String {
+    config
+        .mailboxes
+        .iter()
+        .map(|m| m.name.get_ref().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn check(path: Option<&std::path::Path>) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(problems) => {
+            for p in &problems.0 {
+                println!("{p}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    let mut problems = config.check_secrets();
+    problems.extend(config.check_database_url());
+    if let Err(p) = crate::classify::load_rules(&config) {
+        problems.extend(p.0);
+    }
+    match crate::notify::templates::Templates::load_or_builtin(&config.paths.templates) {
+        Ok(t) => problems.extend(t.check()),
+        Err(p) => problems.extend(p),
+    }
+    for p in &problems {
+        println!("{p}");
+    }
+    if problems.is_empty() {
+        println!("{}: ok", config.source);
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn error_chain_names_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("error returned from database: {0}")]
+        struct Outer(#[source] Inner);
+        #[derive(Debug, thiserror::Error)]
+        #[error("role \"nobody\" does not exist")]
+        struct Inner;
+        let e = anyhow::Error::new(Outer(Inner)).context("opening database postgres://x");
+        assert_eq!(
+            chain_text(&e),
+            "opening database postgres://x: error returned from database: role \"nobody\" does not exist"
+        );
+    }
+}
