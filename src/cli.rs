@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::ingest::ingest_paths;
-use crate::pipeline::Pipeline;
-use crate::store::{Outcome, Store, TicketFilter};
+use crate::pipeline::{Outcome, Pipeline};
+use crate::store::{Store, TicketFilter};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -292,18 +292,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     .context("no mailbox configured")?,
             };
             let store = open_store(&config).await?;
-            let store = if no_notify {
-                store
+            let notifier = if no_notify {
+                None
             } else {
                 // Mail is queued here and sent by `triaged run`.
-                crate::notify::attach(&config, store, Arc::new(tokio::sync::Notify::new()))
-                    .map_err(|p| anyhow::anyhow!("templates:\n{p}"))?
+                Some(
+                    crate::notify::notifier(&config)
+                        .map_err(|p| anyhow::anyhow!("templates:\n{p}"))?,
+                )
             };
             let pipeline = {
                 let store = store.clone();
                 crate::daemon::off_runtime(move || Pipeline::new(config, store))
                     .await?
                     .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?
+            };
+            let pipeline = match notifier {
+                Some(n) => pipeline.with_notifier(n, Arc::new(tokio::sync::Notify::new())),
+                None => pipeline,
             };
             let summary = ingest_paths(&pipeline, &mailbox, paths, |r| {
                 if verbose || r.result.is_err() {
@@ -600,7 +606,7 @@ async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::Result<ExitC
                         out,
                         "{:<16} {:<9} {:<18} {:<9} {:<32} {}",
                         vis(&t.tag),
-                        vis(&t.status),
+                        t.status.as_str(),
                         vis(&t.queue),
                         vis(&t.kind),
                         vis(&truncate(&t.requester, 32)),
@@ -625,7 +631,7 @@ async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::Result<ExitC
             }
             let k = &t.ticket;
             writeln!(out, "{} {}", vis(&k.tag), vis(&k.subject))?;
-            writeln!(out, "  status:    {}", vis(&k.status))?;
+            writeln!(out, "  status:    {}", k.status)?;
             writeln!(out, "  desk:      {}", vis(&k.desk))?;
             writeln!(out, "  queue:     {}", vis(&k.queue))?;
             writeln!(out, "  kind:      {}", vis(&k.kind))?;
