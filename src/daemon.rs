@@ -1,4 +1,5 @@
-//! The daemon: one watcher task per IMAP mailbox, a shared store, and a
+//! The daemon: one watcher task per IMAP mailbox, a shared store, the
+//! outbox sender (woken by the pipeline's commits that queue mail), and a
 //! designed shutdown (cancel, let each watcher finish the chunk in hand, join
 //! every task against a deadline).
 
@@ -28,8 +29,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let wake = Arc::new(tokio::sync::Notify::new());
-    let store = crate::notify::attach(&config, store, wake.clone())
-        .map_err(|p| anyhow::anyhow!("templates:\n{p}"))?;
+    let notifier =
+        crate::notify::notifier(&config).map_err(|p| anyhow::anyhow!("templates:\n{p}"))?;
     // The sender has its own token: it stops after the watchers, once the
     // outbox has had a chance to flush.
     let sender_stop = CancellationToken::new();
@@ -44,7 +45,7 @@ pub async fn run(
                     store: store.clone(),
                     transports: transport,
                     config: smtp.clone(),
-                    wake,
+                    wake: wake.clone(),
                     shutdown: sender_stop.clone(),
                 }
                 .run(),
@@ -62,6 +63,7 @@ pub async fn run(
         off_runtime(move || Pipeline::new(config, store))
             .await?
             .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?
+            .with_notifier(notifier, wake)
     };
     let mut tasks = JoinSet::new();
     for (mailbox, settings) in config.mailboxes.iter().zip(&config.imap) {

@@ -11,9 +11,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::pipeline::{Pipeline, Summary};
+use crate::pipeline::{Outcome, Pipeline, Prepared, Summary};
 use crate::sources::files::{Item, Walker};
-use crate::store::{Outcome, Prepared};
 
 /// Batches in flight between the reader and the committer.
 const CHANNEL_BATCHES: usize = 4;

@@ -2,18 +2,94 @@
 //! daemon (IMAP) and `triaged ingest` (files), so both behave the same.
 //!
 //! `prepare` is pure (parse -> classify -> thread keys -> dedupe key);
-//! `commit` hands a batch to the store in one transaction.
+//! `commit` owns the transaction: it opens it, records each message through
+//! the store's primitives ([`record`]), asks notify to compose the mail of
+//! each ticket event and queues it, commits with the cursor, then wakes the
+//! outbox sender if anything was queued.
+
+mod record;
 
 use std::sync::{Arc, RwLock};
 
-use crate::classify::Classifier;
+use serde::Serialize;
+
+use crate::classify::{Classifier, Decision};
 use crate::config::{Config, Problems};
+use crate::notify::Notifier;
 use crate::parse::{self, ParsedMessage};
-use crate::store::{Action, Cursor, Origin, Outcome, Prepared, Store, StoreError};
-use crate::thread;
+use crate::store::{Cursor, Store, StoreError};
+use crate::thread::{self, ThreadKeys};
 
 /// At most this much of an oversized message's head is kept in quarantine.
 const QUARANTINE_HEAD_BYTES: usize = 64 * 1024;
+
+/// Where a message came from, for audit and for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Imap { uidvalidity: u32, uid: u32 },
+    File { path: String },
+    Stdin { index: usize },
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Imap { uidvalidity, uid } => {
+                write!(f, "imap uidvalidity={uidvalidity} uid={uid}")
+            }
+            Origin::File { path } => write!(f, "file {path}"),
+            Origin::Stdin { index } => write!(f, "stdin #{index}"),
+        }
+    }
+}
+
+/// What to do with one message, decided before the transaction.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Make a ticket, or a reply on the ticket its thread keys name.
+    Ticket {
+        parsed: Box<ParsedMessage>,
+        decision: Box<Decision>,
+        keys: ThreadKeys,
+    },
+    /// Set it aside with a reason; `headers` is what was kept of it.
+    Quarantine {
+        reason: String,
+        headers: Vec<u8>,
+        message_id: Option<String>,
+        from: Option<String>,
+        subject: Option<String>,
+        size: u64,
+    },
+}
+
+/// One message ready to commit.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub mailbox: String,
+    pub origin: Origin,
+    /// `mid:<Message-ID>#<content hash>` or `sha256:<content hash>`: the same
+    /// key never makes two tickets (see `pipeline::dedupe_key`).
+    pub dedupe_key: String,
+    pub raw: Vec<u8>,
+    pub action: Action,
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "id", rename_all = "lowercase")]
+pub enum Outcome {
+    /// A new ticket with this number.
+    Created(i64),
+    /// A reply recorded on this ticket.
+    Reply(i64),
+    /// Seen before: already on this ticket.
+    Duplicate(i64),
+    /// Seen before: already in quarantine with this id.
+    DuplicateQuarantined(i64),
+    /// Set aside in quarantine with this id.
+    Quarantined(i64),
+}
 
 /// Counts of outcomes, for summaries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -59,6 +135,10 @@ pub struct Pipeline {
     /// The current classifier; replaced whole on reload, read as one snapshot
     /// per message, so no message is routed by half a rule set.
     classifier: Arc<RwLock<Arc<Classifier>>>,
+    /// Composes the mail of ticket events; none: no mail is queued.
+    notifier: Option<Arc<Notifier>>,
+    /// Poked after every commit that queued mail, to wake the sender.
+    outbox_wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Pipeline {
@@ -75,7 +155,18 @@ impl Pipeline {
             store,
             desk_tags,
             classifier: Arc::new(RwLock::new(Arc::new(classifier))),
+            notifier: None,
+            outbox_wake: None,
         }
+    }
+
+    /// This pipeline, composing the mail of every ticket event with
+    /// `notifier` (queued in the event's transaction), and poking `wake`
+    /// after each commit that queued mail.
+    pub fn with_notifier(mut self, notifier: Notifier, wake: Arc<tokio::sync::Notify>) -> Pipeline {
+        self.notifier = Some(Arc::new(notifier));
+        self.outbox_wake = Some(wake);
+        self
     }
 
     /// The classifier in force now.
@@ -179,7 +270,8 @@ impl Pipeline {
         }
     }
 
-    /// Commits a batch in one transaction (see [`Store::commit`]).
+    /// Commits a batch in one transaction, with the IMAP cursor if given.
+    /// Returns one outcome per prepared message, in order.
     ///
     /// When the store refuses the batch for a reason that will not go away,
     /// the messages are committed one by one, and one the store refuses even
@@ -194,7 +286,7 @@ impl Pipeline {
         batch: &[Prepared],
         cursor: Option<&Cursor>,
     ) -> Result<Vec<Outcome>, StoreError> {
-        match self.store.commit(batch, cursor).await {
+        match self.transaction(batch, cursor).await {
             Err(e) if !e.is_retryable() => {
                 tracing::warn!(error = %e, size = batch.len(), "batch refused; committing its messages one by one");
             }
@@ -202,12 +294,11 @@ impl Pipeline {
         }
         let mut outcomes = Vec::with_capacity(batch.len());
         for p in batch {
-            let outcome = match self.store.commit(std::slice::from_ref(p), None).await {
+            let outcome = match self.transaction(std::slice::from_ref(p), None).await {
                 Ok(mut o) => o.pop(),
                 Err(e) if !e.is_retryable() => {
                     let q = self.refused(p, &e);
-                    self.store
-                        .commit(std::slice::from_ref(&q), None)
+                    self.transaction(std::slice::from_ref(&q), None)
                         .await?
                         .pop()
                 }
@@ -219,6 +310,50 @@ impl Pipeline {
             self.store.set_cursor(c).await?;
         }
         Ok(outcomes)
+    }
+
+    /// One transaction for `batch` and `cursor`; on failure the store
+    /// accounts for it ([`Store::failed`]: counted, and the connection it
+    /// failed on is never reused). After a commit that queued mail, the
+    /// sender is woken.
+    async fn transaction(
+        &self,
+        batch: &[Prepared],
+        cursor: Option<&Cursor>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        match self.transaction_once(batch, cursor).await {
+            Ok((outcomes, queued)) => {
+                if let Some(wake) = &self.outbox_wake
+                    && queued > 0
+                {
+                    wake.notify_one();
+                }
+                Ok(outcomes)
+            }
+            // The transaction is dropped (rolled back) by now.
+            Err(e) => Err(self.store.failed(e).await),
+        }
+    }
+
+    /// The outcomes, and how many mails were queued.
+    async fn transaction_once(
+        &self,
+        batch: &[Prepared],
+        cursor: Option<&Cursor>,
+    ) -> Result<(Vec<Outcome>, usize), StoreError> {
+        let mut tx = self.store.begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut queued = 0;
+        for p in batch {
+            let recorded = record::record(&mut tx, self.notifier.as_deref(), p).await?;
+            outcomes.push(recorded.outcome);
+            queued += recorded.queued;
+        }
+        if let Some(c) = cursor {
+            tx.set_cursor(c).await?;
+        }
+        tx.commit().await?;
+        Ok((outcomes, queued))
     }
 
     /// The quarantine entry for a message the store refused.
@@ -267,7 +402,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// transport headers (Received, Delivered-To, Return-Path, DKIM/ARC added in
 /// transit) are the same message, while another message that reuses a
 /// Message-ID is not. The store keeps `mid:<Message-ID>` for the first message
-/// with an ID and the whole key for a colliding one (see [`Store::commit`]).
+/// with an ID and the whole key for a colliding one (see [`record`]).
 pub fn dedupe_key(parsed: &ParsedMessage, raw: &[u8]) -> String {
     let hash = content_hash(parsed, raw);
     match &parsed.message_id {

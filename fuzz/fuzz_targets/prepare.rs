@@ -7,8 +7,8 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use triaged::pipeline::Pipeline;
-use triaged::store::{Action, Origin, Store};
+use triaged::pipeline::{Action, Origin, Pipeline};
+use triaged::store::Store;
 
 const SMALL_LIMIT: u64 = 2048;
 

@@ -10,8 +10,8 @@ use super::text::vis;
 use super::{load_config, mailbox_names, open_store};
 use crate::config::Config;
 use crate::ingest::ingest_paths;
+use crate::pipeline::Outcome;
 use crate::pipeline::Pipeline;
-use crate::store::Outcome;
 
 /// What `triaged ingest` was asked.
 pub(super) struct IngestArgs {
@@ -33,18 +33,21 @@ pub(super) async fn ingest(path: Option<&Path>, args: IngestArgs) -> anyhow::Res
     let config = load_config(path)?;
     let mailbox = resolve_mailbox(&config, mailbox)?;
     let store = open_store(&config).await?;
-    let store = if no_notify {
-        store
+    let notifier = if no_notify {
+        None
     } else {
         // Mail is queued here and sent by `triaged run`.
-        crate::notify::attach(&config, store, Arc::new(tokio::sync::Notify::new()))
-            .map_err(|p| anyhow::anyhow!("templates:\n{p}"))?
+        Some(crate::notify::notifier(&config).map_err(|p| anyhow::anyhow!("templates:\n{p}"))?)
     };
     let pipeline = {
         let store = store.clone();
         crate::daemon::off_runtime(move || Pipeline::new(config, store))
             .await?
             .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?
+    };
+    let pipeline = match notifier {
+        Some(n) => pipeline.with_notifier(n, Arc::new(tokio::sync::Notify::new())),
+        None => pipeline,
     };
     let summary = ingest_paths(&pipeline, &mailbox, paths, |r| {
         if verbose || r.result.is_err() {

@@ -45,7 +45,7 @@ async fn list(
                 out,
                 "{:<16} {:<9} {:<18} {:<9} {:<32} {}",
                 vis(&t.tag),
-                vis(&t.status),
+                t.status.as_str(),
                 vis(&t.queue),
                 vis(&t.kind),
                 vis(&truncate(&t.requester, 32)),
@@ -95,7 +95,7 @@ async fn show(
 fn show_fields(out: &mut Out<'_>, t: &TicketDetail) -> std::io::Result<()> {
     let k = &t.ticket;
     writeln!(out, "{} {}", vis(&k.tag), vis(&k.subject))?;
-    writeln!(out, "  status:    {}", vis(&k.status))?;
+    writeln!(out, "  status:    {}", k.status)?;
     writeln!(out, "  desk:      {}", vis(&k.desk))?;
     writeln!(out, "  queue:     {}", vis(&k.queue))?;
     writeln!(out, "  kind:      {}", vis(&k.kind))?;

@@ -208,13 +208,11 @@ async fn bench_ingest(count: usize, database_url: Option<&str>) -> anyhow::Resul
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let config = bench_config(url.clone())?;
     // The same work as `triaged ingest`: acknowledgements are composed and queued.
-    let store = crate::notify::attach(
-        &config,
-        Store::open(&url, 1).await?,
-        Arc::new(tokio::sync::Notify::new()),
-    )
-    .map_err(|p| anyhow::anyhow!("{p}"))?;
-    let pipeline = Pipeline::new(config, store.clone()).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let store = Store::open(&url, 1).await?;
+    let notifier = crate::notify::notifier(&config).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let pipeline = Pipeline::new(config, store.clone())
+        .map_err(|p| anyhow::anyhow!("{p}"))?
+        .with_notifier(notifier, Arc::new(tokio::sync::Notify::new()));
     let rss_before = rss_mib();
     let start = Instant::now();
     let summary =
@@ -295,10 +293,11 @@ async fn bench_outbound(count: usize, samples: usize) -> anyhow::Result<()> {
 
     // Throughput: queue `count` acknowledgements, then time the sender alone.
     let wake = Arc::new(tokio::sync::Notify::new());
-    let store = crate::notify::attach(&config, Store::open(&url, 1).await?, wake.clone())
-        .map_err(|p| anyhow::anyhow!("{p}"))?;
-    let pipeline =
-        Pipeline::new(config.clone(), store.clone()).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let store = Store::open(&url, 1).await?;
+    let notifier = crate::notify::notifier(&config).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let pipeline = Pipeline::new(config.clone(), store.clone())
+        .map_err(|p| anyhow::anyhow!("{p}"))?
+        .with_notifier(notifier, wake.clone());
     for chunk in (0..count).collect::<Vec<_>>().chunks(64) {
         let batch: Vec<_> = chunk
             .iter()
@@ -306,7 +305,7 @@ async fn bench_outbound(count: usize, samples: usize) -> anyhow::Result<()> {
                 let raw = generate(i);
                 pipeline.prepare(
                     "isda-support",
-                    crate::store::Origin::File {
+                    crate::pipeline::Origin::File {
                         path: format!("bench-{i}"),
                     },
                     raw,

@@ -2,8 +2,9 @@
 //!
 //! - [`Notifier`] composes mail for ticket events (an acknowledgement to the
 //!   sender of a new ticket, the queue's notification, the urgent notice to the
-//!   ticket's recipient list). The store calls it inside the event's transaction
-//!   and writes the result to the outbox, so a mail and its cause commit together.
+//!   ticket's recipient list). The pipeline asks it inside the event's
+//!   transaction and queues the result in the outbox, so a mail and its cause
+//!   commit together ([`TicketEvent`] in, [`Outgoing`] out).
 //! - [`policy`] says who must never get an automatic reply (loops, bounces, lists).
 //! - [`templates`] renders the minijinja templates.
 //! - [`sender`] delivers the outbox over SMTP.
@@ -11,6 +12,7 @@
 //! Customer-facing mail goes to the customer alone; internal lists get their own
 //! mails, so no internal address is ever shown to a customer.
 
+mod event;
 pub mod policy;
 pub mod sender;
 pub mod templates;
@@ -24,8 +26,8 @@ use minijinja::Value;
 
 use crate::config::Config;
 use crate::parse::ParsedMessage;
-use crate::store::{Composer, OutboundMail, Outgoing, TicketEvent};
 use crate::thread::format_tag;
+pub use event::{OutboundMail, Outgoing, TicketEvent};
 use templates::{
     REFLECTED_BODY_CHARS, REFLECTED_ID_CHARS, REFLECTED_NAME_CHARS, REFLECTED_SUBJECT_CHARS,
     Rendered, Templates, reflect_line, reflect_text,
@@ -49,20 +51,20 @@ pub struct Notifier {
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
-/// Loads the templates named by the configuration (or the built-in ones) and
-/// gives the store its composer; every template problem is returned.
-pub fn attach(
-    config: &Arc<Config>,
-    store: crate::store::Store,
-    wake: Arc<tokio::sync::Notify>,
-) -> Result<crate::store::Store, crate::config::Problems> {
+/// How far back (ms) mail is counted for the caps: acknowledgements to one
+/// sender, notifications about one sender's or one alert's tickets.
+pub const CAP_WINDOW_MS: i64 = 3_600_000;
+
+/// Loads the templates named by the configuration (or the built-in ones)
+/// into a [`Notifier`]; every template problem is returned.
+pub fn notifier(config: &Arc<Config>) -> Result<Notifier, crate::config::Problems> {
     let templates =
         Templates::load_or_builtin(&config.paths.templates).map_err(crate::config::Problems)?;
     let problems = templates.check();
     if !problems.is_empty() {
         return Err(crate::config::Problems(problems));
     }
-    Ok(store.with_composer(Arc::new(Notifier::new(config.clone(), templates)), wake))
+    Ok(Notifier::new(config.clone(), templates))
 }
 
 impl Notifier {
@@ -182,12 +184,9 @@ impl Notifier {
     }
 }
 
-impl Composer for Notifier {
-    fn ack_window_ms(&self) -> i64 {
-        3_600_000
-    }
-
-    fn compose(&self, ev: &TicketEvent<'_>) -> Vec<Outgoing> {
+impl Notifier {
+    /// The mail for one ticket event: to queue, or suppressed with a reason.
+    pub fn compose(&self, ev: &TicketEvent<'_>) -> Vec<Outgoing> {
         if !ev.created {
             return Vec::new();
         }

@@ -1,6 +1,9 @@
 //! The sender: delivers the outbox over SMTP with lettre.
 //!
-//! It takes due rows oldest first, sends each as the bytes that were composed
+//! It claims due rows oldest first (a claim names this sender's run and
+//! expires, see `store::outbox`), so that two daemons on one database never
+//! send the same mail twice; a mail is started only while enough of its claim
+//! is left to finish it. It sends each as the bytes that were composed
 //! (so a retry sends exactly the same mail, Message-ID included), and records
 //! the result right after the server's answer:
 //! - accepted: `sent`. The at-least-once window is the time between the
@@ -33,6 +36,8 @@ use crate::store::{OutboxMail, Store, now_ms};
 /// Longest sleep between looks at the outbox.
 const IDLE_WAIT: Duration = Duration::from_secs(5);
 const BATCH: i64 = 200;
+/// The shortest claim on a batch of mail.
+const MIN_CLAIM: Duration = Duration::from_secs(300);
 
 pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
 
@@ -93,11 +98,18 @@ impl Sender {
     /// Runs until shutdown. At shutdown the mail in hand is finished first.
     pub async fn run(self) {
         let sender = Arc::new(self);
+        let claimer = claimer_name();
+        // The longest one mail can take (two tries, each bounded by the
+        // timeout): a mail is started only with this much of its claim left.
+        let one_mail = 2 * sender.config.timeout_secs.max(1) as i64 * 1000 + 1000;
+        let claim = (MIN_CLAIM.as_millis() as i64).max(4 * one_mail);
         loop {
             if sender.shutdown.is_cancelled() {
                 return;
             }
-            let due = match sender.store.due_outbox(now_ms(), BATCH).await {
+            let now = now_ms();
+            let until = now + claim;
+            let due = match sender.store.claim_outbox(&claimer, now, until, BATCH).await {
                 Ok(d) => d,
                 Err(e) => {
                     warn!(error = %e, "outbox unreadable; retrying");
@@ -117,14 +129,27 @@ impl Sender {
                         let next = &next;
                         async move {
                             let mut all_done = true;
+                            let mut unsent = Vec::new();
                             while let Some(mail) = next() {
+                                if now_ms() + one_mail > until {
+                                    // Too little of the claim is left: another
+                                    // sender may take this mail before we are done.
+                                    unsent.push(mail.id);
+                                    continue;
+                                }
                                 all_done &= s.deliver(mail, lane).await;
                             }
-                            all_done
+                            (all_done, unsent)
                         }
                     }))
                     .await;
-                any_retry = results.iter().any(|ok| !ok);
+                any_retry = results.iter().any(|(ok, _)| !ok);
+                let unsent: Vec<i64> = results.into_iter().flat_map(|(_, u)| u).collect();
+                if !unsent.is_empty()
+                    && let Err(e) = sender.store.release_outbox(&claimer, &unsent).await
+                {
+                    warn!(error = %e, "could not release unsent mail; it is sent when its claim expires");
+                }
             }
             if full && !any_retry {
                 continue;
@@ -228,6 +253,19 @@ impl Sender {
         }
         Delivery::Retry(last.unwrap_or_default())
     }
+}
+
+/// A name for this sender's claims, unique across processes and runs.
+fn claimer_name() -> String {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!(
+        "{}:{}:{}:{}",
+        host.trim(),
+        std::process::id(),
+        now_ms(),
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// `retry_initial_secs * 2^attempts`, at most `retry_max_secs`.

@@ -8,7 +8,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::store::Origin;
+use crate::pipeline::Origin;
 
 /// One item read from the inputs.
 #[derive(Debug)]

@@ -31,8 +31,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{AfterIngest, ImapSettings, Secret, Security};
-use crate::pipeline::Pipeline;
-use crate::store::{Action, Cursor, InFlight, Origin, Outcome, Prepared, StoreError};
+use crate::pipeline::{Action, Origin, Outcome, Pipeline, Prepared};
+use crate::store::{Cursor, InFlight, StoreError};
 
 /// The byte stream under an IMAP session.
 pub type ImapStream = Either<TcpStream, TlsStream<TcpStream>>;
@@ -681,8 +681,8 @@ fn run_id() -> &'static str {
 
 fn log_outcome(mailbox: &str, uid: u32, p: &Prepared, outcome: &Outcome) {
     let message_id = match &p.action {
-        crate::store::Action::Ticket { parsed, .. } => parsed.message_id.clone(),
-        crate::store::Action::Quarantine { message_id, .. } => message_id.clone(),
+        crate::pipeline::Action::Ticket { parsed, .. } => parsed.message_id.clone(),
+        crate::pipeline::Action::Quarantine { message_id, .. } => message_id.clone(),
     };
     let message_id = message_id.unwrap_or_default();
     match outcome {

@@ -1,5 +1,5 @@
 //! Sources: where raw messages come from. Each source hands raw bytes and an
-//! [`Origin`](crate::store::Origin) to the [`Pipeline`](crate::pipeline::Pipeline)
+//! [`Origin`](crate::pipeline::Origin) to the [`Pipeline`](crate::pipeline::Pipeline)
 //! and acknowledges a message at its source only after its commit.
 
 pub mod files;

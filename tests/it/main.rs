@@ -7,6 +7,7 @@ mod identity;
 mod imap;
 mod ingest;
 mod outbound;
+mod outbox_claim;
 mod poison;
 mod rules;
 mod store;

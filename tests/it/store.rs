@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use triaged::config::{Config, DEFAULT_CONFIG};
-use triaged::pipeline::Pipeline;
-use triaged::store::{Cursor, Origin, Outcome, Store, TicketFilter};
+use triaged::pipeline::{Origin, Outcome, Pipeline};
+use triaged::store::{Cursor, Store, TicketFilter};
 
 use crate::harness::{PgDb, message};
 

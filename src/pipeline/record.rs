@@ -1,0 +1,324 @@
+//! Recording one prepared message inside the batch's transaction, through
+//! the store's primitives: dedupe (one key, one ticket), quarantine, or a
+//! ticket (new, or a reply on the ticket its thread keys name) with its
+//! message and history, then the mail notify composes for the event.
+
+use serde_json::json;
+
+use super::{Action, Outcome, Prepared, content_hash};
+use crate::classify::Decision;
+use crate::notify::{CAP_WINDOW_MS, Notifier, Outgoing, TicketEvent};
+use crate::parse::{self, ParsedMessage};
+use crate::store::{NewMail, NewMessage, NewQuarantine, StoreError, Tx};
+use crate::thread::ThreadKeys;
+
+/// What recording one message did.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Recorded {
+    pub outcome: Outcome,
+    /// Mails queued in the outbox.
+    pub queued: usize,
+}
+
+/// Records `p` in `tx`; with a `notifier`, queues the mail of its ticket event.
+pub(super) async fn record(
+    tx: &mut Tx,
+    notifier: Option<&Notifier>,
+    p: &Prepared,
+) -> Result<Recorded, StoreError> {
+    let fresh = match dedupe(tx, p).await? {
+        Dedupe::Seen(outcome) => return Ok(Recorded { outcome, queued: 0 }),
+        Dedupe::New(fresh) => fresh,
+    };
+    match &p.action {
+        Action::Quarantine {
+            reason,
+            headers,
+            message_id,
+            from,
+            subject,
+            size,
+        } => {
+            let origin = p.origin.to_string();
+            let id = tx
+                .quarantine(&NewQuarantine {
+                    key: fresh.key,
+                    content_hash: fresh.content_hash,
+                    mailbox: &p.mailbox,
+                    origin: &origin,
+                    reason,
+                    message_id: message_id.as_deref(),
+                    from: from.as_deref(),
+                    subject: subject.as_deref(),
+                    size: *size,
+                    headers,
+                })
+                .await?;
+            Ok(Recorded {
+                outcome: Outcome::Quarantined(id),
+                queued: 0,
+            })
+        }
+        Action::Ticket {
+            parsed,
+            decision,
+            keys,
+        } => {
+            let (number, outcome) = ticket(tx, p, &fresh, parsed, decision, keys).await?;
+            let queued = match notifier {
+                Some(notifier) => {
+                    let created = matches!(outcome, Outcome::Created(_));
+                    notify(tx, notifier, p, number, created, parsed, decision).await?
+                }
+                None => 0,
+            };
+            Ok(Recorded { outcome, queued })
+        }
+    }
+}
+
+/// A message not seen before: the key it is stored under.
+struct Fresh<'a> {
+    /// `mid:<id>` for the first message with an ID, the whole dedupe key for
+    /// one reusing an ID with other content (or without an ID).
+    key: &'a str,
+    content_hash: Option<&'a str>,
+    /// The earlier holder of the same Message-ID with other content.
+    collision: Option<Collision>,
+}
+
+struct Collision {
+    in_quarantine: bool,
+    /// Its ticket number, or its quarantine id.
+    id: i64,
+    /// Its message row.
+    row: i64,
+}
+
+enum Dedupe<'a> {
+    /// Seen before: a duplicate (its event is recorded).
+    Seen(Outcome),
+    New(Fresh<'a>),
+}
+
+/// Seen before, as a message or in quarantine? A key `mid:<id>#<hash>` is
+/// looked up as itself and as `mid:<id>` (the first message with that ID,
+/// stored before any collision).
+async fn dedupe<'a>(tx: &mut Tx, p: &'a Prepared) -> Result<Dedupe<'a>, StoreError> {
+    let (base_key, content_hash) = split_dedupe_key(&p.dedupe_key);
+    let mut collision = None;
+    for seen in tx.seen(base_key, &p.dedupe_key).await? {
+        let mut hash = seen.content_hash.clone();
+        if hash.is_none() && !seen.in_quarantine && content_hash.is_some() {
+            // Stored before content hashes were kept: its raw bytes tell
+            // (once; the hash is kept for the next time).
+            let raw = tx.message_raw(seen.row).await?;
+            let backfilled = self::content_hash(&parse::parse(&raw), &raw);
+            tx.set_content_hash(seen.row, &backfilled).await?;
+            hash = Some(backfilled);
+        }
+        // The same message: its own key, or the first holder of the ID
+        // with the same content (or of unknown content: a quarantine row
+        // from before content hashes, which kept only headers).
+        let same = seen.key == p.dedupe_key
+            || content_hash.is_none()
+            || hash.is_none()
+            || hash.as_deref() == content_hash;
+        if !same {
+            collision = Some(Collision {
+                in_quarantine: seen.in_quarantine,
+                id: seen.id,
+                row: seen.row,
+            });
+            continue;
+        }
+        if seen.in_quarantine {
+            return Ok(Dedupe::Seen(Outcome::DuplicateQuarantined(seen.id)));
+        }
+        tx.event(
+            seen.id,
+            "duplicate",
+            &json!({"mailbox": p.mailbox, "origin": p.origin.to_string(), "key": p.dedupe_key}),
+        )
+        .await?;
+        return Ok(Dedupe::Seen(Outcome::Duplicate(seen.id)));
+    }
+    // The first with this ID keeps `mid:<id>`; a message reusing it with
+    // other content is a new message under its whole key.
+    let key = if collision.is_some() {
+        p.dedupe_key.as_str()
+    } else {
+        base_key
+    };
+    Ok(Dedupe::New(Fresh {
+        key,
+        content_hash,
+        collision,
+    }))
+}
+
+/// A dedupe key `mid:<id>#<content hash>` as (`mid:<id>`, the hash); any other
+/// key (`sha256:...`, or `mid:<id>` alone) as itself with no hash.
+fn split_dedupe_key(key: &str) -> (&str, Option<&str>) {
+    match key.rsplit_once('#') {
+        Some((base, hash))
+            if base.starts_with("mid:")
+                && hash.len() == 64
+                && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            (base, Some(hash))
+        }
+        _ => (key, None),
+    }
+}
+
+/// Records a message on its ticket (made now if its thread keys name none)
+/// with its history; the ticket's number and the outcome.
+async fn ticket(
+    tx: &mut Tx,
+    p: &Prepared,
+    fresh: &Fresh<'_>,
+    parsed: &ParsedMessage,
+    decision: &Decision,
+    keys: &ThreadKeys,
+) -> Result<(i64, Outcome), StoreError> {
+    let (number, outcome) = match tx.find_thread(keys, decision.alert_key.as_deref()).await? {
+        Some(number) => (number, Outcome::Reply(number)),
+        None => {
+            let number = tx.create_ticket(parsed, decision, &p.mailbox).await?;
+            (number, Outcome::Created(number))
+        }
+    };
+    let origin = p.origin.to_string();
+    let message = tx
+        .insert_message(
+            number,
+            &NewMessage {
+                key: fresh.key,
+                content_hash: fresh.content_hash,
+                mailbox: &p.mailbox,
+                origin: &origin,
+                parsed,
+                raw: &p.raw,
+            },
+        )
+        .await?;
+    if let Some(c) = &fresh.collision {
+        let earlier = if c.in_quarantine {
+            json!({"quarantine": c.id})
+        } else {
+            json!({"ticket": c.id, "message": c.row})
+        };
+        tx.event(
+            number,
+            "message-id collision",
+            &json!({
+                "message": message,
+                "message_id": parsed.message_id,
+                "earlier": earlier,
+                "detail": "another message with this Message-ID and different content was recorded earlier; this one is kept as a new message",
+            }),
+        )
+        .await?;
+    }
+    if let Outcome::Created(_) = outcome {
+        tx.event(
+            number,
+            "created",
+            &json!({
+                "message": message,
+                "mailbox": p.mailbox,
+                "origin": origin,
+                "queue": decision.queue,
+                "kind": decision.kind,
+                "explanation": decision.explanation,
+            }),
+        )
+        .await?;
+        tx.add_recipients(number, &decision.recipients).await?;
+    } else {
+        tx.touch_for_reply(number).await?;
+        let thread = if keys.tagged.iter().any(|t| t.number == number) {
+            "subject tag"
+        } else if decision.alert_key.is_some() && keys.referenced.is_empty() {
+            "alert key"
+        } else {
+            "references"
+        };
+        tx.event(
+            number,
+            "reply",
+            &json!({"message": message, "mailbox": p.mailbox, "origin": origin, "thread": thread}),
+        )
+        .await?;
+    }
+    Ok((number, outcome))
+}
+
+/// Asks notify for the mail of this ticket event (with the caps' counts read
+/// in this transaction) and queues it, or records why it was suppressed.
+/// Returns how many mails were queued.
+async fn notify(
+    tx: &mut Tx,
+    notifier: &Notifier,
+    p: &Prepared,
+    number: i64,
+    created: bool,
+    parsed: &ParsedMessage,
+    decision: &Decision,
+) -> Result<usize, StoreError> {
+    let since = tx.now() - CAP_WINDOW_MS;
+    let sender = parsed.requester().map(|a| a.address.to_ascii_lowercase());
+    let recent_acks = match (created, &sender) {
+        (true, Some(sender)) => tx.recent_acks(sender, since).await?,
+        _ => 0,
+    };
+    let (recent_notified_sender, recent_notified_alert) = if created {
+        tx.recent_notified(sender.as_deref(), decision.alert_key.as_deref(), since)
+            .await?
+    } else {
+        (0, 0)
+    };
+    let event = TicketEvent {
+        created,
+        number,
+        mailbox: &p.mailbox,
+        decision,
+        parsed,
+        recent_acks,
+        recent_notified_sender,
+        recent_notified_alert,
+        now: tx.now(),
+    };
+    let mut queued = 0;
+    for out in notifier.compose(&event) {
+        match out {
+            Outgoing::Mail(m) => {
+                // The outbox row is the record that the mail was queued; the
+                // ticket shows it beside its history (`TicketDetail::mail`).
+                tx.queue_mail(
+                    number,
+                    &NewMail {
+                        kind: &m.kind,
+                        from: &m.from,
+                        rcpt: &m.rcpt,
+                        subject: &m.subject,
+                        message_id: &m.message_id,
+                        raw: &m.raw,
+                    },
+                )
+                .await?;
+                queued += 1;
+            }
+            Outgoing::Suppressed { kind, reason } => {
+                tx.event(
+                    number,
+                    "mail suppressed",
+                    &json!({"kind": kind, "reason": reason}),
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(queued)
+}

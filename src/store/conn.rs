@@ -1,0 +1,142 @@
+//! Connecting: the pool, its clean-connection rules, SQLite's settings, and
+//! the migrations of each backend.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyConnection, Connection, Executor};
+
+use super::{Backend, DISCARDED_CONNECTIONS, Store, StoreError};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The settings of every SQLite connection. `synchronous = FULL`: in WAL
+/// mode every COMMIT syncs the log before it returns, so a commit that
+/// returned survives a power loss; messages are acknowledged at their source
+/// (flagged, moved) and mail is sent only after such a commit.
+async fn sqlite_setup(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    conn.execute("PRAGMA synchronous = FULL").await?;
+    conn.execute("PRAGMA busy_timeout = 10000").await?;
+    conn.execute("PRAGMA foreign_keys = ON").await?;
+    Ok(())
+}
+
+/// Pool options that never hand out or keep a connection with a transaction
+/// still open. sqlx tracks transactions itself; when a COMMIT fails and the
+/// database has already rolled back (SQLite on SQLITE_FULL), its ROLLBACK
+/// fails too and it still counts one transaction open, after which every
+/// "transaction" on that connection would be a SAVEPOINT inside it, never
+/// committed. Such a connection is closed when released, and checked again
+/// before it is handed out.
+fn with_clean_connections(options: AnyPoolOptions) -> AnyPoolOptions {
+    options
+        .after_release(|conn, _meta| {
+            Box::pin(async move {
+                // Runs the rollback a dropped transaction queued.
+                if conn.ping().await.is_err() || conn.is_in_transaction() {
+                    DISCARDED_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("closing a database connection left inside a transaction");
+                    return Ok(false);
+                }
+                Ok(true)
+            })
+        })
+        .before_acquire(|conn, _meta| {
+            Box::pin(async move {
+                if conn.is_in_transaction() {
+                    DISCARDED_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+                    return Ok(false);
+                }
+                Ok(true)
+            })
+        })
+}
+
+pub(super) async fn connect(url: &str, first_number: i64) -> Result<Store, StoreError> {
+    sqlx::any::install_default_drivers();
+    let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Backend::Postgres
+    } else if url.starts_with("sqlite:") {
+        Backend::Sqlite
+    } else {
+        return Err(StoreError::Url(url.to_string()));
+    };
+    let pool = match backend {
+        Backend::Sqlite => {
+            let url = if url.contains('?') || url.contains(":memory:") {
+                url.to_string()
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            // The pool retries a failing connect until its acquire timeout
+            // and then reports only the timeout; one direct connection first
+            // gives the real reason (read-only file or directory, no space)
+            // at once.
+            let mut probe = AnyConnection::connect(&url).await?;
+            let probed = async {
+                sqlite_setup(&mut probe).await?;
+                if !url.contains(":memory:") {
+                    // Can this connection write at all? A read-only file
+                    // opens (read-only) without complaint. Busy means
+                    // another process is writing: not our question.
+                    match probe.execute("BEGIN IMMEDIATE").await {
+                        Ok(_) => {
+                            probe.execute("ROLLBACK").await?;
+                        }
+                        Err(sqlx::Error::Database(db))
+                            if db.code().is_some_and(|c| {
+                                c.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+                            }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok::<_, sqlx::Error>(())
+            }
+            .await;
+            let _ = probe.close().await;
+            probed?;
+            // One connection: SQLite has one writer, and a single connection
+            // serialises writers without SQLITE_BUSY on lock upgrades.
+            with_clean_connections(AnyPoolOptions::new())
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(60))
+                .after_connect(|conn, _meta| Box::pin(sqlite_setup(conn)))
+                .connect(&url)
+                .await?
+        }
+        Backend::Postgres => {
+            with_clean_connections(AnyPoolOptions::new())
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect(url)
+                .await?
+        }
+    };
+    let migrator = match backend {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    };
+    // Two processes opening a new SQLite database at once (the daemon and a
+    // `triaged tickets` run) can both find a migration unapplied; the loser's
+    // CREATE then fails. Looking again finds it applied.
+    let mut attempt = 0;
+    loop {
+        match migrator.run(&pool).await {
+            Ok(()) => break,
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "migration raced; looking again");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Store {
+        pool,
+        backend,
+        first_number,
+    })
+}

@@ -1,0 +1,401 @@
+//! Read models: what the command line shows of tickets, messages,
+//! history, quarantine and cursors. Each row type has one column list, and
+//! columns are read by name.
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Cursor, OutboxSummary, Status, Store, StoreError, from_json};
+use crate::parse::MailAddr;
+
+/// The columns of a [`TicketSummary`].
+const TICKET_COLUMNS: &str =
+    "number, desk_tag, desk, queue, kind, status, requester, requester_name, subject, mailbox,
+   created_at, updated_at, urgency, impact, priority, due_at, tags, alert_key";
+
+/// The columns of a [`MessageRow`] (attachments apart).
+const MESSAGE_COLUMNS: &str = "id, message_id, mailbox, origin, from_addr, from_name, to_addrs, cc_addrs, reply_to, subject,
+   sent_date, in_reply_to, refs, auto_signals, body_text, body_source, problems, raw_size, sha256, received_at";
+
+/// The columns of an [`AttachmentRow`].
+const ATTACHMENT_COLUMNS: &str = "name, content_type, size, sha256";
+
+/// The columns of an [`EventRow`].
+const EVENT_COLUMNS: &str = "at, kind, actor, detail";
+
+/// The columns of a [`QuarantineRow`].
+const QUARANTINE_COLUMNS: &str =
+    "id, mailbox, origin, reason, message_id, from_addr, subject, size, created_at, headers";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketSummary {
+    pub number: i64,
+    pub tag: String,
+    pub desk: String,
+    pub queue: String,
+    pub kind: String,
+    pub status: Status,
+    pub requester: String,
+    pub requester_name: Option<String>,
+    pub subject: String,
+    pub mailbox: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub urgency: Option<String>,
+    pub impact: Option<String>,
+    pub priority: Option<String>,
+    /// Initial response due, ms since the epoch.
+    pub due_at: Option<i64>,
+    pub tags: Vec<String>,
+    pub alert_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttachmentRow {
+    pub name: Option<String>,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageRow {
+    pub id: i64,
+    pub message_id: Option<String>,
+    pub mailbox: String,
+    pub origin: String,
+    pub from: Option<String>,
+    pub from_name: Option<String>,
+    pub to: Vec<MailAddr>,
+    pub cc: Vec<MailAddr>,
+    pub reply_to: Vec<MailAddr>,
+    pub subject: Option<String>,
+    pub date: Option<i64>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    pub auto_signals: serde_json::Value,
+    pub body: String,
+    pub body_source: String,
+    pub problems: Vec<String>,
+    pub size: i64,
+    pub sha256: String,
+    pub received_at: i64,
+    pub attachments: Vec<AttachmentRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    pub at: i64,
+    pub kind: String,
+    pub actor: String,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketDetail {
+    #[serde(flatten)]
+    pub ticket: TicketSummary,
+    /// The ticket's own recipient list.
+    pub recipients: Vec<String>,
+    /// Mail about this ticket: queued, sent or failed.
+    pub mail: Vec<OutboxSummary>,
+    pub messages: Vec<MessageRow>,
+    pub events: Vec<EventRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantineRow {
+    pub id: i64,
+    pub mailbox: String,
+    pub origin: String,
+    pub reason: String,
+    pub message_id: Option<String>,
+    pub from: Option<String>,
+    pub subject: Option<String>,
+    pub size: i64,
+    pub created_at: i64,
+    #[serde(skip)]
+    pub headers: Vec<u8>,
+}
+
+/// Totals, for summaries and for waiting on the daemon in tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub tickets: i64,
+    /// Messages recorded on tickets (first messages and replies).
+    pub messages: i64,
+    /// Deliveries recognised as already recorded.
+    pub duplicates: i64,
+    pub quarantined: i64,
+}
+
+impl Counts {
+    /// Every delivery accounted for: recorded, recognised as duplicate, or set aside.
+    pub fn deliveries(&self) -> i64 {
+        self.messages + self.duplicates + self.quarantined
+    }
+}
+
+/// Filters for [`Store::list_tickets`].
+#[derive(Debug, Clone, Default)]
+pub struct TicketFilter {
+    pub queue: Option<String>,
+    pub status: Option<String>,
+    pub limit: Option<i64>,
+}
+
+impl TicketSummary {
+    fn from_row(r: &AnyRow) -> Result<TicketSummary, sqlx::Error> {
+        let number: i64 = r.try_get("number")?;
+        let tag: String = r.try_get("desk_tag")?;
+        let status: String = r.try_get("status")?;
+        Ok(TicketSummary {
+            number,
+            tag: crate::thread::format_tag(&tag, number),
+            desk: r.try_get("desk")?,
+            queue: r.try_get("queue")?,
+            kind: r.try_get("kind")?,
+            status: status
+                .parse()
+                .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+            requester: r.try_get("requester")?,
+            requester_name: r.try_get("requester_name")?,
+            subject: r.try_get("subject")?,
+            mailbox: r.try_get("mailbox")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+            urgency: r.try_get("urgency")?,
+            impact: r.try_get("impact")?,
+            priority: r.try_get("priority")?,
+            due_at: r.try_get("due_at")?,
+            tags: from_json(r, "tags")?,
+            alert_key: r.try_get("alert_key")?,
+        })
+    }
+}
+
+impl AttachmentRow {
+    fn from_row(r: &AnyRow) -> Result<AttachmentRow, sqlx::Error> {
+        Ok(AttachmentRow {
+            name: r.try_get("name")?,
+            content_type: r.try_get("content_type")?,
+            size: r.try_get("size")?,
+            sha256: r.try_get("sha256")?,
+        })
+    }
+}
+
+impl MessageRow {
+    /// A message row without its attachments.
+    fn from_row(r: &AnyRow) -> Result<MessageRow, sqlx::Error> {
+        Ok(MessageRow {
+            id: r.try_get("id")?,
+            message_id: r.try_get("message_id")?,
+            mailbox: r.try_get("mailbox")?,
+            origin: r.try_get("origin")?,
+            from: r.try_get("from_addr")?,
+            from_name: r.try_get("from_name")?,
+            to: from_json(r, "to_addrs")?,
+            cc: from_json(r, "cc_addrs")?,
+            reply_to: from_json(r, "reply_to")?,
+            subject: r.try_get("subject")?,
+            date: r.try_get("sent_date")?,
+            in_reply_to: from_json(r, "in_reply_to")?,
+            references: from_json(r, "refs")?,
+            auto_signals: from_json(r, "auto_signals")?,
+            body: r.try_get("body_text")?,
+            body_source: r.try_get("body_source")?,
+            problems: from_json(r, "problems")?,
+            size: r.try_get("raw_size")?,
+            sha256: r.try_get("sha256")?,
+            received_at: r.try_get("received_at")?,
+            attachments: Vec::new(),
+        })
+    }
+}
+
+impl EventRow {
+    fn from_row(r: &AnyRow) -> Result<EventRow, sqlx::Error> {
+        Ok(EventRow {
+            at: r.try_get("at")?,
+            kind: r.try_get("kind")?,
+            actor: r.try_get("actor")?,
+            detail: from_json(r, "detail")?,
+        })
+    }
+}
+
+impl QuarantineRow {
+    fn from_row(r: &AnyRow) -> Result<QuarantineRow, sqlx::Error> {
+        Ok(QuarantineRow {
+            id: r.try_get("id")?,
+            mailbox: r.try_get("mailbox")?,
+            origin: r.try_get("origin")?,
+            reason: r.try_get("reason")?,
+            message_id: r.try_get("message_id")?,
+            from: r.try_get("from_addr")?,
+            subject: r.try_get("subject")?,
+            size: r.try_get("size")?,
+            created_at: r.try_get("created_at")?,
+            headers: r.try_get("headers")?,
+        })
+    }
+}
+
+/// Every row, decoded with `decode`.
+fn all<T>(
+    rows: &[AnyRow],
+    decode: impl Fn(&AnyRow) -> Result<T, sqlx::Error>,
+) -> Result<Vec<T>, StoreError> {
+    Ok(rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?)
+}
+
+impl Store {
+    /// The cursor of a watched folder, if any batch was committed there.
+    pub async fn cursor(&self, mailbox: &str) -> Result<Option<Cursor>, StoreError> {
+        let row = sqlx::query("SELECT uidvalidity, last_uid FROM mailbox_state WHERE mailbox = $1")
+            .bind(mailbox)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(Cursor {
+                mailbox: mailbox.to_string(),
+                uidvalidity: u32::try_from(r.try_get::<i64, _>("uidvalidity")?).unwrap_or(0),
+                last_uid: u32::try_from(r.try_get::<i64, _>("last_uid")?).unwrap_or(0),
+            }),
+            None => None,
+        })
+    }
+
+    pub async fn list_tickets(
+        &self,
+        filter: &TicketFilter,
+    ) -> Result<Vec<TicketSummary>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets
+             WHERE ($1 = '' OR queue = $1) AND ($2 = '' OR status = $2)
+             ORDER BY number DESC LIMIT $3"
+        ))
+        .bind(filter.queue.clone().unwrap_or_default())
+        .bind(filter.status.clone().unwrap_or_default())
+        .bind(filter.limit.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        all(&rows, TicketSummary::from_row)
+    }
+
+    pub async fn count_tickets(&self) -> Result<i64, StoreError> {
+        Ok(self.counts().await?.tickets)
+    }
+
+    /// How many of each thing the store holds.
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM tickets) AS tickets, (SELECT COUNT(*) FROM messages) AS messages,
+                    (SELECT COUNT(*) FROM events WHERE kind = 'duplicate') AS duplicates,
+                    (SELECT COUNT(*) FROM quarantine) AS quarantined",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Counts {
+            tickets: row.try_get("tickets")?,
+            messages: row.try_get("messages")?,
+            duplicates: row.try_get("duplicates")?,
+            quarantined: row.try_get("quarantined")?,
+        })
+    }
+
+    /// A ticket with its messages, history, recipients and mail.
+    pub async fn ticket(&self, number: i64) -> Result<Option<TicketDetail>, StoreError> {
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE number = $1"
+        ))
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let ticket = TicketSummary::from_row(&row)?;
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE ticket_number = $1 ORDER BY id"
+        ))
+        .bind(number)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut messages = all(&rows, MessageRow::from_row)?;
+        for m in &mut messages {
+            let rows = sqlx::query(&format!(
+                "SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE message = $1 ORDER BY id"
+            ))
+            .bind(m.id)
+            .fetch_all(&self.pool)
+            .await?;
+            m.attachments = all(&rows, AttachmentRow::from_row)?;
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE ticket_number = $1 ORDER BY id"
+        ))
+        .bind(number)
+        .fetch_all(&self.pool)
+        .await?;
+        let events = all(&rows, EventRow::from_row)?;
+        Ok(Some(TicketDetail {
+            recipients: self.recipients(number).await?,
+            mail: self.ticket_outbox(number).await?,
+            ticket,
+            messages,
+            events,
+        }))
+    }
+
+    /// The raw bytes of a stored message, for audit and re-processing.
+    pub async fn raw_message(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT raw FROM messages WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("raw")?),
+            None => None,
+        })
+    }
+
+    /// A ticket's recipient list.
+    pub async fn recipients(&self, number: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT address FROM ticket_recipients WHERE ticket_number = $1 ORDER BY address",
+        )
+        .bind(number)
+        .fetch_all(&self.pool)
+        .await?;
+        all(&rows, |r| r.try_get("address"))
+    }
+
+    /// Stored messages with ids above `after`, oldest first: (id, mailbox, raw).
+    pub async fn raw_messages_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, Vec<u8>)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT id, mailbox, raw FROM messages WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        all(&rows, |r| {
+            Ok((r.try_get("id")?, r.try_get("mailbox")?, r.try_get("raw")?))
+        })
+    }
+
+    pub async fn list_quarantine(&self) -> Result<Vec<QuarantineRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {QUARANTINE_COLUMNS} FROM quarantine ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        all(&rows, QuarantineRow::from_row)
+    }
+}

@@ -1,0 +1,473 @@
+//! The write transaction: [`Tx`] and the primitives the pipeline records a
+//! batch with. Each primitive is one statement (or one small group); what a
+//! message means (duplicate, reply, new ticket, which mail) is decided by
+//! the caller.
+
+use sqlx::{Any, Row, Transaction};
+
+use super::{Cursor, Status, Store, StoreError, json, now_ms, opt_text, text};
+use crate::classify::Decision;
+use crate::parse::ParsedMessage;
+use crate::thread::ThreadKeys;
+
+/// One write transaction. Dropped without [`Tx::commit`], it rolls back.
+/// Whoever runs it hands any error of it to [`Store::failed`] (after dropping it).
+#[derive(Debug)]
+pub struct Tx {
+    tx: Transaction<'static, Any>,
+    first_number: i64,
+    now: i64,
+}
+
+/// An earlier holder of a dedupe key (see [`Tx::seen`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// In `quarantine` (else in `messages`).
+    pub in_quarantine: bool,
+    /// The ticket number of a message, or the id of a quarantine row.
+    pub id: i64,
+    /// The id of the row itself (`messages.id` or `quarantine.id`).
+    pub row: i64,
+    /// The key it was stored under.
+    pub key: String,
+    pub content_hash: Option<String>,
+}
+
+/// A message row to insert (see [`Tx::insert_message`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewMessage<'a> {
+    pub key: &'a str,
+    pub content_hash: Option<&'a str>,
+    pub mailbox: &'a str,
+    pub origin: &'a str,
+    pub parsed: &'a ParsedMessage,
+    pub raw: &'a [u8],
+}
+
+/// A quarantine row to insert (see [`Tx::quarantine`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewQuarantine<'a> {
+    pub key: &'a str,
+    pub content_hash: Option<&'a str>,
+    pub mailbox: &'a str,
+    pub origin: &'a str,
+    pub reason: &'a str,
+    pub message_id: Option<&'a str>,
+    pub from: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub size: u64,
+    pub headers: &'a [u8],
+}
+
+impl Store {
+    /// Opens a write transaction; its statements see one `now` ([`Tx::now`]).
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(Tx {
+            tx: self.pool.begin().await?,
+            first_number: self.first_number,
+            now: now_ms(),
+        })
+    }
+}
+
+impl Tx {
+    /// The time of this transaction, ms since the epoch.
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+
+    /// Commits. `Ok` means durable: the COMMIT returned OK on a connection
+    /// that was in autocommit mode before (the pool's clean-connection
+    /// rules), and SQLite runs with `synchronous = FULL`. Only then may the
+    /// caller acknowledge the messages at their source.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every earlier holder of `key` or of `base_key` (messages and
+    /// quarantine), in one round trip.
+    pub async fn seen(&mut self, base_key: &str, key: &str) -> Result<Vec<Seen>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT CAST(0 AS BIGINT) AS in_quarantine, ticket_number AS id, id AS row_id, dedupe_key, content_hash
+               FROM messages WHERE dedupe_key = $1 OR dedupe_key = $2
+             UNION ALL
+             SELECT CAST(1 AS BIGINT), id, id, dedupe_key, content_hash
+               FROM quarantine WHERE dedupe_key = $1 OR dedupe_key = $2",
+        )
+        .bind(base_key)
+        .bind(key)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Seen {
+                    in_quarantine: r.try_get::<i64, _>("in_quarantine")? == 1,
+                    id: r.try_get("id")?,
+                    row: r.try_get("row_id")?,
+                    key: r.try_get("dedupe_key")?,
+                    content_hash: r.try_get("content_hash")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The raw bytes of a stored message.
+    pub async fn message_raw(&mut self, message: i64) -> Result<Vec<u8>, StoreError> {
+        let row = sqlx::query("SELECT raw FROM messages WHERE id = $1")
+            .bind(message)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(row.try_get("raw")?)
+    }
+
+    /// Keeps a message's content hash (one stored before hashes were kept).
+    pub async fn set_content_hash(&mut self, message: i64, hash: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE messages SET content_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(message)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets a message aside; returns the quarantine row's id.
+    pub async fn quarantine(&mut self, q: &NewQuarantine<'_>) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO quarantine (dedupe_key, mailbox, origin, reason, message_id, from_addr, subject, size, headers, created_at, content_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        )
+        .bind(q.key)
+        .bind(q.mailbox)
+        .bind(q.origin)
+        .bind(text(q.reason))
+        .bind(opt_text(q.message_id))
+        .bind(opt_text(q.from))
+        .bind(opt_text(q.subject))
+        .bind(q.size as i64)
+        .bind(q.headers.to_vec())
+        .bind(self.now)
+        .bind(q.content_hash)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// The ticket a message belongs to: the open ticket of its alert, a case
+    /// tag naming an existing ticket of its own desk, else the ticket of the
+    /// most specific message it refers to.
+    pub async fn find_thread(
+        &mut self,
+        keys: &ThreadKeys,
+        alert_key: Option<&str>,
+    ) -> Result<Option<i64>, StoreError> {
+        // A repeated alert lands on the open ticket of the same alert.
+        if let Some(key) = alert_key {
+            let found = sqlx::query(
+                "SELECT number FROM tickets WHERE alert_key = $1 AND status <> $2 ORDER BY number DESC LIMIT 1",
+            )
+            .bind(text(key))
+            .bind(Status::Resolved.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            if let Some(row) = found {
+                return Ok(Some(row.try_get("number")?));
+            }
+        }
+        // A case tag names a ticket of its own desk only.
+        for tag in &keys.tagged {
+            let found = sqlx::query(
+                "SELECT number FROM tickets WHERE number = $1 AND UPPER(desk_tag) = UPPER($2)",
+            )
+            .bind(tag.number)
+            .bind(text(&tag.desk_tag))
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            if found.is_some() {
+                return Ok(Some(tag.number));
+            }
+        }
+        self.referenced_ticket(&keys.referenced).await
+    }
+
+    /// The ticket of the most specific Message-ID in `ids` (In-Reply-To first,
+    /// then References newest first) that names one of its messages or a mail
+    /// we sent about it. One query however many ids (the thread keys are bounded).
+    async fn referenced_ticket(&mut self, ids: &[String]) -> Result<Option<i64>, StoreError> {
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let params: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let list = params.join(", ");
+        // For each id: the ticket of its first stored message (source 0), else
+        // of the first mail we sent with it (source 1).
+        let sql = format!(
+            "SELECT message_id, ticket_number, CAST(0 AS BIGINT) AS source, id FROM messages WHERE message_id IN ({list})
+             UNION ALL
+             SELECT message_id, ticket_number, CAST(1 AS BIGINT), id FROM outbox
+               WHERE message_id IN ({list}) AND ticket_number IS NOT NULL"
+        );
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(text(id));
+        }
+        let rows = query.fetch_all(&mut *self.tx).await?;
+        let mut best: std::collections::HashMap<String, (i64, i64, i64)> =
+            std::collections::HashMap::new();
+        for r in &rows {
+            let mid: String = r.try_get("message_id")?;
+            let number: i64 = r.try_get("ticket_number")?;
+            let rank = (r.try_get::<i64, _>("source")?, r.try_get::<i64, _>("id")?);
+            let entry = best.entry(mid).or_insert((rank.0, rank.1, number));
+            if rank < (entry.0, entry.1) {
+                *entry = (rank.0, rank.1, number);
+            }
+        }
+        Ok(ids
+            .iter()
+            .find_map(|id| best.get(text(id).as_str()).map(|&(_, _, number)| number)))
+    }
+
+    /// Makes a ticket (status new) with the next number and returns it.
+    pub async fn create_ticket(
+        &mut self,
+        parsed: &ParsedMessage,
+        decision: &Decision,
+        mailbox: &str,
+    ) -> Result<i64, StoreError> {
+        let number = self.next_number().await?;
+        let requester = parsed.requester();
+        sqlx::query(
+            "INSERT INTO tickets (number, desk, desk_tag, queue, kind, status, requester, requester_name, subject, mailbox, created_at, updated_at,
+               urgency, impact, priority, due_at, tags, alert_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(number)
+        .bind(&decision.desk)
+        .bind(&decision.desk_tag)
+        .bind(&decision.queue)
+        .bind(decision.kind.as_str())
+        .bind(Status::New.as_str())
+        .bind(text(requester.map(|a| a.address.as_str()).unwrap_or("unknown")))
+        .bind(opt_text(requester.and_then(|a| a.name.as_deref())))
+        .bind(text(parsed.subject.as_deref().unwrap_or("(no subject)")))
+        .bind(mailbox)
+        .bind(self.now)
+        .bind(decision.urgency.as_str())
+        .bind(decision.impact.as_str())
+        .bind(decision.priority.as_str())
+        .bind(decision.due_ms)
+        .bind(json(&decision.tags))
+        .bind(opt_text(decision.alert_key.as_deref()))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(number)
+    }
+
+    /// The next ticket number. A counter row, not a sequence: numbers stay
+    /// gap-free across rollbacks.
+    async fn next_number(&mut self) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "UPDATE counters SET value = value + 1 WHERE name = 'ticket' RETURNING value",
+        )
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(match row {
+            Some(r) => r.try_get("value")?,
+            None => {
+                sqlx::query("INSERT INTO counters (name, value) VALUES ('ticket', $1)")
+                    .bind(self.first_number)
+                    .execute(&mut *self.tx)
+                    .await?;
+                self.first_number
+            }
+        })
+    }
+
+    /// Adds addresses (lower-cased) to a ticket's recipient list.
+    pub async fn add_recipients(
+        &mut self,
+        number: i64,
+        addresses: &[String],
+    ) -> Result<(), StoreError> {
+        for address in addresses {
+            sqlx::query(
+                "INSERT INTO ticket_recipients (ticket_number, address) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(number)
+            .bind(text(&address.to_ascii_lowercase()))
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A reply arrived: the ticket is updated now, and reopened if resolved.
+    pub async fn touch_for_reply(&mut self, number: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tickets SET updated_at = $1,
+               status = CASE WHEN status = $2 THEN $3 ELSE status END
+             WHERE number = $4",
+        )
+        .bind(self.now)
+        .bind(Status::Resolved.as_str())
+        .bind(Status::Open.as_str())
+        .bind(number)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores a message (raw bytes kept) and its attachments on a ticket;
+    /// returns the message row's id.
+    pub async fn insert_message(
+        &mut self,
+        number: i64,
+        msg: &NewMessage<'_>,
+    ) -> Result<i64, StoreError> {
+        let m = msg.parsed;
+        let row = sqlx::query(
+            "INSERT INTO messages (ticket_number, dedupe_key, message_id, mailbox, origin, from_addr, from_name,
+               to_addrs, cc_addrs, reply_to, subject, sent_date, in_reply_to, refs, auto_signals, body_text,
+               body_source, problems, raw, raw_size, sha256, received_at, content_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
+             RETURNING id",
+        )
+        .bind(number)
+        .bind(msg.key)
+        .bind(opt_text(m.message_id.as_deref()))
+        .bind(msg.mailbox)
+        .bind(msg.origin)
+        .bind(opt_text(m.from.as_ref().map(|a| a.address.as_str())))
+        .bind(opt_text(m.from.as_ref().and_then(|a| a.name.as_deref())))
+        .bind(json(&m.to))
+        .bind(json(&m.cc))
+        .bind(json(&m.reply_to))
+        .bind(opt_text(m.subject.as_deref()))
+        .bind(m.date)
+        .bind(json(&m.in_reply_to))
+        .bind(json(&m.references))
+        .bind(json(&m.auto))
+        .bind(text(&m.body))
+        .bind(json(&m.body_source).trim_matches('"').to_string())
+        .bind(json(&m.problems))
+        .bind(msg.raw.to_vec())
+        .bind(m.size as i64)
+        .bind(&m.sha256)
+        .bind(self.now)
+        .bind(msg.content_hash)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        let id: i64 = row.try_get("id")?;
+        for a in &m.attachments {
+            sqlx::query(
+                "INSERT INTO attachments (message, name, content_type, size, sha256) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(opt_text(a.name.as_deref()))
+            .bind(text(&a.content_type))
+            .bind(a.size as i64)
+            .bind(&a.sha256)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(id)
+    }
+
+    /// Appends to a ticket's history (actor `triaged`, at this transaction's time).
+    pub async fn event(
+        &mut self,
+        number: i64,
+        kind: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        insert_event(&mut self.tx, number, self.now, kind, detail).await
+    }
+
+    /// Moves a watched folder's cursor (committed with the batch).
+    pub async fn set_cursor(&mut self, c: &Cursor) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO mailbox_state (mailbox, uidvalidity, last_uid, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity,
+               last_uid = excluded.last_uid, updated_at = excluded.updated_at",
+        )
+        .bind(&c.mailbox)
+        .bind(i64::from(c.uidvalidity))
+        .bind(i64::from(c.last_uid))
+        .bind(self.now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Acknowledgements queued to `sender` (lower-cased) since `since`.
+    pub async fn recent_acks(&mut self, sender: &str, since: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM outbox WHERE kind = 'acknowledgement' AND first_rcpt = $1 AND created_at > $2",
+        )
+        .bind(text(sender))
+        .bind(since)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Tickets notified (any mail but an acknowledgement) since `since`: from
+    /// this sender (lower-cased), and with this alert key; 0 for one not given.
+    pub async fn recent_notified(
+        &mut self,
+        sender: Option<&str>,
+        alert_key: Option<&str>,
+        since: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT
+               COUNT(DISTINCT CASE WHEN LOWER(t.requester) = $1 THEN t.number END) AS by_sender,
+               COUNT(DISTINCT CASE WHEN t.alert_key = $2 THEN t.number END) AS by_alert
+             FROM outbox o JOIN tickets t ON t.number = o.ticket_number
+             WHERE o.created_at > $3 AND o.kind <> 'acknowledgement'",
+        )
+        .bind(text(sender.unwrap_or("")))
+        .bind(opt_text(alert_key))
+        .bind(since)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        let by_sender: i64 = if sender.is_some() {
+            row.try_get("by_sender")?
+        } else {
+            0
+        };
+        let by_alert: i64 = if alert_key.is_some() {
+            row.try_get("by_alert")?
+        } else {
+            0
+        };
+        Ok((by_sender, by_alert))
+    }
+
+    /// The transaction, for the other write primitives of the store.
+    pub(super) fn inner(&mut self) -> &mut Transaction<'static, Any> {
+        &mut self.tx
+    }
+}
+
+/// One history row.
+pub(super) async fn insert_event(
+    tx: &mut Transaction<'static, Any>,
+    number: i64,
+    at: i64,
+    kind: &str,
+    detail: &serde_json::Value,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO events (ticket_number, at, kind, actor, detail) VALUES ($1, $2, $3, 'triaged', $4)",
+    )
+    .bind(number)
+    .bind(at)
+    .bind(kind)
+    .bind(json(detail))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
