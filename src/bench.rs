@@ -432,7 +432,7 @@ fn bench_classify(generated: usize, count: usize) -> anyhow::Result<()> {
         let engine = count as f64 / t.elapsed().as_secs_f64();
         let classifier = Classifier::new(rules);
         let t = Instant::now();
-        let now = crate::store::now_ms();
+        let now = crate::clock::now_ms();
         for i in 0..count / 4 {
             let d = classifier.classify(
                 &messages[i % messages.len()],

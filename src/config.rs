@@ -13,41 +13,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::problem::{Problem, Problems, line_of, toml_reason};
+
 /// The shipped example deployment, used when no config file exists.
 pub const DEFAULT_CONFIG: &str = include_str!("../deploy/triaged.example.toml");
 pub const DEFAULT_CONFIG_NAME: &str = "<built-in deploy/triaged.example.toml>";
-
-/// One problem found in a file, reported as `file:line: reason`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: String,
-    pub line: usize,
-    pub reason: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.reason)
-    }
-}
-
-/// A list of problems; the error type of loading and checking.
-#[derive(Debug, Clone, Default)]
-pub struct Problems(pub Vec<Problem>);
-
-impl fmt::Display for Problems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Problems {}
 
 /// A secret value: prints as `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -1036,38 +1006,6 @@ pub fn is_loopback(host: &str) -> bool {
             .parse::<std::net::IpAddr>()
             .map(|ip| ip.is_loopback())
             .unwrap_or(false)
-}
-
-/// The reason a TOML text was refused, never empty: the parser gives no words
-/// for some errors (a control character in a comment), so the offending
-/// character is named instead.
-pub fn toml_reason(e: &toml::de::Error, text: &str) -> String {
-    let words = e.message().trim();
-    if !words.is_empty() {
-        return words.to_string();
-    }
-    let found = e
-        .span()
-        .and_then(|s| text.get(s.start..))
-        .and_then(|rest| rest.chars().next());
-    match found {
-        Some(c) if c.is_control() => format!(
-            "control character U+{:04X} is not allowed in TOML",
-            u32::from(c)
-        ),
-        Some(c) => format!("invalid TOML at {c:?}"),
-        None => "invalid TOML".to_string(),
-    }
-}
-
-/// 1-based line of a byte offset.
-pub fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 #[cfg(test)]

@@ -111,7 +111,7 @@ pub async fn run(
         let flush_until = tokio::time::Instant::now() + OUTBOX_FLUSH_DEADLINE;
         while tokio::time::Instant::now() < flush_until
             && store
-                .due_outbox(crate::store::now_ms(), 1)
+                .due_outbox(crate::clock::now_ms(), 1)
                 .await
                 .map(|d| !d.is_empty())
                 .unwrap_or(false)

@@ -123,7 +123,7 @@ impl Pipeline {
                 decision: Box::new(self.classifier().classify(
                     &parsed,
                     mb,
-                    crate::store::now_ms(),
+                    crate::clock::now_ms(),
                     &self.config,
                 )),
                 keys: thread::keys(&parsed, &self.desk_tags),

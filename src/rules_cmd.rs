@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::classify::{Classifier, Decision, load_rules_from};
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::parse::parse;
 use crate::rules::{CaseContext, run_cases};
 use crate::sources::files::{Item, Walker};
-use crate::store::now_ms;
 
 /// The mailbox a message counts as arriving in: the named one, or the first.
 fn mailbox_name(config: &Config, mailbox: Option<String>) -> anyhow::Result<String> {

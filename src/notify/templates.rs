@@ -10,7 +10,7 @@ use std::path::Path;
 
 use minijinja::{AutoEscape, Environment, Value};
 
-use crate::config::Problem;
+use crate::problem::Problem;
 
 /// The kinds of mail the desk sends; each is a template name.
 pub const KINDS: &[&str] = &[

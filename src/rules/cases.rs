@@ -8,8 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Evaluation, RuleSet};
-use crate::config::line_of;
 use crate::priority::{Impact, Kind, Priority, Urgency};
+use crate::problem::line_of;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,7 +154,7 @@ pub fn run_cases(rules: &RuleSet, dir: &Path, ctx: &CaseContext) -> Vec<CaseResu
                     file,
                     line,
                     "<file>",
-                    crate::config::toml_reason(&e, &text),
+                    crate::problem::toml_reason(&e, &text),
                 ));
                 continue;
             }

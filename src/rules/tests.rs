@@ -6,7 +6,7 @@ use std::path::Path;
 use super::*;
 use crate::parse::parse;
 
-fn load(text: &str) -> Result<RuleSet, Vec<crate::config::Problem>> {
+fn load(text: &str) -> Result<RuleSet, Vec<crate::problem::Problem>> {
     RuleSet::from_sources(
         &[("t.toml".to_string(), text.to_string())],
         &Known::domain(),

@@ -676,7 +676,7 @@ const SET_ASIDE_AFTER_DEATHS: i64 = 3;
 /// This run of the daemon, as written in in-flight markers.
 fn run_id() -> &'static str {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ID.get_or_init(|| format!("{}-{}", std::process::id(), crate::store::now_ms()))
+    ID.get_or_init(|| format!("{}-{}", std::process::id(), crate::clock::now_ms()))
 }
 
 fn log_outcome(mailbox: &str, uid: u32, p: &Prepared, outcome: &Outcome) {
