@@ -19,6 +19,7 @@
 //! - [`devstack`], [`demo`], [`bench`]: a private Dovecot on loopback, and the
 //!   demo and benchmarks built on it.
 
+pub mod automated;
 pub mod bench;
 pub mod calendar;
 pub mod classify;

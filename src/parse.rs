@@ -34,10 +34,23 @@ pub struct MailAddr {
 impl MailAddr {
     /// The domain part, lower-cased, if the address has one.
     pub fn domain(&self) -> Option<String> {
-        self.address
-            .rsplit_once('@')
-            .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
+        domain_of(&self.address)
     }
+}
+
+/// An address's local part and domain, split at the last `@`; the domain is
+/// empty when there is no `@`. Case is kept.
+pub fn split_address(address: &str) -> (&str, &str) {
+    address.rsplit_once('@').unwrap_or((address, ""))
+}
+
+/// The domain of an address (after its last `@`, a trailing `>` dropped),
+/// lower-case; `None` without an `@`. The one domain extraction: rules,
+/// priority and notify all read domains through it.
+pub fn domain_of(address: &str) -> Option<String> {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
 }
 
 impl std::fmt::Display for MailAddr {
