@@ -18,6 +18,7 @@ use crate::ingest::ingest_paths;
 use crate::pipeline::Pipeline;
 use crate::store::{Outcome, Store, TicketFilter};
 use crate::telemetry::{self, LogFormat};
+use crate::text::truncate;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -481,15 +482,6 @@ pub fn format_ms(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|_| ms.to_string())
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let cut: String = s.chars().take(n.saturating_sub(1)).collect();
-        format!("{cut}…")
-    }
 }
 
 /// Text from mail as it may reach a terminal: every control character (C0,

@@ -40,4 +40,5 @@ pub mod rules_cmd;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod thread;

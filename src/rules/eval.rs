@@ -165,14 +165,12 @@ fn domain_matches(domain: &str, wanted: &str) -> bool {
 }
 
 fn shorten(s: &str) -> String {
-    if s.len() <= MAX_SHOWN {
-        return s.to_string();
+    let kept = crate::text::prefix_bytes(s, MAX_SHOWN);
+    if kept.len() == s.len() {
+        s.to_string()
+    } else {
+        format!("{kept}...")
     }
-    let mut end = MAX_SHOWN;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
 }
 
 impl Atom {

@@ -522,7 +522,7 @@ impl Watcher {
             uidvalidity: cursor.uidvalidity,
             uid,
         };
-        let head = crate::pipeline::head_of(&head).to_vec();
+        let head = crate::parse::head_of(&head).to_vec();
         let fields = crate::parse::raw_fields(&head);
         let reason = format!(
             "the daemon stopped while processing this message (attempt {}, {} of them while parsing it alone); \
