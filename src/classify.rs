@@ -6,6 +6,8 @@
 //! it whole when the rules are reloaded, so every message is routed by exactly
 //! one rule set.
 
+pub mod cases;
+
 use std::path::Path;
 use std::str::FromStr;
 

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::classify::cases::{CaseContext, run_cases};
 use crate::classify::{Classifier, Decision, load_rules_from};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::parse::parse;
-use crate::rules::{CaseContext, run_cases};
 use crate::sources::files::{Item, Walker};
 
 /// The mailbox a message counts as arriving in: the named one, or the first.

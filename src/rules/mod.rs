@@ -25,10 +25,11 @@
 //! - [`format`]: the file format as deserialized, with spans.
 //! - [`compile`]: validation (every problem as `file:line: reason`) and indexing.
 //! - [`eval`]: evaluation and its explanation.
-//! - [`cases`]: the test cases kept beside the rules (`routing-rules/tests/`).
 //! - [`generate`]: synthetic rule sets for benchmarks.
+//!
+//! The test cases kept beside the rules (`routing-rules/tests/`) are run by
+//! `classify::cases`: they are judged on the completed decision.
 
-mod cases;
 mod compile;
 mod eval;
 mod format;
@@ -39,7 +40,6 @@ use std::collections::{BTreeSet, HashMap};
 use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
 
-pub use cases::{CaseContext, CaseResult, KeyDiff, run_cases};
 pub use eval::auto_generated;
 pub use generate::generate_rules;
 
