@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, MailboxConfig, Problems};
+use crate::config::{Config, Mailbox, Problems};
 use crate::parse::ParsedMessage;
 use crate::priority::Kind;
 use crate::rules::{Evaluation, Known, RuleSet};
@@ -114,11 +114,11 @@ impl Classifier {
     pub fn classify(
         &self,
         msg: &ParsedMessage,
-        mailbox: &MailboxConfig,
+        mailbox: &Mailbox,
         arrival_ms: i64,
         config: &Config,
     ) -> Decision {
-        let ev = self.rules.evaluate(mailbox.name.get_ref(), msg);
+        let ev = self.rules.evaluate(&mailbox.name, msg);
         complete(&ev, msg, mailbox, arrival_ms, config)
     }
 }
@@ -131,7 +131,7 @@ impl Classifier {
 pub fn complete(
     ev: &Evaluation,
     msg: &ParsedMessage,
-    mailbox: &MailboxConfig,
+    mailbox: &Mailbox,
     arrival_ms: i64,
     config: &Config,
 ) -> Decision {
@@ -140,21 +140,18 @@ pub fn complete(
     let queue = match &ev.queue {
         Some(q) => q.clone(),
         None => {
-            let q = mailbox.default_queue.get_ref().clone();
-            explanation.push(format!(
-                "queue {q}: default of mailbox {}",
-                mailbox.name.get_ref()
-            ));
+            let q = mailbox.default_queue.clone();
+            explanation.push(format!("queue {q}: default of mailbox {}", mailbox.name));
             q
         }
     };
     let queue_config = config.queues.iter().find(|q| q.name.get_ref() == &queue);
     let desk = config
         .queue_desk(&queue)
-        .or_else(|| config.desk(mailbox.desk.get_ref()));
+        .or_else(|| config.desk(&mailbox.desk));
     let desk_name = desk
         .map(|d| d.name.get_ref().clone())
-        .unwrap_or_else(|| mailbox.desk.get_ref().clone());
+        .unwrap_or_else(|| mailbox.desk.clone());
     let desk_tag = desk
         .map(|d| d.tag.clone())
         .unwrap_or_else(|| desk_name.to_ascii_uppercase());

@@ -276,22 +276,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             paths,
         } => {
             let config = load_config(path)?;
-            let mailbox = match mailbox {
-                Some(m) => {
-                    if config.mailbox(&m).is_none() {
-                        anyhow::bail!(
-                            "unknown mailbox {m:?} (configured: {})",
-                            mailbox_names(&config)
-                        );
-                    }
-                    m
-                }
-                None => config
-                    .mailboxes
-                    .first()
-                    .map(|m| m.name.get_ref().clone())
-                    .context("no mailbox configured")?,
-            };
+            let mailbox = config
+                .mailbox_or_first(mailbox.as_deref())
+                .map_err(anyhow::Error::msg)?
+                .name
+                .clone();
             let store = open_store(&config).await?;
             let store = if no_notify {
                 store
@@ -393,15 +382,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { command } => crate::bench::run(command).await,
         Command::Demo { keep_running } => crate::demo::run(keep_running).await,
     }
-}
-
-fn mailbox_names(config: &Config) -> String {
-    config
-        .mailboxes
-        .iter()
-        .map(|m| m.name.get_ref().as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn describe(o: &Outcome) -> String {

@@ -64,21 +64,13 @@ pub async fn run(
             .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?
     };
     let mut tasks = JoinSet::new();
-    for (mailbox, settings) in config.mailboxes.iter().zip(&config.imap) {
-        let Some(settings) = settings else {
-            info!(mailbox = %mailbox.name.get_ref(), "mailbox has no [mailboxes.imap]; not watched");
-            continue;
-        };
-        let password = settings
-            .password()
+    for mailbox in &config.mailboxes {
+        let watcher = Watcher::new(pipeline.clone(), mailbox, shutdown.clone())
             .map_err(anyhow::Error::msg)
-            .with_context(|| format!("mailbox {:?}", mailbox.name.get_ref()))?;
-        let watcher = Watcher {
-            pipeline: pipeline.clone(),
-            mailbox: mailbox.name.get_ref().clone(),
-            settings: settings.clone(),
-            password,
-            shutdown: shutdown.clone(),
+            .with_context(|| format!("mailbox {:?}", mailbox.name))?;
+        let Some(watcher) = watcher else {
+            info!(mailbox = %mailbox.name, "mailbox has no [mailboxes.imap]; not watched");
+            continue;
         };
         tasks.spawn(watcher.run());
     }

@@ -16,15 +16,10 @@ use crate::sources::files::{Item, Walker};
 
 /// The mailbox a message counts as arriving in: the named one, or the first.
 fn mailbox_name(config: &Config, mailbox: Option<String>) -> anyhow::Result<String> {
-    match mailbox {
-        Some(m) if config.mailbox(&m).is_some() => Ok(m),
-        Some(m) => anyhow::bail!("unknown mailbox {m:?}"),
-        None => config
-            .mailboxes
-            .first()
-            .map(|m| m.name.get_ref().clone())
-            .ok_or_else(|| anyhow::anyhow!("no mailbox configured")),
-    }
+    config
+        .mailbox_or_first(mailbox.as_deref())
+        .map(|m| m.name.clone())
+        .map_err(anyhow::Error::msg)
 }
 
 /// `triaged classify FILE`: the decision for one message, stored nowhere.

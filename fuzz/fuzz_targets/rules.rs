@@ -31,7 +31,7 @@ fuzz_target!(
         };
         for mb in &config.mailboxes {
             for msg in sample_messages() {
-                let ev = set.evaluate(mb.name.get_ref(), msg);
+                let ev = set.evaluate(&mb.name, msg);
                 let d = complete(&ev, msg, mb, ARRIVAL_MS, config);
                 check_decision(&d, config, ARRIVAL_MS);
             }

@@ -76,7 +76,7 @@ impl Known {
     pub fn from_config(config: &crate::config::Config) -> Known {
         Known::new(
             config.queues.iter().map(|q| q.name.get_ref().clone()),
-            config.mailboxes.iter().map(|m| m.name.get_ref().clone()),
+            config.mailboxes.iter().map(|m| m.name.clone()),
         )
     }
 
