@@ -4,11 +4,14 @@
 //!
 //! Two questions are asked of it, and they are not the same:
 //!
-//! - the rules' field `auto_generated` (`rules::auto_generated`): was this
-//!   message sent by a machine rather than a person? That is [`reason`].
+//! - the rules' field `auto_generated` (`rules::auto_generated`): is this
+//!   message marked as sent by a machine? That is [`is_marked`]: only the
+//!   signs of [`Strength::Marked`], because a rule routes on it (the shipped
+//!   monitoring rules take `auto_generated` mail with an alert's subject as
+//!   an alert), and a guess must not move a person's mail to another queue.
 //! - notify's "no automatic reply" (`notify::policy::no_reply_reason`): may
-//!   the desk answer it automatically? Every automated message gets no reply,
-//!   and so, besides, does mail that a person may well have written but that
+//!   the desk answer it automatically? Every message with a sign of any
+//!   strength ([`reason`]) gets no reply, and so, besides, does mail that a person may well have written but that
 //!   must not be answered: mail with no sender address, mail from the desk's
 //!   own addresses, mail carrying the desk's own `X-Loop`, and mail whose
 //!   sender asked for no automatic replies (`X-Auto-Response-Suppress`).
@@ -16,23 +19,35 @@
 
 use crate::parse::{ParsedMessage, split_address};
 
-/// Why a message was sent by a machine, or `None` when nothing says so.
+/// How strongly a signal says that a machine sent the mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Strength {
+    /// The mail says so in the fields routing has always read: an
+    /// `Auto-Submitted` value other than `no` (RFC 3834), `Precedence: bulk,
+    /// junk or list`, a `List-Id` (RFC 2919), the null Return-Path `<>` of
+    /// bounces, a `mailer-daemon` or `postmaster` sender. These alone make
+    /// the rules' `auto_generated` hold: a routing decision needs precision.
+    Marked,
+    /// Every other sign in common use: an empty `Auto-Submitted`, vendor
+    /// auto-reply markers, `Precedence: auto_reply`, VERP and list bounce
+    /// addresses, delivery status reports, `X-Failed-Recipients`,
+    /// `List-Unsubscribe`, `Feedback-ID`, `noreply`-like senders. Enough to
+    /// withhold an automatic reply (a wrong guess costs one acknowledgement),
+    /// not to route.
+    Likely,
+}
+
+/// The first sign that a machine sent the mail, with its strength, or `None`
+/// when nothing says so. Signs are looked at in a fixed order, and only
+/// those at least as strong as `at_least` (`Marked` is the strongest).
 ///
-/// What counts: `Auto-Submitted` other than `no` (an empty value counts: the
-/// field is only ever added by software); a vendor auto-reply marker
-/// (`X-Autoreply`, `X-Autorespond`...) other than `no`/`false`/`0`; the null
-/// Return-Path `<>` of bounces; a `mailer-daemon` or `postmaster` sender; a
-/// VERP or list bounce address (`bounces+...@`, `*-bounces@`, `bounce-*@`,
-/// `owner-*@`, `*-owner@`); a delivery status report or
-/// `X-Failed-Recipients`; a `List-Id`; `Precedence: bulk/junk/list/
-/// auto_reply`; `List-Unsubscribe` or `Feedback-ID` (bulk senders); a
-/// `noreply`-like sender. Sender addresses are looked at without their
-/// `+suffix`: the requester's (From, else Reply-To, else Sender), From's and
-/// Sender's.
-///
+/// Sender addresses are looked at lower-case and without their `+suffix`:
+/// the requester's (From, else Reply-To, else Sender), From's and Sender's.
 /// The texts are the ones notify records as the reason an acknowledgement
 /// was not sent.
-pub fn reason(msg: &ParsedMessage) -> Option<String> {
+pub fn detect(msg: &ParsedMessage, at_least: Strength) -> Option<(Strength, String)> {
+    use Strength::{Likely, Marked};
+    let wanted = |s: Strength| s <= at_least;
     let auto = &msg.auto;
     if let Some(v) = &auto.auto_submitted {
         let kind = v
@@ -41,8 +56,9 @@ pub fn reason(msg: &ParsedMessage) -> Option<String> {
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        if kind != "no" {
-            return Some(format!("Auto-Submitted: {v}"));
+        let strength = if kind.is_empty() { Likely } else { Marked };
+        if kind != "no" && wanted(strength) {
+            return Some((strength, format!("Auto-Submitted: {v}")));
         }
     }
     if let Some(marker) = &auto.autoreply {
@@ -50,8 +66,8 @@ pub fn reason(msg: &ParsedMessage) -> Option<String> {
             .split_once(':')
             .map(|(_, v)| v.trim().to_ascii_lowercase())
             .unwrap_or_default();
-        if !matches!(value.as_str(), "no" | "false" | "0") {
-            return Some(format!("automatic reply: {marker}"));
+        if !matches!(value.as_str(), "no" | "false" | "0") && wanted(Likely) {
+            return Some((Likely, format!("automatic reply: {marker}")));
         }
     }
     if auto
@@ -59,49 +75,66 @@ pub fn reason(msg: &ParsedMessage) -> Option<String> {
         .as_deref()
         .is_some_and(|r| r.trim().is_empty())
     {
-        return Some("bounce: null Return-Path <>".to_string());
+        return Some((Marked, "bounce: null Return-Path <>".to_string()));
     }
-    if let Some(r) = senders(msg).find_map(|a| sender_reason(&a)) {
-        return Some(r);
-    }
-    let content_type = msg
-        .header("Content-Type")
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if content_type.contains("multipart/report") || content_type.contains("message/delivery-status")
+    if let Some(found) = senders(msg)
+        .filter_map(|a| sender_reason(&a))
+        .find(|f| wanted(f.0))
     {
-        return Some("bounce: delivery status notification".to_string());
+        return Some(found);
     }
-    if msg.header("X-Failed-Recipients").is_some() {
-        return Some("bounce: X-Failed-Recipients".to_string());
+    if wanted(Likely) {
+        let content_type = msg
+            .header("Content-Type")
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if content_type.contains("multipart/report")
+            || content_type.contains("message/delivery-status")
+        {
+            return Some((Likely, "bounce: delivery status notification".to_string()));
+        }
+        if msg.header("X-Failed-Recipients").is_some() {
+            return Some((Likely, "bounce: X-Failed-Recipients".to_string()));
+        }
     }
     if let Some(list) = &auto.list_id {
-        return Some(format!("mailing list: List-Id {list}"));
+        return Some((Marked, format!("mailing list: List-Id {list}")));
     }
     if let Some(p) = &auto.precedence {
         let p = p.trim().to_ascii_lowercase();
-        if matches!(
-            p.as_str(),
-            "bulk" | "junk" | "list" | "auto_reply" | "auto-reply"
-        ) {
-            return Some(format!("Precedence: {p}"));
+        let strength = match p.as_str() {
+            "bulk" | "junk" | "list" => Some(Marked),
+            "auto_reply" | "auto-reply" => Some(Likely),
+            _ => None,
+        };
+        if let Some(strength) = strength.filter(|&s| wanted(s)) {
+            return Some((strength, format!("Precedence: {p}")));
         }
     }
-    if let Some(v) = &auto.list_unsubscribe {
-        return Some(format!("list or bulk mail: List-Unsubscribe {v}"));
-    }
-    if let Some(v) = &auto.feedback_id {
-        return Some(format!("bulk mail: Feedback-ID {v}"));
-    }
-    if let Some(r) = senders(msg).find_map(|a| no_replies(&a)) {
-        return Some(r);
+    if wanted(Likely) {
+        if let Some(v) = &auto.list_unsubscribe {
+            return Some((Likely, format!("list or bulk mail: List-Unsubscribe {v}")));
+        }
+        if let Some(v) = &auto.feedback_id {
+            return Some((Likely, format!("bulk mail: Feedback-ID {v}")));
+        }
+        if let Some(r) = senders(msg).find_map(|a| no_replies(&a)) {
+            return Some((Likely, r));
+        }
     }
     None
 }
 
-/// Whether a message was sent by a machine: [`reason`] has one.
-pub fn is_automated(msg: &ParsedMessage) -> bool {
-    reason(msg).is_some()
+/// Why a message was likely sent by a machine (any [`Strength`]), or `None`:
+/// what withholds an automatic reply.
+pub fn reason(msg: &ParsedMessage) -> Option<String> {
+    detect(msg, Strength::Likely).map(|(_, r)| r)
+}
+
+/// Whether a message is marked as sent by a machine ([`Strength::Marked`]):
+/// the rules' `auto_generated`.
+pub fn is_marked(msg: &ParsedMessage) -> bool {
+    detect(msg, Strength::Marked).is_some()
 }
 
 /// The sender addresses, lower-case, requester first, each once.
@@ -126,10 +159,10 @@ fn base(address: &str) -> &str {
 }
 
 /// A bounce or list robot's address.
-fn sender_reason(address: &str) -> Option<String> {
+fn sender_reason(address: &str) -> Option<(Strength, String)> {
     let base = base(address);
     if base == "mailer-daemon" || base == "postmaster" {
-        return Some(format!("bounce: sent by {address}"));
+        return Some((Strength::Marked, format!("bounce: sent by {address}")));
     }
     let bounce_address = matches!(base, "bounce" | "bounces")
         || base.starts_with("bounce-")
@@ -139,7 +172,12 @@ fn sender_reason(address: &str) -> Option<String> {
         || base.ends_with("-bounces")
         || base.starts_with("owner-")
         || base.ends_with("-owner");
-    bounce_address.then(|| format!("bounce or list address: sent by {address}"))
+    bounce_address.then(|| {
+        (
+            Strength::Likely,
+            format!("bounce or list address: sent by {address}"),
+        )
+    })
 }
 
 /// A sender that says it takes no replies (`noreply`, `do-not-reply`...).
@@ -243,6 +281,40 @@ mod tests {
             Some("takes no replies"),
         );
         check("From: nora@vendor.example", None);
+    }
+
+    #[test]
+    fn only_marked_mail_is_auto_generated() {
+        let marked = |headers: &str| {
+            let raw = format!("{headers}\nSubject: x\n\nbody\n");
+            is_marked(&parse(raw.as_bytes()))
+        };
+        for h in [
+            "From: ann@example.org\nAuto-Submitted: auto-replied",
+            "From: ann@example.org\nPrecedence: bulk",
+            "From: ann@example.org\nList-Id: <l.example.org>",
+            "From: ann@example.org\nReturn-Path: <>",
+            "From: postmaster@example.org",
+            "From: ann@example.org\nSender: Mailer-Daemon@mx.example.org",
+            // A weaker sign first does not hide a marked one after it.
+            "From: ann@example.org\nX-Autoreply: yes\nList-Id: <l.example.org>",
+            "From: noreply@example.org\nPrecedence: list",
+        ] {
+            assert!(marked(h), "{h:?} is marked");
+        }
+        for h in [
+            "From: ann@example.org",
+            "From: ann@example.org\nAuto-Submitted: no",
+            "From: ann@example.org\nAuto-Submitted:",
+            "From: ann@example.org\nX-Autoreply: yes",
+            "From: ann@example.org\nPrecedence: auto_reply",
+            "From: bounces+1-ann=example.org@em.example",
+            "From: ann@example.org\nX-Failed-Recipients: a@b.c",
+            "From: ann@example.org\nList-Unsubscribe: <mailto:u@x.example>",
+            "From: no-reply@vendor.example",
+        ] {
+            assert!(!marked(h), "{h:?} is only likely");
+        }
     }
 
     #[test]

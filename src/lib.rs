@@ -16,6 +16,10 @@
 //! - [`daemon`]: the running service: watchers, shutdown.
 //! - [`ingest`]: the file-ingest engine behind `triaged ingest` and the benchmark.
 //! - [`config`], [`telemetry`], [`cli`]: configuration, logs, command line.
+//! - Shared leaves every layer may use: [`problem`] (`file:line: reason`),
+//!   [`clock`] (the one clock, injectable for tests), [`text`] (truncation),
+//!   and [`automated`] (is this mail machine-sent?, over a parsed message;
+//!   used by the rules and by notify's no-reply policy).
 //! - [`devstack`], [`demo`], [`bench`]: a private Dovecot on loopback, and the
 //!   demo and benchmarks built on it.
 

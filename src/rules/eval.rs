@@ -15,13 +15,14 @@ use crate::parse::{ParsedMessage, domain_of};
 /// matching a whole body does not copy the body into every ticket.
 const MAX_SHOWN: usize = 200;
 
-/// Whether a message was sent by a machine rather than a person (the rules'
-/// field `auto_generated`): the one classifier, [`crate::automated::reason`].
-/// notify's no-reply policy asks the same classifier and adds reasons of its
-/// own (the desk's own addresses, X-Loop, no sender) that do not make a mail
-/// automated.
+/// Whether a message is marked as sent by a machine (the rules' field
+/// `auto_generated`): Auto-Submitted other than `no`, Precedence bulk, junk
+/// or list, a List-Id, the null Return-Path of bounces, a MAILER-DAEMON or
+/// postmaster sender. The one classifier decides
+/// ([`crate::automated::is_marked`]); notify's no-reply policy asks the same
+/// classifier for weaker signs too, and adds reasons of its own.
 pub fn auto_generated(msg: &ParsedMessage) -> bool {
-    crate::automated::is_automated(msg)
+    crate::automated::is_marked(msg)
 }
 
 fn set_bit(bits: &mut [u64], id: u32) {
