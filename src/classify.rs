@@ -6,15 +6,18 @@
 //! it whole when the rules are reloaded, so every message is routed by exactly
 //! one rule set.
 
+pub mod cases;
+
 use std::path::Path;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, MailboxConfig, Problems};
+use crate::config::{Config, Mailbox};
 use crate::parse::ParsedMessage;
 use crate::priority::{Impact, Kind, Priority, Urgency};
-use crate::rules::{Evaluation, Known, RuleSet};
+use crate::problem::Problems;
+use crate::rules::{Evaluation, RuleSet};
 
 /// The routing decision for one message, with the reasons for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,7 +75,7 @@ pub fn load_rules(config: &Config) -> Result<RuleSet, Problems> {
 /// Loads the rules in `dir` (or the built-in ones if `dir` does not exist),
 /// checked against the queues and mailboxes of `config`.
 pub fn load_rules_from(dir: &Path, config: &Config) -> Result<RuleSet, Problems> {
-    let known = Known::from_config(config);
+    let known = config.known_names();
     if dir.is_dir() {
         RuleSet::load_dir(dir, &known).map_err(Problems)
     } else {
@@ -109,11 +112,11 @@ impl Classifier {
     pub fn classify(
         &self,
         msg: &ParsedMessage,
-        mailbox: &MailboxConfig,
+        mailbox: &Mailbox,
         arrival_ms: i64,
         config: &Config,
     ) -> Decision {
-        let ev = self.rules.evaluate(mailbox.name.get_ref(), msg);
+        let ev = self.rules.evaluate(&mailbox.name, msg);
         complete(&ev, msg, mailbox, arrival_ms, config)
     }
 }
@@ -126,7 +129,7 @@ impl Classifier {
 pub fn complete(
     ev: &Evaluation,
     msg: &ParsedMessage,
-    mailbox: &MailboxConfig,
+    mailbox: &Mailbox,
     arrival_ms: i64,
     config: &Config,
 ) -> Decision {
@@ -135,21 +138,18 @@ pub fn complete(
     let queue = match &ev.queue {
         Some(q) => q.clone(),
         None => {
-            let q = mailbox.default_queue.get_ref().clone();
-            explanation.push(format!(
-                "queue {q}: default of mailbox {}",
-                mailbox.name.get_ref()
-            ));
+            let q = mailbox.default_queue.clone();
+            explanation.push(format!("queue {q}: default of mailbox {}", mailbox.name));
             q
         }
     };
     let queue_config = config.queues.iter().find(|q| q.name.get_ref() == &queue);
     let desk = config
         .queue_desk(&queue)
-        .or_else(|| config.desk(mailbox.desk.get_ref()));
+        .or_else(|| config.desk(&mailbox.desk));
     let desk_name = desk
         .map(|d| d.name.get_ref().clone())
-        .unwrap_or_else(|| mailbox.desk.get_ref().clone());
+        .unwrap_or_else(|| mailbox.desk.clone());
     let desk_tag = desk
         .map(|d| d.tag.clone())
         .unwrap_or_else(|| desk_name.to_ascii_uppercase());

@@ -66,21 +66,13 @@ pub async fn run(
             .with_notifier(notifier, wake)
     };
     let mut tasks = JoinSet::new();
-    for (mailbox, settings) in config.mailboxes.iter().zip(&config.imap) {
-        let Some(settings) = settings else {
-            info!(mailbox = %mailbox.name.get_ref(), "mailbox has no [mailboxes.imap]; not watched");
-            continue;
-        };
-        let password = settings
-            .password()
+    for mailbox in &config.mailboxes {
+        let watcher = Watcher::new(pipeline.clone(), mailbox, shutdown.clone())
             .map_err(anyhow::Error::msg)
-            .with_context(|| format!("mailbox {:?}", mailbox.name.get_ref()))?;
-        let watcher = Watcher {
-            pipeline: pipeline.clone(),
-            mailbox: mailbox.name.get_ref().clone(),
-            settings: settings.clone(),
-            password,
-            shutdown: shutdown.clone(),
+            .with_context(|| format!("mailbox {:?}", mailbox.name))?;
+        let Some(watcher) = watcher else {
+            info!(mailbox = %mailbox.name, "mailbox has no [mailboxes.imap]; not watched");
+            continue;
         };
         tasks.spawn(watcher.run());
     }
@@ -113,7 +105,7 @@ pub async fn run(
         let flush_until = tokio::time::Instant::now() + OUTBOX_FLUSH_DEADLINE;
         while tokio::time::Instant::now() < flush_until
             && store
-                .due_outbox(crate::store::now_ms(), 1)
+                .due_outbox(crate::clock::now_ms(), 1)
                 .await
                 .map(|d| !d.is_empty())
                 .unwrap_or(false)

@@ -34,10 +34,23 @@ pub struct MailAddr {
 impl MailAddr {
     /// The domain part, lower-cased, if the address has one.
     pub fn domain(&self) -> Option<String> {
-        self.address
-            .rsplit_once('@')
-            .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
+        domain_of(&self.address)
     }
+}
+
+/// An address's local part and domain, split at the last `@`; the domain is
+/// empty when there is no `@`. Case is kept.
+pub fn split_address(address: &str) -> (&str, &str) {
+    address.rsplit_once('@').unwrap_or((address, ""))
+}
+
+/// The domain of an address (after its last `@`, a trailing `>` dropped),
+/// lower-case; `None` without an `@`. The one domain extraction: rules,
+/// priority and notify all read domains through it.
+pub fn domain_of(address: &str) -> Option<String> {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
 }
 
 impl std::fmt::Display for MailAddr {
@@ -225,6 +238,26 @@ fn parse_bounded(raw: &[u8]) -> ParsedMessage {
     }
 }
 
+/// At most this much of a message's head is kept where only the head is
+/// kept (an oversized or quarantined message) or read (a head fetched alone):
+/// enough for any header section mail in the wild has.
+pub const HEAD_LIMIT: usize = 64 * 1024;
+
+/// The header section of a raw message (up to and with the first empty
+/// line), capped at [`HEAD_LIMIT`]; all of it when it has no empty line.
+pub fn head_of(raw: &[u8]) -> &[u8] {
+    let capped = &raw[..raw.len().min(HEAD_LIMIT)];
+    let end = find(capped, b"\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| find(capped, b"\n\n").map(|i| i + 2))
+        .unwrap_or(capped.len());
+    &capped[..end]
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 /// The message read from its header section alone, the rest kept as raw text,
 /// with `why` recorded as a problem.
 fn headers_only(raw: &[u8], sha256: String, size: u64, why: &str) -> ParsedMessage {
@@ -236,7 +269,7 @@ fn headers_only(raw: &[u8], sha256: String, size: u64, why: &str) -> ParsedMessa
     });
     match headers_only {
         Ok(Some(mut parsed)) => {
-            let head = crate::pipeline::head_of(body_bytes).len();
+            let head = head_of(body_bytes).len();
             parsed.body = String::from_utf8_lossy(&body_bytes[head..])
                 .trim()
                 .to_string();
@@ -830,6 +863,23 @@ fn unfold(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn head_stops_at_blank_line() {
+        assert_eq!(head_of(b"A: b\r\n\r\nbody"), b"A: b\r\n\r\n");
+        assert_eq!(head_of(b"A: b\n\nbody"), b"A: b\n\n");
+        assert_eq!(head_of(b"A: b"), b"A: b");
+        let long = vec![b'x'; HEAD_LIMIT + 10];
+        assert_eq!(head_of(&long).len(), HEAD_LIMIT);
+    }
+
+    #[test]
+    fn addresses_split() {
+        assert_eq!(split_address("a+b@X.org"), ("a+b", "X.org"));
+        assert_eq!(split_address("nobody"), ("nobody", ""));
+        assert_eq!(domain_of("a@b@Mail.X.org>").as_deref(), Some("mail.x.org"));
+        assert_eq!(domain_of("nobody"), None);
+    }
 
     #[test]
     fn plain_message_fields() {

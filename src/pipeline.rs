@@ -14,14 +14,12 @@ use std::sync::{Arc, RwLock};
 use serde::Serialize;
 
 use crate::classify::{Classifier, Decision};
-use crate::config::{Config, Problems};
+use crate::config::Config;
 use crate::notify::Notifier;
 use crate::parse::{self, ParsedMessage};
+use crate::problem::Problems;
 use crate::store::{Cursor, Store, StoreError};
 use crate::thread::{self, ThreadKeys};
-
-/// At most this much of an oversized message's head is kept in quarantine.
-const QUARANTINE_HEAD_BYTES: usize = 64 * 1024;
 
 /// Where a message came from, for audit and for logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,7 +212,7 @@ impl Pipeline {
                 decision: Box::new(self.classifier().classify(
                     &parsed,
                     mb,
-                    crate::store::now_ms(),
+                    crate::clock::now_ms(),
                     &self.config,
                 )),
                 keys: thread::keys(&parsed, &self.desk_tags),
@@ -380,19 +378,7 @@ fn quarantine_action(reason: String, raw: &[u8], parsed: &ParsedMessage) -> Acti
     }
 }
 
-/// The header section of a raw message (up to the first empty line), capped.
-pub fn head_of(raw: &[u8]) -> &[u8] {
-    let capped = &raw[..raw.len().min(QUARANTINE_HEAD_BYTES)];
-    let end = find(capped, b"\r\n\r\n")
-        .map(|i| i + 4)
-        .or_else(|| find(capped, b"\n\n").map(|i| i + 2))
-        .unwrap_or(capped.len());
-    &capped[..end]
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
+pub use crate::parse::head_of;
 
 /// The key that makes a message a duplicate: `mid:<Message-ID>#<content hash>`,
 /// or `sha256:<content hash>` for a message without a Message-ID.
@@ -452,12 +438,5 @@ mod tests {
         assert_eq!(key(with_id), key(resent));
         assert_ne!(key(with_id), key(impostor));
         assert!(key(impostor).starts_with("mid:q@w#"));
-    }
-
-    #[test]
-    fn head_stops_at_blank_line() {
-        assert_eq!(head_of(b"A: b\r\n\r\nbody"), b"A: b\r\n\r\n");
-        assert_eq!(head_of(b"A: b\n\nbody"), b"A: b\n\n");
-        assert_eq!(head_of(b"A: b"), b"A: b");
     }
 }

@@ -7,24 +7,19 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::classify::cases::{CaseContext, run_cases};
 use crate::classify::{Classifier, Decision, load_rules_from};
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::parse::parse;
-use crate::rules::{CaseContext, run_cases};
 use crate::sources::files::{Item, Walker};
-use crate::store::now_ms;
 
 /// The mailbox a message counts as arriving in: the named one, or the first.
 fn mailbox_name(config: &Config, mailbox: Option<String>) -> anyhow::Result<String> {
-    match mailbox {
-        Some(m) if config.mailbox(&m).is_some() => Ok(m),
-        Some(m) => anyhow::bail!("unknown mailbox {m:?}"),
-        None => config
-            .mailboxes
-            .first()
-            .map(|m| m.name.get_ref().clone())
-            .ok_or_else(|| anyhow::anyhow!("no mailbox configured")),
-    }
+    config
+        .mailbox_or_first(mailbox.as_deref())
+        .map(|m| m.name.clone())
+        .map_err(anyhow::Error::msg)
 }
 
 /// `triaged classify FILE`: the decision for one message, stored nowhere.

@@ -33,7 +33,7 @@ fuzz_target!(
             Ok(c) => c,
             Err(p) => {
                 assert!(!p.0.is_empty(), "rules refused without a problem");
-                match RuleSet::from_sources(&[], &Known::from_config(&config)) {
+                match RuleSet::from_sources(&[], &config.known_names()) {
                     Ok(empty) => Classifier::new(empty),
                     Err(p) => panic!("an empty rule set is refused: {p:?}"),
                 }

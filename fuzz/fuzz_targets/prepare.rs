@@ -52,7 +52,7 @@ fuzz_target!(
             let names = config
                 .mailboxes
                 .iter()
-                .map(|m| m.name.get_ref().as_str())
+                .map(|m| m.name.as_str())
                 .chain(["not-configured"]);
             for name in names {
                 let origin = Origin::Stdin { index: 0 };

@@ -20,7 +20,7 @@ fuzz_target!(
             .map(|(i, t)| (format!("{i:02}-fuzz.toml"), t.to_string()))
             .collect();
         let config = default_config();
-        let set = match RuleSet::from_sources(&files, &Known::from_config(config)) {
+        let set = match RuleSet::from_sources(&files, &config.known_names()) {
             Ok(s) => s,
             Err(p) => {
                 let named: Vec<(&str, &str)> =
@@ -31,7 +31,7 @@ fuzz_target!(
         };
         for mb in &config.mailboxes {
             for msg in sample_messages() {
-                let ev = set.evaluate(mb.name.get_ref(), msg);
+                let ev = set.evaluate(&mb.name, msg);
                 let d = complete(&ev, msg, mb, ARRIVAL_MS, config);
                 check_decision(&d, config, ARRIVAL_MS);
             }

@@ -4,10 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
-
 use super::text::vis;
-use super::{load_config, mailbox_names, open_store};
+use super::{load_config, open_store};
 use crate::config::Config;
 use crate::ingest::ingest_paths;
 use crate::pipeline::Outcome;
@@ -77,22 +75,11 @@ pub(super) async fn ingest(path: Option<&Path>, args: IngestArgs) -> anyhow::Res
 
 /// The mailbox named with `--mailbox`, or the first configured one.
 fn resolve_mailbox(config: &Config, mailbox: Option<String>) -> anyhow::Result<String> {
-    Ok(match mailbox {
-        Some(m) => {
-            if config.mailbox(&m).is_none() {
-                anyhow::bail!(
-                    "unknown mailbox {m:?} (configured: {})",
-                    mailbox_names(config)
-                );
-            }
-            m
-        }
-        None => config
-            .mailboxes
-            .first()
-            .map(|m| m.name.get_ref().clone())
-            .context("no mailbox configured")?,
-    })
+    Ok(config
+        .mailbox_or_first(mailbox.as_deref())
+        .map_err(anyhow::Error::msg)?
+        .name
+        .clone())
 }
 
 fn describe(o: &Outcome) -> String {

@@ -372,15 +372,6 @@ async fn rules(path: Option<&std::path::Path>, command: RulesCommand) -> anyhow:
     }
 }
 
-fn mailbox_names(config: &Config) -> String {
-    config
-        .mailboxes
-        .iter()
-        .map(|m| m.name.get_ref().as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn check(path: Option<&std::path::Path>) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,

@@ -22,14 +22,7 @@ pub fn format_ms(ms: i64) -> String {
         .unwrap_or_else(|_| ms.to_string())
 }
 
-pub(super) fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let cut: String = s.chars().take(n.saturating_sub(1)).collect();
-        format!("{cut}…")
-    }
-}
+pub(super) use crate::text::truncate;
 
 /// Text from mail as it may reach a terminal: every control character (C0,
 /// DEL, C1 such as the one-byte CSI U+009B) and every bidi control shows as a

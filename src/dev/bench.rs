@@ -156,11 +156,9 @@ fn daemon_config(
     let mut imap = dovecot.imap_settings("isda-support@example.edu", "INBOX", "");
     imap.password_env = None;
     imap.password_file = Some(password_file.to_path_buf());
-    c.imap = c
-        .mailboxes
-        .iter()
-        .map(|m| (m.name.get_ref() == "isda-support").then(|| imap.clone()))
-        .collect();
+    for m in &mut c.mailboxes {
+        m.imap = (m.name == "isda-support").then(|| imap.clone());
+    }
     c.smtp = smtp_port.map(|port| crate::config::SmtpConfig {
         host: "127.0.0.1".to_string(),
         port: Some(port),
@@ -425,13 +423,13 @@ fn bench_classify(generated: usize, count: usize) -> anyhow::Result<()> {
         let mut hits = 0usize;
         for i in 0..count {
             let m = &messages[i % messages.len()];
-            let ev = rules.evaluate(mailboxes[i % mailboxes.len()].name.get_ref(), m);
+            let ev = rules.evaluate(&mailboxes[i % mailboxes.len()].name, m);
             hits += ev.matched.len();
         }
         let engine = count as f64 / t.elapsed().as_secs_f64();
         let classifier = Classifier::new(rules);
         let t = Instant::now();
-        let now = crate::store::now_ms();
+        let now = crate::clock::now_ms();
         for i in 0..count / 4 {
             let d = classifier.classify(
                 &messages[i % messages.len()],

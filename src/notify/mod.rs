@@ -57,12 +57,12 @@ pub const CAP_WINDOW_MS: i64 = 3_600_000;
 
 /// Loads the templates named by the configuration (or the built-in ones)
 /// into a [`Notifier`]; every template problem is returned.
-pub fn notifier(config: &Arc<Config>) -> Result<Notifier, crate::config::Problems> {
+pub fn notifier(config: &Arc<Config>) -> Result<Notifier, crate::problem::Problems> {
     let templates =
-        Templates::load_or_builtin(&config.paths.templates).map_err(crate::config::Problems)?;
+        Templates::load_or_builtin(&config.paths.templates).map_err(crate::problem::Problems)?;
     let problems = templates.check();
     if !problems.is_empty() {
-        return Err(crate::config::Problems(problems));
+        return Err(crate::problem::Problems(problems));
     }
     Ok(Notifier::new(config.clone(), templates))
 }

@@ -1,26 +1,24 @@
 //! Who must never get an automatic reply: loop and noise protection (RFC 3834
-//! and what mail in the wild does). Pure.
+//! and what mail in the wild does). Pure. Whether a mail is automated is
+//! decided once, in [`crate::automated`]; this adds what concerns replies only.
 
-use crate::parse::ParsedMessage;
+use crate::parse::{ParsedMessage, split_address};
 
 /// Why a message gets no automatic reply, or `None` when it may get one.
 /// `own` holds the desk's own addresses, lower-case.
 ///
-/// What counts, after RFC 3834 and what RT, Zammad and Znuny look at:
-/// `Auto-Submitted` other than `no`; `Precedence: bulk/junk/list/auto_reply`;
-/// vendor auto-reply markers (`X-Autoreply`, `X-Autorespond`...);
-/// `X-Auto-Response-Suppress: All/AutoReply/OOF`; `X-Loop` naming us; lists
-/// and bulk senders (`List-Id`, `List-Unsubscribe`, `Feedback-ID`); bounces
-/// (null Return-Path, delivery reports, `mailer-daemon`, `postmaster`, VERP
-/// and list bounce addresses such as `bounces+...@`, `*-bounces@`,
-/// `bounce-*@`); `noreply`-like senders; and the desk's own addresses, with
-/// or without a `+suffix`.
+/// Every automated message ([`crate::automated::reason`]: Auto-Submitted,
+/// auto-reply markers, bounces, lists and bulk senders, `noreply`-like
+/// senders), and besides, what may come from a person but must not be
+/// answered: no sender address; the desk's own addresses, with or without a
+/// `+suffix`; an `X-Loop` naming us (or saying `yes`); and
+/// `X-Auto-Response-Suppress: All/AutoReply/OOF`, the sender's request.
 pub fn no_reply_reason(msg: &ParsedMessage, own: &[String]) -> Option<String> {
     let Some(sender) = msg.requester() else {
         return Some("no sender address".to_string());
     };
     let address = sender.address.to_ascii_lowercase();
-    let (local, domain) = address.rsplit_once('@').unwrap_or((&address, ""));
+    let (local, domain) = split_address(&address);
     // The address without its subaddress: isda-support+x@ is isda-support@.
     let base = local.split('+').next().unwrap_or(local);
     let unsuffixed = format!("{base}@{domain}");
@@ -29,28 +27,7 @@ pub fn no_reply_reason(msg: &ParsedMessage, own: &[String]) -> Option<String> {
             "sender {address} is one of the desk's own addresses"
         ));
     }
-    let auto = &msg.auto;
-    if let Some(v) = &auto.auto_submitted {
-        let kind = v
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if kind != "no" {
-            return Some(format!("Auto-Submitted: {v}"));
-        }
-    }
-    if let Some(marker) = &auto.autoreply {
-        let value = marker
-            .split_once(':')
-            .map(|(_, v)| v.trim().to_ascii_lowercase())
-            .unwrap_or_default();
-        if !matches!(value.as_str(), "no" | "false" | "0") {
-            return Some(format!("automatic reply: {marker}"));
-        }
-    }
-    if let Some(v) = &auto.x_loop {
+    if let Some(v) = &msg.auto.x_loop {
         let lower = v.to_ascii_lowercase();
         if own.iter().any(|o| lower.contains(o.as_str()))
             || matches!(lower.trim(), "yes" | "true" | "1")
@@ -58,47 +35,10 @@ pub fn no_reply_reason(msg: &ParsedMessage, own: &[String]) -> Option<String> {
             return Some(format!("mail loop: X-Loop: {v}"));
         }
     }
-    if auto.return_path.as_deref() == Some("") {
-        return Some("bounce: null Return-Path <>".to_string());
+    if let Some(reason) = crate::automated::reason(msg) {
+        return Some(reason);
     }
-    if base == "mailer-daemon" || base == "postmaster" {
-        return Some(format!("bounce: sent by {address}"));
-    }
-    let bounce_address = matches!(base, "bounce" | "bounces")
-        || base.starts_with("bounce-")
-        || base.starts_with("bounces-")
-        || base.starts_with("bounce.")
-        || base.ends_with("-bounce")
-        || base.ends_with("-bounces")
-        || base.starts_with("owner-")
-        || base.ends_with("-owner");
-    if bounce_address {
-        return Some(format!("bounce or list address: sent by {address}"));
-    }
-    let content_type = msg
-        .header("Content-Type")
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if content_type.contains("multipart/report") || content_type.contains("message/delivery-status")
-    {
-        return Some("bounce: delivery status notification".to_string());
-    }
-    if msg.header("X-Failed-Recipients").is_some() {
-        return Some("bounce: X-Failed-Recipients".to_string());
-    }
-    if let Some(list) = &auto.list_id {
-        return Some(format!("mailing list: List-Id {list}"));
-    }
-    if let Some(p) = &auto.precedence {
-        let p = p.trim().to_ascii_lowercase();
-        if matches!(
-            p.as_str(),
-            "bulk" | "junk" | "list" | "auto_reply" | "auto-reply"
-        ) {
-            return Some(format!("Precedence: {p}"));
-        }
-    }
-    if let Some(v) = &auto.x_auto_response_suppress {
+    if let Some(v) = &msg.auto.x_auto_response_suppress {
         let v = v.to_ascii_lowercase();
         if v.split(',')
             .map(str::trim)
@@ -106,25 +46,6 @@ pub fn no_reply_reason(msg: &ParsedMessage, own: &[String]) -> Option<String> {
         {
             return Some(format!("X-Auto-Response-Suppress: {v}"));
         }
-    }
-    if let Some(v) = &auto.list_unsubscribe {
-        return Some(format!("list or bulk mail: List-Unsubscribe {v}"));
-    }
-    if let Some(v) = &auto.feedback_id {
-        return Some(format!("bulk mail: Feedback-ID {v}"));
-    }
-    let compact: String = base.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    if [
-        "noreply",
-        "donotreply",
-        "noreplies",
-        "donotrespond",
-        "noresponse",
-    ]
-    .iter()
-    .any(|p| compact.starts_with(p))
-    {
-        return Some(format!("sender {address} takes no replies"));
     }
     None
 }

@@ -30,8 +30,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::clock::now_ms;
 use crate::config::{Security, SmtpConfig};
-use crate::store::{OutboxMail, Store, now_ms};
+use crate::store::{OutboxMail, Store};
 
 /// Longest sleep between looks at the outbox.
 const IDLE_WAIT: Duration = Duration::from_secs(5);

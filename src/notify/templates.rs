@@ -10,7 +10,8 @@ use std::path::Path;
 
 use minijinja::{AutoEscape, Environment, Value};
 
-use crate::config::Problem;
+use crate::problem::Problem;
+use crate::text::truncate as cut;
 
 /// The kinds of mail the desk sends; each is a template name.
 pub const KINDS: &[&str] = &[
@@ -320,17 +321,6 @@ pub fn reflect_text(s: &str, max: usize) -> String {
         out.push_str("\n[... truncated]");
     }
     out
-}
-
-/// At most `max` characters; the last one an ellipsis when cut.
-fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut c: String = s.chars().take(max.saturating_sub(1)).collect();
-        c.push('…');
-        c
-    }
 }
 
 /// `text | truncate_text(n)`: at most n characters, marked when cut.

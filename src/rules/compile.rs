@@ -13,8 +13,8 @@ use super::{
     Actions, Atom, Builtin, Expr, FIXED_SLOTS, Field, FieldIndex, Index, Known, Matcher, Part,
     Rule, RuleSet, Template,
 };
-use crate::config::{Problem, line_of};
 use crate::priority::{Impact, Kind, Urgency};
+use crate::problem::{Problem, line_of};
 
 /// The compiled size one regex may reach. The shipped rules need at most a
 /// few tens of KB each; `\w{140}` (Unicode classes repeated) needs megabytes,
@@ -137,7 +137,7 @@ impl RuleSet {
                     c.problems.push(Problem {
                         file: name.clone(),
                         line,
-                        reason: crate::config::toml_reason(&e, text),
+                        reason: crate::problem::toml_reason(&e, text),
                     });
                 }
             }

@@ -9,42 +9,20 @@ use super::{
     Atom, Builtin, Evaluation, Expr, Field, FieldIndex, MatchedRule, Matcher, Part, Reason, Rule,
     RuleSet, Template,
 };
-use crate::parse::ParsedMessage;
+use crate::parse::{ParsedMessage, domain_of};
 
 /// Matched text longer than this is cut in explanations, so that a regex
 /// matching a whole body does not copy the body into every ticket.
 const MAX_SHOWN: usize = 200;
 
-/// Whether a message was sent by a machine rather than a person: an
-/// Auto-Submitted value other than `no` (RFC 3834), Precedence bulk, junk or
-/// list, a List-Id, the null Return-Path of bounces, or a MAILER-DAEMON or
-/// postmaster sender. Such mail is never acknowledged.
+/// Whether a message is marked as sent by a machine (the rules' field
+/// `auto_generated`): Auto-Submitted other than `no`, Precedence bulk, junk
+/// or list, a List-Id, the null Return-Path of bounces, a MAILER-DAEMON or
+/// postmaster sender. The one classifier decides
+/// ([`crate::automated::is_marked`]); notify's no-reply policy asks the same
+/// classifier for weaker signs too, and adds reasons of its own.
 pub fn auto_generated(msg: &ParsedMessage) -> bool {
-    let a = &msg.auto;
-    let auto_submitted = a.auto_submitted.as_deref().is_some_and(|v| {
-        let v = v.split(';').next().unwrap_or("").trim();
-        !v.is_empty() && !v.eq_ignore_ascii_case("no")
-    });
-    let precedence = a.precedence.as_deref().is_some_and(|v| {
-        let v = v.trim();
-        ["bulk", "junk", "list"]
-            .iter()
-            .any(|p| v.eq_ignore_ascii_case(p))
-    });
-    let robot = [msg.from.as_ref(), msg.sender.as_ref()]
-        .into_iter()
-        .flatten()
-        .any(|f| {
-            let local = f.address.split('@').next().unwrap_or("");
-            local.eq_ignore_ascii_case("mailer-daemon") || local.eq_ignore_ascii_case("postmaster")
-        });
-    auto_submitted
-        || precedence
-        || a.list_id.is_some()
-        || a.return_path
-            .as_deref()
-            .is_some_and(|r| r.trim().is_empty())
-        || robot
+    crate::automated::is_marked(msg)
 }
 
 fn set_bit(bits: &mut [u64], id: u32) {
@@ -180,12 +158,6 @@ fn match_value(fi: &FieldIndex, v: &str, bits: &mut [u64], s: &mut Scratch) {
     }
 }
 
-/// The domain of an address, lower-case.
-fn domain_of(addr: &str) -> Option<String> {
-    addr.rsplit_once('@')
-        .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
-}
-
 fn domain_matches(domain: &str, wanted: &str) -> bool {
     domain == wanted
         || domain
@@ -194,14 +166,12 @@ fn domain_matches(domain: &str, wanted: &str) -> bool {
 }
 
 fn shorten(s: &str) -> String {
-    if s.len() <= MAX_SHOWN {
-        return s.to_string();
+    let kept = crate::text::prefix_bytes(s, MAX_SHOWN);
+    if kept.len() == s.len() {
+        s.to_string()
+    } else {
+        format!("{kept}...")
     }
-    let mut end = MAX_SHOWN;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
 }
 
 impl Atom {

@@ -25,9 +25,10 @@
 //! - [`format`]: the file format as deserialized, with spans.
 //! - [`compile`]: validation (every problem as `file:line: reason`) and indexing.
 //! - [`eval`]: evaluation and its explanation.
-//! - [`cases`]: the test cases kept beside the rules (`routing-rules/tests/`).
+//!
+//! The test cases kept beside the rules (`routing-rules/tests/`) are run by
+//! `classify::cases`: they are judged on the completed decision.
 
-mod cases;
 mod compile;
 mod eval;
 mod format;
@@ -37,7 +38,6 @@ use std::collections::{BTreeSet, HashMap};
 use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
 
-pub use cases::{CaseContext, CaseResult, KeyDiff, run_cases};
 pub use eval::auto_generated;
 
 use crate::priority::{Impact, Kind, Urgency};
@@ -67,14 +67,6 @@ impl Known {
     /// Accepts every queue and mailbox name.
     pub fn anything() -> Known {
         Known::default()
-    }
-
-    /// The queues and mailboxes of a validated configuration.
-    pub fn from_config(config: &crate::config::Config) -> Known {
-        Known::new(
-            config.queues.iter().map(|q| q.name.get_ref().clone()),
-            config.mailboxes.iter().map(|m| m.name.get_ref().clone()),
-        )
     }
 
     /// The queues and mailboxes of DOMAIN.md's default deployment.

@@ -1,12 +1,10 @@
-//! Unit tests of the rule engine: loading problems, semantics, explanations,
-//! and the shipped rules against their own cases.
-
-use std::path::Path;
+//! Unit tests of the rule engine: loading problems, semantics, explanations.
+//! The shipped rules against their cases are in `classify::cases`.
 
 use super::*;
 use crate::parse::parse;
 
-fn load(text: &str) -> Result<RuleSet, Vec<crate::config::Problem>> {
+fn load(text: &str) -> Result<RuleSet, Vec<crate::problem::Problem>> {
     RuleSet::from_sources(
         &[("t.toml".to_string(), text.to_string())],
         &Known::domain(),
@@ -651,96 +649,6 @@ fn generated_rules_load_and_run() {
         Some("svc:db-04"),
         "{:?}",
         e.explanation()
-    );
-}
-
-#[test]
-fn shipped_rules_pass_their_cases() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("routing-rules");
-    let r = match RuleSet::load_dir(&dir, &Known::domain()) {
-        Ok(r) => r,
-        Err(p) => panic!(
-            "{}",
-            p.iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
-    };
-    let results = run_cases(
-        &r,
-        &dir.join("tests"),
-        &CaseContext::from_config(std::sync::Arc::new(
-            crate::config::Config::parse(crate::config::DEFAULT_CONFIG, "default")
-                .expect("default config"),
-        )),
-    );
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|c| !c.passed)
-        .map(|c| c.to_string())
-        .collect();
-    assert!(failed.is_empty(), "{}", failed.join("\n"));
-    assert!(results.len() >= 25, "only {} cases", results.len());
-    // Every queue and kind of DOMAIN.md is covered by some case.
-    let text: String = std::fs::read_dir(dir.join("tests"))
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .collect();
-    for q in [
-        "Customer-Support",
-        "ProductionDefect",
-        "ProductionDeploy",
-        "Admin",
-        "Database",
-        "Hosted-Help",
-    ] {
-        assert!(
-            text.contains(&format!("queue = \"{q}\"")),
-            "no case expects queue {q}"
-        );
-    }
-    for k in Kind::ALL {
-        assert!(
-            text.contains(&format!("kind = \"{k}\"")),
-            "no case expects kind {k}"
-        );
-    }
-}
-
-#[test]
-fn failing_case_shows_a_diff() {
-    let dir = tempfile::tempdir();
-    let Ok(dir) = dir else { panic!("no temp dir") };
-    let case = "[[case]]\nname = 'wrong on purpose'\nmailbox = 'help'\nheaders = { From = 'a@b.c', Subject = 'hello' }\nbody = 'x'\n[case.expect]\nqueue = 'Admin'\nkind = 'service'\n";
-    if let Err(e) = std::fs::write(dir.path().join("c.toml"), case) {
-        panic!("{e}");
-    }
-    let r = rules("[[rule]]\nname = 'help'\nwhen.mailbox = 'help'\nqueue = 'Hosted-Help'\n");
-    let results = run_cases(
-        &r,
-        dir.path(),
-        &CaseContext::from_config(std::sync::Arc::new(
-            crate::config::Config::parse(crate::config::DEFAULT_CONFIG, "default")
-                .expect("default config"),
-        )),
-    );
-    assert_eq!(results.len(), 1);
-    assert!(!results[0].passed);
-    assert_eq!(
-        results[0].diffs,
-        vec![KeyDiff {
-            key: "queue".to_string(),
-            expected: "\"Admin\"".to_string(),
-            actual: "\"Hosted-Help\"".to_string(),
-        }]
-    );
-    assert!(
-        results[0]
-            .to_string()
-            .contains("queue: expected \"Admin\", got \"Hosted-Help\"")
     );
 }
 

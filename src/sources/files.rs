@@ -209,7 +209,7 @@ impl Iterator for Walker {
 }
 
 /// How much of an oversized message is kept: enough for its header section.
-const HEAD_BYTES: usize = 64 * 1024;
+const HEAD_BYTES: usize = crate::parse::HEAD_LIMIT;
 
 /// A message read under the size limit: whole, or its head and full size.
 #[derive(Debug)]

@@ -30,7 +30,7 @@ use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{AfterIngest, ImapSettings, Secret, Security};
+use crate::config::{AfterIngest, ImapSettings, Mailbox, Secret, Security};
 use crate::pipeline::{Action, Origin, Outcome, Pipeline, Prepared};
 use crate::store::{Cursor, InFlight, StoreError};
 
@@ -141,14 +141,36 @@ async fn tls_wrap(s: &ImapSettings, tcp: TcpStream) -> Result<TlsStream<TcpStrea
 
 /// One mailbox's watcher.
 pub struct Watcher {
-    pub pipeline: Pipeline,
-    pub mailbox: String,
-    pub settings: ImapSettings,
-    pub password: Secret,
-    pub shutdown: CancellationToken,
+    pipeline: Pipeline,
+    /// The mailbox watched, as the configuration resolved it.
+    mailbox: Mailbox,
+    /// Its IMAP settings (`mailbox.imap`, known to be there).
+    settings: ImapSettings,
+    password: Secret,
+    shutdown: CancellationToken,
 }
 
 impl Watcher {
+    /// The watcher of a mailbox; `Ok(None)` when it has no IMAP settings (it
+    /// is not watched), `Err` when its password cannot be read.
+    pub fn new(
+        pipeline: Pipeline,
+        mailbox: &Mailbox,
+        shutdown: CancellationToken,
+    ) -> Result<Option<Watcher>, String> {
+        let Some(settings) = mailbox.imap.clone() else {
+            return Ok(None);
+        };
+        let password = settings.password()?;
+        Ok(Some(Watcher {
+            pipeline,
+            mailbox: mailbox.clone(),
+            settings,
+            password,
+            shutdown,
+        }))
+    }
+
     /// Runs until shutdown, reconnecting with backoff after every failure.
     ///
     /// When the store lacks a resource (disk full, I/O error, read-only), the
@@ -168,7 +190,7 @@ impl Watcher {
                     // Connecting again is no progress while the store is down.
                     backoff = backoff.min(MAX_STORE_BACKOFF);
                     let counts = crate::store::metrics();
-                    error!(mailbox = %self.mailbox, error = %e, retry_in_ms = backoff.as_millis() as u64,
+                    error!(mailbox = %self.mailbox.name, error = %e, retry_in_ms = backoff.as_millis() as u64,
                         store_resource_errors = counts.resource_errors,
                         "store cannot commit (disk full, I/O error or read-only); mailbox paused, nothing acknowledged");
                 }
@@ -176,7 +198,7 @@ impl Watcher {
                     if progressed {
                         backoff = Duration::from_secs(1);
                     }
-                    warn!(mailbox = %self.mailbox, error = %e, retry_in_ms = backoff.as_millis() as u64,
+                    warn!(mailbox = %self.mailbox.name, error = %e, retry_in_ms = backoff.as_millis() as u64,
                         "mailbox session ended; reconnecting");
                 }
             }
@@ -203,19 +225,19 @@ impl Watcher {
             // Fails harmlessly when the folder exists.
             let _ = session.create(&s.processed_folder).await;
         }
-        info!(mailbox = %self.mailbox, host = %s.host, security = ?s.security, folder = %s.folder, uidvalidity,
+        info!(mailbox = %self.mailbox.name, host = %s.host, security = ?s.security, folder = %s.folder, uidvalidity,
             idle = can_idle, "mailbox connected");
         *progressed = true;
 
-        let mut cursor = match self.pipeline.store().cursor(&self.mailbox).await? {
+        let mut cursor = match self.pipeline.store().cursor(&self.mailbox.name).await? {
             Some(c) if c.uidvalidity == uidvalidity => c,
             previous => {
                 if let Some(p) = previous {
-                    warn!(mailbox = %self.mailbox, old = p.uidvalidity, new = uidvalidity,
+                    warn!(mailbox = %self.mailbox.name, old = p.uidvalidity, new = uidvalidity,
                         "UIDVALIDITY changed; rescanning the folder (duplicates are recognised by Message-ID)");
                 }
                 let c = Cursor {
-                    mailbox: self.mailbox.clone(),
+                    mailbox: self.mailbox.name.clone(),
                     uidvalidity,
                     last_uid: 0,
                 };
@@ -237,7 +259,7 @@ impl Watcher {
             }
             if self.shutdown.is_cancelled() {
                 let _ = session.logout().await;
-                info!(mailbox = %self.mailbox, "mailbox closed for shutdown");
+                info!(mailbox = %self.mailbox.name, "mailbox closed for shutdown");
                 return Ok(());
             }
             if !new.is_empty() {
@@ -293,7 +315,7 @@ impl Watcher {
             return Ok(());
         }
         let uids: Vec<u32> = pending.into_iter().collect();
-        info!(mailbox = %self.mailbox, count = uids.len(), "acknowledging messages committed before a restart");
+        info!(mailbox = %self.mailbox.name, count = uids.len(), "acknowledging messages committed before a restart");
         for chunk in uids.chunks(500) {
             self.acknowledge(session, chunk, can_move).await?;
         }
@@ -332,7 +354,7 @@ impl Watcher {
                 .take_uids(session, cursor, chunk, can_move, &priors, false)
                 .await;
         }
-        warn!(mailbox = %self.mailbox, count = suspects,
+        warn!(mailbox = %self.mailbox.name, count = suspects,
             "messages were in hand when the daemon stopped; taking them one at a time");
         let mut plain: Vec<u32> = Vec::new();
         for &uid in chunk {
@@ -418,7 +440,7 @@ impl Watcher {
         self.mark(cursor, chunk, priors, stage).await?;
 
         let pipeline = self.pipeline.clone();
-        let mailbox = self.mailbox.clone();
+        let mailbox = self.mailbox.name.clone();
         let uidvalidity = cursor.uidvalidity;
         let mut prepared: Vec<(u32, Prepared)> = tokio::task::spawn_blocking(move || {
             let origin = |uid| Origin::Imap { uidvalidity, uid };
@@ -454,7 +476,7 @@ impl Watcher {
         let outcomes = self.pipeline.commit(&batch, Some(&next)).await?;
         *cursor = next;
         for ((uid, p), outcome) in prepared.iter().zip(&outcomes) {
-            log_outcome(&self.mailbox, *uid, p, outcome);
+            log_outcome(&self.mailbox.name, *uid, p, outcome);
         }
         self.acknowledge(session, chunk, can_move).await
     }
@@ -522,7 +544,7 @@ impl Watcher {
             uidvalidity: cursor.uidvalidity,
             uid,
         };
-        let head = crate::pipeline::head_of(&head).to_vec();
+        let head = crate::parse::head_of(&head).to_vec();
         let fields = crate::parse::raw_fields(&head);
         let reason = format!(
             "the daemon stopped while processing this message (attempt {}, {} of them while parsing it alone); \
@@ -530,7 +552,7 @@ impl Watcher {
             prior.deaths, prior.parse_deaths
         );
         let p = Prepared {
-            mailbox: self.mailbox.clone(),
+            mailbox: self.mailbox.name.clone(),
             dedupe_key: match &fields.message_id {
                 Some(id) => format!("mid:{id}"),
                 None => format!("sha256:{}:{size}", crate::parse::sha256_hex(&head)),
@@ -546,7 +568,7 @@ impl Watcher {
                 size,
             },
         };
-        warn!(mailbox = %self.mailbox, uid, deaths = prior.deaths, parse_deaths = prior.parse_deaths,
+        warn!(mailbox = %self.mailbox.name, uid, deaths = prior.deaths, parse_deaths = prior.parse_deaths,
             "setting aside a message the daemon stopped on");
         let outcomes = self
             .pipeline
@@ -554,7 +576,7 @@ impl Watcher {
             .await?;
         *cursor = next;
         for outcome in &outcomes {
-            log_outcome(&self.mailbox, uid, &p, outcome);
+            log_outcome(&self.mailbox.name, uid, &p, outcome);
         }
         self.acknowledge(session, &[uid], can_move).await
     }
@@ -611,7 +633,7 @@ impl Watcher {
                 _ = self.shutdown.cancelled() => None,
             }
         };
-        debug!(mailbox = %self.mailbox, ?outcome, "idle ended");
+        debug!(mailbox = %self.mailbox.name, ?outcome, "idle ended");
         let session = handle.done().await?;
         Ok(session)
     }
@@ -676,7 +698,7 @@ const SET_ASIDE_AFTER_DEATHS: i64 = 3;
 /// This run of the daemon, as written in in-flight markers.
 fn run_id() -> &'static str {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ID.get_or_init(|| format!("{}-{}", std::process::id(), crate::store::now_ms()))
+    ID.get_or_init(|| format!("{}-{}", std::process::id(), crate::clock::now_ms()))
 }
 
 fn log_outcome(mailbox: &str, uid: u32, p: &Prepared, outcome: &Outcome) {

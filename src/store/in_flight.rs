@@ -3,7 +3,8 @@
 
 use sqlx::Row;
 
-use super::{Cursor, Store, StoreError, now_ms};
+use super::{Cursor, Store, StoreError};
+use crate::clock::now_ms;
 
 /// An IMAP message in hand: the row a watcher writes before parsing it (table
 /// `imap_in_flight`). It counts only while its UID is above the mailbox cursor.

@@ -292,11 +292,6 @@ impl Store {
     }
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
-
 /// PostgreSQL text cannot hold NUL; nothing else is changed.
 fn text(s: &str) -> String {
     if s.contains('\0') {

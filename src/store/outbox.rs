@@ -12,7 +12,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::write::insert_event;
-use super::{Backend, Store, StoreError, Tx, from_json, json, now_ms, text};
+use super::{Backend, Store, StoreError, Tx, from_json, json, text};
+use crate::clock::now_ms;
 
 /// The columns of an [`OutboxMail`].
 const MAIL_COLUMNS: &str = "id, ticket_number, kind, mail_from, rcpt, raw, attempts, created_at";

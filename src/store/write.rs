@@ -5,8 +5,9 @@
 
 use sqlx::{Any, Row, Transaction};
 
-use super::{Cursor, Status, Store, StoreError, json, now_ms, opt_text, text};
+use super::{Cursor, Status, Store, StoreError, json, opt_text, text};
 use crate::classify::Decision;
+use crate::clock::now_ms;
 use crate::parse::ParsedMessage;
 use crate::thread::ThreadKeys;
 

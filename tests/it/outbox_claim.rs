@@ -174,7 +174,7 @@ async fn claims_expire(url: &str) {
     queue(url).await;
     let a = Store::open(url, 1000).await.expect("open store");
     let b = Store::open(url, 1000).await.expect("open store");
-    let now = triaged::store::now_ms();
+    let now = triaged::clock::now_ms();
     let mine = a
         .claim_outbox("a", now, now + 60_000, 10)
         .await

@@ -1,5 +1,8 @@
 //! Test cases kept beside the rules (`routing-rules/tests/*.toml`): a message
 //! in, the expected decision out, compared key by key.
+//!
+//! They live with classify, not with rules: a case is judged on the completed
+//! decision ([`super::complete`]), and rules sit below classify.
 
 use std::fmt;
 use std::path::Path;
@@ -7,9 +10,9 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Evaluation, RuleSet};
-use crate::config::line_of;
 use crate::priority::{Impact, Kind, Priority, Urgency};
+use crate::problem::line_of;
+use crate::rules::{Evaluation, RuleSet};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,7 +157,7 @@ pub fn run_cases(rules: &RuleSet, dir: &Path, ctx: &CaseContext) -> Vec<CaseResu
                     file,
                     line,
                     "<file>",
-                    crate::config::toml_reason(&e, &text),
+                    crate::problem::toml_reason(&e, &text),
                 ));
                 continue;
             }
@@ -271,7 +274,7 @@ fn compare(
         return diffs;
     };
     // A fixed arrival: cases do not test due times, and must not depend on the clock.
-    let d = crate::classify::complete(ev, msg, mb, 0, &ctx.config);
+    let d = super::complete(ev, msg, mb, 0, &ctx.config);
     let queue = Some(d.queue.clone());
     if let Some(q) = &e.queue {
         diff("queue", show(&Some(q)), show(&queue));
@@ -317,4 +320,112 @@ fn compare(
         diff("matched", show_list(m), show_list(&got));
     }
     diffs
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::rules::Known;
+
+    fn rules(text: &str) -> RuleSet {
+        match RuleSet::from_sources(
+            &[("t.toml".to_string(), text.to_string())],
+            &Known::domain(),
+        ) {
+            Ok(r) => r,
+            Err(p) => panic!("rules do not load: {p:?}"),
+        }
+    }
+
+    #[test]
+    fn shipped_rules_pass_their_cases() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("routing-rules");
+        let r = match RuleSet::load_dir(&dir, &Known::domain()) {
+            Ok(r) => r,
+            Err(p) => panic!(
+                "{}",
+                p.iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        };
+        let results = run_cases(
+            &r,
+            &dir.join("tests"),
+            &CaseContext::from_config(std::sync::Arc::new(
+                crate::config::Config::parse(crate::config::DEFAULT_CONFIG, "default")
+                    .expect("default config"),
+            )),
+        );
+        let failed: Vec<String> = results
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.to_string())
+            .collect();
+        assert!(failed.is_empty(), "{}", failed.join("\n"));
+        assert!(results.len() >= 25, "only {} cases", results.len());
+        // Every queue and kind of DOMAIN.md is covered by some case.
+        let text: String = std::fs::read_dir(dir.join("tests"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect();
+        for q in [
+            "Customer-Support",
+            "ProductionDefect",
+            "ProductionDeploy",
+            "Admin",
+            "Database",
+            "Hosted-Help",
+        ] {
+            assert!(
+                text.contains(&format!("queue = \"{q}\"")),
+                "no case expects queue {q}"
+            );
+        }
+        for k in Kind::ALL {
+            assert!(
+                text.contains(&format!("kind = \"{k}\"")),
+                "no case expects kind {k}"
+            );
+        }
+    }
+
+    #[test]
+    fn failing_case_shows_a_diff() {
+        let dir = tempfile::tempdir();
+        let Ok(dir) = dir else { panic!("no temp dir") };
+        let case = "[[case]]\nname = 'wrong on purpose'\nmailbox = 'help'\nheaders = { From = 'a@b.c', Subject = 'hello' }\nbody = 'x'\n[case.expect]\nqueue = 'Admin'\nkind = 'service'\n";
+        if let Err(e) = std::fs::write(dir.path().join("c.toml"), case) {
+            panic!("{e}");
+        }
+        let r = rules("[[rule]]\nname = 'help'\nwhen.mailbox = 'help'\nqueue = 'Hosted-Help'\n");
+        let results = run_cases(
+            &r,
+            dir.path(),
+            &CaseContext::from_config(std::sync::Arc::new(
+                crate::config::Config::parse(crate::config::DEFAULT_CONFIG, "default")
+                    .expect("default config"),
+            )),
+        );
+        assert_eq!(results.len(), 1);
+        assert!(!results[0].passed);
+        assert_eq!(
+            results[0].diffs,
+            vec![KeyDiff {
+                key: "queue".to_string(),
+                expected: "\"Admin\"".to_string(),
+                actual: "\"Hosted-Help\"".to_string(),
+            }]
+        );
+        assert!(
+            results[0]
+                .to_string()
+                .contains("queue: expected \"Admin\", got \"Hosted-Help\"")
+        );
+    }
 }

@@ -13,41 +13,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::problem::{Problem, Problems, line_of, toml_reason};
+pub use redact::{redact_text, redact_url};
+
+mod check;
+mod redact;
+
 /// The shipped example deployment, used when no config file exists.
-pub const DEFAULT_CONFIG: &str = include_str!("../deploy/triaged.example.toml");
+pub const DEFAULT_CONFIG: &str = include_str!("../../deploy/triaged.example.toml");
 pub const DEFAULT_CONFIG_NAME: &str = "<built-in deploy/triaged.example.toml>";
-
-/// One problem found in a file, reported as `file:line: reason`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: String,
-    pub line: usize,
-    pub reason: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.reason)
-    }
-}
-
-/// A list of problems; the error type of loading and checking.
-#[derive(Debug, Clone, Default)]
-pub struct Problems(pub Vec<Problem>);
-
-impl fmt::Display for Problems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Problems {}
 
 /// A secret value: prints as `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -66,186 +40,6 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
     }
-}
-
-/// A URL (or connection string) fit to print: the password of its user
-/// information and the values of secret-looking parameters (`password=`,
-/// `pass=`, `pwd=`, `sslpassword=`, `secret`, `token`, `key`...) become `***`.
-/// Works on any scheme and on malformed URLs (a misspelled scheme, no `//`,
-/// unencoded `@` or `/` in the password): when unsure, it hides more.
-///
-/// This is the one place that decides what of a URL may be printed; every log
-/// line, error and command output that shows a database URL goes through it
-/// (or through [`redact_text`], for text that may embed one).
-pub fn redact_url(url: &str) -> String {
-    let mut spans = userinfo_password(url).into_iter().collect::<Vec<_>>();
-    spans.extend(secret_params(url));
-    hide(url, spans)
-}
-
-/// Text that may embed `url` or pieces of it (an error from a database
-/// driver, say): the URL redacted by [`redact_url`], its secrets (raw,
-/// percent-decoded or quoted) replaced by `***` wherever they appear, and
-/// secret-looking `name=value` parameters hidden.
-pub fn redact_text(text: &str, url: &str) -> String {
-    if url.is_empty() {
-        let spans = secret_params(text);
-        return hide(text, spans);
-    }
-    let redacted = redact_url(url);
-    let mut out = text.replace(url, &redacted);
-    let quoted = format!("{url:?}");
-    let quoted = quoted.trim_matches('"');
-    if quoted != url {
-        out = out.replace(quoted, &redacted);
-    }
-    let mut secrets = Vec::new();
-    for r in userinfo_password(url).into_iter().chain(secret_params(url)) {
-        let raw = &url[r];
-        secrets.push(raw.to_string());
-        secrets.push(percent_decode(raw));
-        secrets.push(format!("{raw:?}").trim_matches('"').to_string());
-    }
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    for s in secrets {
-        // A secret of one or two characters would turn every such letter of
-        // the text into stars; the structural redaction still covers it.
-        if s.chars().count() >= 3 {
-            out = out.replace(&s, "***");
-        }
-    }
-    let spans = secret_params(&out);
-    hide(&out, spans)
-}
-
-/// `text` with each of these byte ranges replaced by `***`.
-fn hide(text: &str, mut spans: Vec<std::ops::Range<usize>>) -> String {
-    spans.sort_by_key(|r| r.start);
-    let mut out = String::with_capacity(text.len());
-    let mut at = 0;
-    for r in spans {
-        if r.start < at {
-            // Overlaps a hidden range: hide up to the further end.
-            at = at.max(r.end);
-            continue;
-        }
-        out.push_str(&text[at..r.start]);
-        out.push_str("***");
-        at = r.end;
-    }
-    out.push_str(&text[at..]);
-    out
-}
-
-/// Where the password of a URL's user information is, if it has one.
-fn userinfo_password(url: &str) -> Option<std::ops::Range<usize>> {
-    // Where the authority starts: after `scheme://`, or after `scheme:` and
-    // any slashes when the `//` is missing, else at the start.
-    let start = match url.find("://") {
-        Some(i) => i + 3,
-        None => {
-            let scheme_end = url
-                .char_indices()
-                .take_while(|&(i, c)| {
-                    c.is_ascii_alphabetic() || (i > 0 && (c.is_ascii_digit() || "+.-".contains(c)))
-                })
-                .last()
-                .map(|(i, c)| i + c.len_utf8());
-            match scheme_end {
-                Some(end) if url[end..].starts_with(':') => {
-                    let after = &url[end + 1..];
-                    end + 1 + (after.len() - after.trim_start_matches('/').len())
-                }
-                _ => 0,
-            }
-        }
-    };
-    // The user information ends at the last `@`: a password may hold an
-    // unencoded `@`, `/` or `?`, so anything before that `@` may be secret.
-    let password = |start: usize| {
-        let rest = &url[start..];
-        let at = rest.rfind('@')?;
-        let colon = rest[..at].find(':')?;
-        (colon + 1 < at).then(|| start + colon + 1..start + at)
-    };
-    // `user:password@host` with no scheme at all reads like `scheme:...`.
-    password(start).or_else(|| {
-        if url.contains("://") {
-            None
-        } else {
-            password(0)
-        }
-    })
-}
-
-/// Where the values of secret-looking `name=value` parameters are, in a URL's
-/// query or in any text (`password=x`, `?sslpassword=x&`, `pwd=x; `).
-fn secret_params(text: &str) -> Vec<std::ops::Range<usize>> {
-    let bytes = text.as_bytes();
-    let mut spans = Vec::new();
-    let mut i = 0;
-    while let Some(eq) = text[i..].find('=').map(|k| i + k) {
-        let name_start = text[..eq]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "_-.%".contains(c)))
-            .map(|k| k + 1)
-            .unwrap_or(0);
-        let value_end = text[eq + 1..]
-            .find(|c: char| c == '&' || c == ';' || c == '#' || c.is_whitespace())
-            .map(|k| eq + 1 + k)
-            .unwrap_or(text.len());
-        let boundary = name_start == 0
-            || matches!(
-                bytes[name_start - 1],
-                b'?' | b'&' | b';' | b',' | b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'('
-            );
-        if boundary && value_end > eq + 1 && is_secret_name(&text[name_start..eq]) {
-            spans.push(eq + 1..value_end);
-        }
-        i = value_end.max(eq + 1);
-    }
-    spans
-}
-
-/// Whether a parameter name says its value is a secret.
-fn is_secret_name(name: &str) -> bool {
-    let n: String = percent_decode(name)
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    !n.is_empty()
-        && [
-            "pass",
-            "pwd",
-            "secret",
-            "token",
-            "key",
-            "auth",
-            "credential",
-            "sig",
-        ]
-        .iter()
-        .any(|w| n.contains(w))
-}
-
-/// Percent-decoding, lossy: malformed escapes are kept as they are.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |k: usize| b.get(k).and_then(|&c| (c as char).to_digit(16));
-        if b[i] == b'%'
-            && let (Some(h), Some(l)) = (hex(i + 1), hex(i + 2))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -452,9 +246,10 @@ impl ImapConfig {
     }
 }
 
+/// A `[[mailboxes]]` table as written; [`Mailbox`] is what the rest uses.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MailboxConfig {
+struct MailboxConfig {
     pub name: Spanned<String>,
     pub address: String,
     pub desk: Spanned<String>,
@@ -625,7 +420,7 @@ struct ConfigFile {
 }
 
 /// Resolved IMAP settings for one mailbox, password not yet read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImapSettings {
     pub host: String,
     pub port: u16,
@@ -650,6 +445,22 @@ impl ImapSettings {
     }
 }
 
+/// One mailbox, resolved once when the configuration is read: its desk and
+/// default queue (both known to exist) and its IMAP settings over the
+/// `[imap]` defaults. It travels whole to whoever needs it (the IMAP watcher,
+/// classification) instead of as a name looked up again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub name: String,
+    /// The address mail to this mailbox is sent to.
+    pub address: String,
+    pub desk: String,
+    /// The queue of a ticket no rule routes elsewhere.
+    pub default_queue: String,
+    /// `None` for a mailbox without `[mailboxes.imap]`: not watched.
+    pub imap: Option<ImapSettings>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -667,9 +478,8 @@ pub struct Config {
     /// Each desk's business-hours calendar, by desk name.
     pub calendars: std::collections::BTreeMap<String, crate::calendar::Calendar>,
     pub queues: Vec<QueueConfig>,
-    pub mailboxes: Vec<MailboxConfig>,
-    /// Resolved IMAP settings, by mailbox index; `None` for mailboxes without IMAP.
-    pub imap: Vec<Option<ImapSettings>>,
+    /// Every mailbox, resolved, in the order of the file.
+    pub mailboxes: Vec<Mailbox>,
 }
 
 impl Config {
@@ -708,180 +518,25 @@ impl Config {
 
     /// Parses and validates config text; `file` names it in problems.
     pub fn parse(text: &str, file: &str) -> Result<Config, Problems> {
-        let raw: ConfigFile = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
-            Problems(vec![Problem {
-                file: file.to_string(),
-                line,
-                reason: toml_reason(&e, text),
-            }])
-        })?;
-        let mut problems = Vec::new();
-        let mut problem = |span: std::ops::Range<usize>, reason: String| {
-            problems.push(Problem {
-                file: file.to_string(),
-                line: line_of(text, span.start),
-                reason,
-            })
-        };
-
-        let mut desk_names = HashSet::new();
-        let mut calendars = std::collections::BTreeMap::new();
-        for d in &raw.desks {
-            if !desk_names.insert(d.name.get_ref().as_str()) {
-                problem(
-                    d.name.span(),
-                    format!("desk {:?} is defined twice", d.name.get_ref()),
-                );
-            }
-            if d.tag.is_empty()
-                || !d
-                    .tag
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-            {
-                problem(
-                    d.name.span(),
-                    format!(
-                        "desk {:?}: tag {:?} must be letters, digits, '_', '.' or '-'",
-                        d.name.get_ref(),
-                        d.tag
-                    ),
-                );
-            }
-            let calendar = crate::calendar::CalendarConfig {
-                time_zone: d.time_zone.clone(),
-                hours: d.hours.clone().unwrap_or_default(),
-                holidays: d.holidays.clone(),
-            };
-            match crate::calendar::Calendar::from_config(&calendar) {
-                Ok(c) => {
-                    calendars.insert(d.name.get_ref().clone(), c);
-                }
-                Err(reasons) => {
-                    for r in reasons {
-                        problem(d.name.span(), format!("desk {:?}: {r}", d.name.get_ref()));
-                    }
-                }
-            }
-        }
-        let mut queue_names = HashSet::new();
-        for q in &raw.queues {
-            if !queue_names.insert(q.name.get_ref().as_str()) {
-                problem(
-                    q.name.span(),
-                    format!("queue {:?} is defined twice", q.name.get_ref()),
-                );
-            }
-            if !desk_names.contains(q.desk.get_ref().as_str()) {
-                problem(
-                    q.desk.span(),
-                    format!(
-                        "queue {:?}: unknown desk {:?}",
-                        q.name.get_ref(),
-                        q.desk.get_ref()
-                    ),
-                );
-            }
-            if let Some(k) = &q.default_kind
-                && k.get_ref().parse::<crate::priority::Kind>().is_err()
-            {
-                problem(
-                    k.span(),
-                    format!(
-                        "queue {:?}: unknown kind {:?}",
-                        q.name.get_ref(),
-                        k.get_ref()
-                    ),
-                );
-            }
-        }
-        let mut mailbox_names = HashSet::new();
-        let mut imap = Vec::new();
-        for m in &raw.mailboxes {
-            let name = m.name.get_ref();
-            if !mailbox_names.insert(name.as_str()) {
-                problem(m.name.span(), format!("mailbox {name:?} is defined twice"));
-            }
-            if !desk_names.contains(m.desk.get_ref().as_str()) {
-                problem(
-                    m.desk.span(),
-                    format!("mailbox {name:?}: unknown desk {:?}", m.desk.get_ref()),
-                );
-            }
-            if !queue_names.contains(m.default_queue.get_ref().as_str()) {
-                problem(
-                    m.default_queue.span(),
-                    format!(
-                        "mailbox {name:?}: unknown queue {:?}",
-                        m.default_queue.get_ref()
-                    ),
-                );
-            }
-            match &m.imap {
-                None => imap.push(None),
-                Some(own) => match resolve_imap(&own.or(&raw.imap)) {
-                    Ok(s) => imap.push(Some(s)),
-                    Err(reason) => {
-                        problem(m.name.span(), format!("mailbox {name:?}: {reason}"));
-                        imap.push(None);
-                    }
-                },
-            }
-        }
-        if let Some(smtp) = &raw.smtp
-            && smtp.get_ref().security == Security::Plain
-            && !is_loopback(&smtp.get_ref().host)
-        {
-            problem(
-                smtp.span(),
-                format!(
-                    "smtp.security = \"plain\" is only allowed on loopback, not {:?}",
-                    smtp.get_ref().host
-                ),
-            );
-        }
-        let queue_list: Vec<&str> = raw
-            .queues
-            .iter()
-            .map(|q| q.name.get_ref().as_str())
-            .collect();
-        let desk_list: Vec<&str> = raw
+        let raw = check::read(text, file)?;
+        let mut found = check::Found::new(text, file);
+        let calendars = check::desks(&raw.desks, &mut found);
+        let desk_names: HashSet<&str> = raw
             .desks
             .iter()
             .map(|d| d.name.get_ref().as_str())
             .collect();
-        for reason in raw
-            .priority
-            .as_ref()
-            .map(|p| p.check(&queue_list))
-            .unwrap_or_default()
-        {
-            problem(
-                section_span(text, "[priority"),
-                format!("priority: {reason}"),
-            );
-        }
-        for reason in raw
-            .targets
-            .as_ref()
-            .map(|t| t.check(&desk_list, &queue_list))
-            .unwrap_or_default()
-        {
-            problem(section_span(text, "[targets"), format!("targets: {reason}"));
-        }
-        if raw.desks.is_empty() {
-            problem(0..0, "no [[desks]] defined".to_string());
-        }
-        if raw.mailboxes.is_empty() {
-            problem(0..0, "no [[mailboxes]] defined".to_string());
-        }
-        if raw.ingest.batch_size == 0 {
-            problem(0..0, "ingest.batch_size must be at least 1".to_string());
-        }
-        if !problems.is_empty() {
-            return Err(Problems(problems));
-        }
+        check::queues(&raw.queues, &desk_names, &mut found);
+        let queue_names: HashSet<&str> = raw
+            .queues
+            .iter()
+            .map(|q| q.name.get_ref().as_str())
+            .collect();
+        let mailboxes = check::mailboxes(&raw, &desk_names, &queue_names, &mut found);
+        check::smtp(raw.smtp.as_ref(), &mut found);
+        check::priority_and_targets(&raw, &mut found);
+        check::essentials(&raw, &mut found);
+        found.finish()?;
         Ok(Config {
             source: file.to_string(),
             store: raw.store,
@@ -895,8 +550,7 @@ impl Config {
             calendars,
             desks: raw.desks,
             queues: raw.queues,
-            mailboxes: raw.mailboxes,
-            imap,
+            mailboxes,
         })
     }
 
@@ -904,8 +558,31 @@ impl Config {
         self.desks.iter().find(|d| d.name.get_ref() == name)
     }
 
-    pub fn mailbox(&self, name: &str) -> Option<&MailboxConfig> {
-        self.mailboxes.iter().find(|m| m.name.get_ref() == name)
+    pub fn mailbox(&self, name: &str) -> Option<&Mailbox> {
+        self.mailboxes.iter().find(|m| m.name == name)
+    }
+
+    /// The queues and mailboxes a rule set may name (for `rules::RuleSet`).
+    pub fn known_names(&self) -> crate::rules::Known {
+        crate::rules::Known::new(
+            self.queues.iter().map(|q| q.name.get_ref().clone()),
+            self.mailboxes.iter().map(|m| m.name.clone()),
+        )
+    }
+
+    /// The named mailbox, or the first one when none is named (what a message
+    /// counts as arriving in when read from a file). `Err` says why not.
+    pub fn mailbox_or_first(&self, name: Option<&str>) -> Result<&Mailbox, String> {
+        match name {
+            Some(n) => self.mailbox(n).ok_or_else(|| {
+                let known: Vec<&str> = self.mailboxes.iter().map(|m| m.name.as_str()).collect();
+                format!("unknown mailbox {n:?} (configured: {})", known.join(", "))
+            }),
+            None => self
+                .mailboxes
+                .first()
+                .ok_or_else(|| "no mailbox configured".to_string()),
+        }
     }
 
     /// Every desk's case tag, for threading.
@@ -949,13 +626,12 @@ impl Config {
             });
         self.mailboxes
             .iter()
-            .zip(&self.imap)
-            .filter_map(|(m, s)| {
-                let s = s.as_ref()?;
+            .filter_map(|m| {
+                let s = m.imap.as_ref()?;
                 s.password().err().map(|reason| Problem {
                     file: self.source.clone(),
                     line: 0,
-                    reason: format!("mailbox {:?}: {reason}", m.name.get_ref()),
+                    reason: format!("mailbox {:?}: {reason}", m.name),
                 })
             })
             .chain(smtp)
@@ -980,53 +656,6 @@ impl Config {
     }
 }
 
-fn resolve_imap(c: &ImapConfig) -> Result<ImapSettings, String> {
-    let host = c.host.clone().ok_or("imap.host is missing")?;
-    let security = c.security.unwrap_or(Security::Tls);
-    if security == Security::Plain && !is_loopback(&host) {
-        return Err(format!(
-            "imap.security = \"plain\" is only allowed on loopback, not {host:?}"
-        ));
-    }
-    let port = c.port.unwrap_or(match security {
-        Security::Tls => 993,
-        Security::Starttls | Security::Plain => 143,
-    });
-    let username = c.username.clone().ok_or("imap.username is missing")?;
-    if c.password_env.is_none() && c.password_file.is_none() {
-        return Err("imap needs password_env or password_file".to_string());
-    }
-    let fetch_batch = c.fetch_batch.unwrap_or(100);
-    if fetch_batch == 0 {
-        return Err("imap.fetch_batch must be at least 1".to_string());
-    }
-    Ok(ImapSettings {
-        host,
-        port,
-        security,
-        username,
-        password_env: c.password_env.clone(),
-        password_file: c.password_file.clone(),
-        folder: c.folder.clone().unwrap_or_else(|| "INBOX".to_string()),
-        after: c.after.unwrap_or(AfterIngest::Seen),
-        processed_folder: c
-            .processed_folder
-            .clone()
-            .unwrap_or_else(|| "Processed".to_string()),
-        idle: c.idle.unwrap_or(true),
-        poll_interval: std::time::Duration::from_secs(c.poll_interval_secs.unwrap_or(60).max(1)),
-        idle_timeout: std::time::Duration::from_secs(c.idle_timeout_secs.unwrap_or(25 * 60).max(1)),
-        fetch_batch,
-        ca_file: c.ca_file.clone(),
-    })
-}
-
-/// Where a section starts in the text (for problems in it), else the top.
-fn section_span(text: &str, header: &str) -> std::ops::Range<usize> {
-    let at = text.find(header).unwrap_or(0);
-    at..at
-}
-
 /// Whether a host name or address is on the loopback interface.
 pub fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
@@ -1038,103 +667,9 @@ pub fn is_loopback(host: &str) -> bool {
             .unwrap_or(false)
 }
 
-/// The reason a TOML text was refused, never empty: the parser gives no words
-/// for some errors (a control character in a comment), so the offending
-/// character is named instead.
-pub fn toml_reason(e: &toml::de::Error, text: &str) -> String {
-    let words = e.message().trim();
-    if !words.is_empty() {
-        return words.to_string();
-    }
-    let found = e
-        .span()
-        .and_then(|s| text.get(s.start..))
-        .and_then(|rest| rest.chars().next());
-    match found {
-        Some(c) if c.is_control() => format!(
-            "control character U+{:04X} is not allowed in TOML",
-            u32::from(c)
-        ),
-        Some(c) => format!("invalid TOML at {c:?}"),
-        None => "invalid TOML".to_string(),
-    }
-}
-
-/// 1-based line of a byte offset.
-pub fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_urls() {
-        let cases = [
-            ("postgres://u:pw@h/db", "postgres://u:***@h/db"),
-            ("postgres://u@h/db", "postgres://u@h/db"),
-            ("sqlite://x.db", "sqlite://x.db"),
-            (
-                "sqlite://triaged.db?mode=rwc",
-                "sqlite://triaged.db?mode=rwc",
-            ),
-            (
-                "postgress://u:S3cretPW@127.0.0.1/db",
-                "postgress://u:***@127.0.0.1/db",
-            ),
-            ("postgres:u:S3cretPW@h/db", "postgres:u:***@h/db"),
-            ("postgres:/u:S3cretPW@h/db", "postgres:/u:***@h/db"),
-            ("u:S3cretPW@h/db", "u:***@h/db"),
-            ("postgres://u:p@ss/w?rd@h/db", "postgres://u:***@h/db"),
-            ("postgres://u:p:w@h/db", "postgres://u:***@h/db"),
-            (
-                "postgres://u@h/db?password=S3cretPW&sslmode=disable",
-                "postgres://u@h/db?password=***&sslmode=disable",
-            ),
-            (
-                "postgres://h/db?sslmode=require&sslpassword=S3cretPW",
-                "postgres://h/db?sslmode=require&sslpassword=***",
-            ),
-            (
-                "mysql://h/db?user=u&pass=S3cretPW",
-                "mysql://h/db?user=u&pass=***",
-            ),
-            ("x://h/?PWD=S3cretPW;a=b", "x://h/?PWD=***;a=b"),
-            ("x://h/?client_secret=S3cretPW", "x://h/?client_secret=***"),
-            ("x://h/?pass%77ord=S3cretPW", "x://h/?pass%77ord=***"),
-            (
-                "host=h user=u password=S3cretPW",
-                "host=h user=u password=***",
-            ),
-            ("", ""),
-            ("::::@@@", ":***@"),
-            ("p://ü:é@h", "p://ü:***@h"),
-        ];
-        for (url, want) in cases {
-            assert_eq!(redact_url(url), want, "{url}");
-        }
-    }
-
-    #[test]
-    fn redacts_secrets_in_text() {
-        let url = "postgres://u:S3cret%40PW@h/db?sslpassword=0ther";
-        let text =
-            format!("bad url {url:?}: password S3cret@PW for {url}, also 0ther and password=xyz!");
-        let got = redact_text(&text, url);
-        assert!(!got.contains("S3cret"), "{got}");
-        assert!(!got.contains("0ther"), "{got}");
-        assert!(!got.contains("xyz"), "{got}");
-        assert!(
-            got.contains("postgres://u:***@h/db?sslpassword=***"),
-            "{got}"
-        );
-    }
 
     #[test]
     fn shipped_default_parses() {
@@ -1182,6 +717,38 @@ mod tests {
             .map(|p| p.to_string())
             .unwrap_or_default();
         assert!(e.contains("only allowed on loopback"), "{e}");
+    }
+
+    #[test]
+    fn mailboxes_are_resolved_once() {
+        let text = "[imap]\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\nfolder = \"Tickets\"\n[[desks]]\nname = \"d\"\ntag = \"D\"\n[[queues]]\nname = \"Q\"\ndesk = \"d\"\n[[mailboxes]]\nname = \"quiet\"\naddress = \"q@x\"\ndesk = \"d\"\ndefault_queue = \"Q\"\n[[mailboxes]]\nname = \"m\"\naddress = \"m@x\"\ndesk = \"d\"\ndefault_queue = \"Q\"\n[mailboxes.imap]\nusername = \"u\"\npassword_env = \"P\"\nport = 1143\n";
+        let c = Config::parse(text, "t").unwrap_or_else(|e| panic!("{e}"));
+        let Some(m) = c.mailbox("m") else {
+            panic!("no mailbox m")
+        };
+        assert_eq!((m.desk.as_str(), m.default_queue.as_str()), ("d", "Q"));
+        let Some(imap) = &m.imap else {
+            panic!("no imap settings")
+        };
+        // Its own settings over the [imap] defaults.
+        assert_eq!((imap.host.as_str(), imap.port), ("127.0.0.1", 1143));
+        assert_eq!(
+            (imap.username.as_str(), imap.folder.as_str()),
+            ("u", "Tickets")
+        );
+        assert_eq!(c.mailbox("quiet").map(|m| m.imap.is_none()), Some(true));
+        assert_eq!(
+            c.mailbox_or_first(None).map(|m| m.name.as_str()),
+            Ok("quiet")
+        );
+        assert_eq!(
+            c.mailbox_or_first(Some("m")).map(|m| m.name.as_str()),
+            Ok("m")
+        );
+        assert_eq!(
+            c.mailbox_or_first(Some("x")).map(|m| m.name.as_str()),
+            Err("unknown mailbox \"x\" (configured: quiet, m)".to_string())
+        );
     }
 
     #[test]

@@ -1,0 +1,282 @@
+//! `Config::parse` in steps: each section of the file is checked (and, for
+//! desks and mailboxes, resolved) in the order of the file, and every problem
+//! is collected as `file:line: reason`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::{
+    AfterIngest, ConfigFile, DeskConfig, ImapConfig, ImapSettings, Mailbox, QueueConfig, Security,
+    is_loopback,
+};
+use crate::calendar::Calendar;
+use crate::problem::{Problem, Problems, line_of, toml_reason};
+
+/// The problems found in one config text.
+pub(super) struct Found<'a> {
+    text: &'a str,
+    file: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Found<'a> {
+    pub(super) fn new(text: &'a str, file: &'a str) -> Found<'a> {
+        Found {
+            text,
+            file,
+            problems: Vec::new(),
+        }
+    }
+
+    /// A problem at a byte range of the text (its line is the start's).
+    fn at(&mut self, span: Range<usize>, reason: String) {
+        self.problems.push(Problem {
+            file: self.file.to_string(),
+            line: line_of(self.text, span.start),
+            reason,
+        });
+    }
+
+    /// A problem in a section of the text (`[priority`), or at the top.
+    fn in_section(&mut self, header: &str, reason: String) {
+        let at = self.text.find(header).unwrap_or(0);
+        self.at(at..at, reason);
+    }
+
+    /// `Ok` when nothing was found.
+    pub(super) fn finish(self) -> Result<(), Problems> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Problems(self.problems))
+        }
+    }
+}
+
+/// The text as TOML, in the shape of the file; a refusal is one problem.
+pub(super) fn read(text: &str, file: &str) -> Result<ConfigFile, Problems> {
+    toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+        Problems(vec![Problem {
+            file: file.to_string(),
+            line,
+            reason: toml_reason(&e, text),
+        }])
+    })
+}
+
+/// Desks: unique names, well-formed tags, valid calendars. Returns each
+/// desk's business-hours calendar, by desk name.
+pub(super) fn desks(desks: &[DeskConfig], found: &mut Found) -> BTreeMap<String, Calendar> {
+    let mut names = HashSet::new();
+    let mut calendars = BTreeMap::new();
+    for d in desks {
+        let name = d.name.get_ref();
+        if !names.insert(name.as_str()) {
+            found.at(d.name.span(), format!("desk {name:?} is defined twice"));
+        }
+        if d.tag.is_empty()
+            || !d
+                .tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
+            found.at(
+                d.name.span(),
+                format!(
+                    "desk {name:?}: tag {:?} must be letters, digits, '_', '.' or '-'",
+                    d.tag
+                ),
+            );
+        }
+        let calendar = crate::calendar::CalendarConfig {
+            time_zone: d.time_zone.clone(),
+            hours: d.hours.clone().unwrap_or_default(),
+            holidays: d.holidays.clone(),
+        };
+        match Calendar::from_config(&calendar) {
+            Ok(c) => {
+                calendars.insert(name.clone(), c);
+            }
+            Err(reasons) => {
+                for r in reasons {
+                    found.at(d.name.span(), format!("desk {name:?}: {r}"));
+                }
+            }
+        }
+    }
+    calendars
+}
+
+/// Queues: unique names, a known desk, a known default kind.
+pub(super) fn queues(queues: &[QueueConfig], desks: &HashSet<&str>, found: &mut Found) {
+    let mut names = HashSet::new();
+    for q in queues {
+        let name = q.name.get_ref();
+        if !names.insert(name.as_str()) {
+            found.at(q.name.span(), format!("queue {name:?} is defined twice"));
+        }
+        if !desks.contains(q.desk.get_ref().as_str()) {
+            found.at(
+                q.desk.span(),
+                format!("queue {name:?}: unknown desk {:?}", q.desk.get_ref()),
+            );
+        }
+        if let Some(k) = &q.default_kind
+            && k.get_ref().parse::<crate::priority::Kind>().is_err()
+        {
+            found.at(
+                k.span(),
+                format!("queue {name:?}: unknown kind {:?}", k.get_ref()),
+            );
+        }
+    }
+}
+
+/// Mailboxes: unique names, a known desk and queue, and their IMAP settings
+/// resolved over the `[imap]` defaults. Each is resolved once, here.
+pub(super) fn mailboxes(
+    raw: &ConfigFile,
+    desks: &HashSet<&str>,
+    queues: &HashSet<&str>,
+    found: &mut Found,
+) -> Vec<Mailbox> {
+    let mut names = HashSet::new();
+    let mut resolved = Vec::with_capacity(raw.mailboxes.len());
+    for m in &raw.mailboxes {
+        let name = m.name.get_ref();
+        if !names.insert(name.as_str()) {
+            found.at(m.name.span(), format!("mailbox {name:?} is defined twice"));
+        }
+        if !desks.contains(m.desk.get_ref().as_str()) {
+            found.at(
+                m.desk.span(),
+                format!("mailbox {name:?}: unknown desk {:?}", m.desk.get_ref()),
+            );
+        }
+        if !queues.contains(m.default_queue.get_ref().as_str()) {
+            found.at(
+                m.default_queue.span(),
+                format!(
+                    "mailbox {name:?}: unknown queue {:?}",
+                    m.default_queue.get_ref()
+                ),
+            );
+        }
+        let imap = m
+            .imap
+            .as_ref()
+            .and_then(|own| match imap(&own.or(&raw.imap)) {
+                Ok(s) => Some(s),
+                Err(reason) => {
+                    found.at(m.name.span(), format!("mailbox {name:?}: {reason}"));
+                    None
+                }
+            });
+        resolved.push(Mailbox {
+            name: name.clone(),
+            address: m.address.clone(),
+            desk: m.desk.get_ref().clone(),
+            default_queue: m.default_queue.get_ref().clone(),
+            imap,
+        });
+    }
+    resolved
+}
+
+/// `[smtp]`: plain only on loopback.
+pub(super) fn smtp(smtp: Option<&Spanned<super::SmtpConfig>>, found: &mut Found) {
+    if let Some(smtp) = smtp
+        && smtp.get_ref().security == Security::Plain
+        && !is_loopback(&smtp.get_ref().host)
+    {
+        found.at(
+            smtp.span(),
+            format!(
+                "smtp.security = \"plain\" is only allowed on loopback, not {:?}",
+                smtp.get_ref().host
+            ),
+        );
+    }
+}
+
+/// `[priority]` and `[targets]`, when given, name only known queues and desks.
+pub(super) fn priority_and_targets(raw: &ConfigFile, found: &mut Found) {
+    let queue_list: Vec<&str> = raw
+        .queues
+        .iter()
+        .map(|q| q.name.get_ref().as_str())
+        .collect();
+    let desk_list: Vec<&str> = raw
+        .desks
+        .iter()
+        .map(|d| d.name.get_ref().as_str())
+        .collect();
+    if let Some(p) = &raw.priority {
+        for reason in p.check(&queue_list) {
+            found.in_section("[priority", format!("priority: {reason}"));
+        }
+    }
+    if let Some(t) = &raw.targets {
+        for reason in t.check(&desk_list, &queue_list) {
+            found.in_section("[targets", format!("targets: {reason}"));
+        }
+    }
+}
+
+/// What a deployment cannot run without.
+pub(super) fn essentials(raw: &ConfigFile, found: &mut Found) {
+    if raw.desks.is_empty() {
+        found.at(0..0, "no [[desks]] defined".to_string());
+    }
+    if raw.mailboxes.is_empty() {
+        found.at(0..0, "no [[mailboxes]] defined".to_string());
+    }
+    if raw.ingest.batch_size == 0 {
+        found.at(0..0, "ingest.batch_size must be at least 1".to_string());
+    }
+}
+
+/// One mailbox's IMAP settings, defaults applied; `Err` says what is wrong.
+fn imap(c: &ImapConfig) -> Result<ImapSettings, String> {
+    let host = c.host.clone().ok_or("imap.host is missing")?;
+    let security = c.security.unwrap_or(Security::Tls);
+    if security == Security::Plain && !is_loopback(&host) {
+        return Err(format!(
+            "imap.security = \"plain\" is only allowed on loopback, not {host:?}"
+        ));
+    }
+    let port = c.port.unwrap_or(match security {
+        Security::Tls => 993,
+        Security::Starttls | Security::Plain => 143,
+    });
+    let username = c.username.clone().ok_or("imap.username is missing")?;
+    if c.password_env.is_none() && c.password_file.is_none() {
+        return Err("imap needs password_env or password_file".to_string());
+    }
+    let fetch_batch = c.fetch_batch.unwrap_or(100);
+    if fetch_batch == 0 {
+        return Err("imap.fetch_batch must be at least 1".to_string());
+    }
+    Ok(ImapSettings {
+        host,
+        port,
+        security,
+        username,
+        password_env: c.password_env.clone(),
+        password_file: c.password_file.clone(),
+        folder: c.folder.clone().unwrap_or_else(|| "INBOX".to_string()),
+        after: c.after.unwrap_or(AfterIngest::Seen),
+        processed_folder: c
+            .processed_folder
+            .clone()
+            .unwrap_or_else(|| "Processed".to_string()),
+        idle: c.idle.unwrap_or(true),
+        poll_interval: std::time::Duration::from_secs(c.poll_interval_secs.unwrap_or(60).max(1)),
+        idle_timeout: std::time::Duration::from_secs(c.idle_timeout_secs.unwrap_or(25 * 60).max(1)),
+        fetch_batch,
+        ca_file: c.ca_file.clone(),
+    })
+}
