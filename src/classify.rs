@@ -57,6 +57,7 @@ pub const BUILTIN_RULES: &[(&str, &str)] = builtin!(
     "00-lists.toml",
     "10-monitoring.toml",
     "20-automated.toml",
+    "25-nonproduction.toml",
     "30-urgent.toml",
     "40-deploy.toml",
     "50-bugs.toml",

@@ -112,11 +112,16 @@ pub fn classify(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `triaged rules test`: every case beside the rules; non-zero on any failure.
+/// `triaged rules test`: every case beside the rules, then the accuracy per
+/// field and the confusion between kinds. Non-zero on any failure, or with
+/// `min_accuracy`, when a field's accuracy is below it. `explain` shows the
+/// cases whose name contains it (or at `FILE:LINE`) in full instead.
 pub fn test(
     config: &Config,
     rules_dir: Option<PathBuf>,
     cases_dir: Option<PathBuf>,
+    explain: Option<String>,
+    min_accuracy: Option<f64>,
 ) -> anyhow::Result<ExitCode> {
     let rules_dir = rules_dir.unwrap_or_else(|| config.paths.rules.clone());
     let rules = load_rules_from(&rules_dir, config)
@@ -125,6 +130,9 @@ pub fn test(
     let ctx = CaseContext::from_config(Arc::new(config.clone()));
     let results = run_cases(&rules, &cases_dir, &ctx);
     let mut out = std::io::stdout().lock();
+    if let Some(want) = explain {
+        return explain_cases(&mut out, &results, &want);
+    }
     let failed = results.iter().filter(|r| !r.passed).count();
     for r in &results {
         writeln!(out, "{r}")?;
@@ -138,7 +146,175 @@ pub fn test(
         writeln!(out, "no test cases found in {}", cases_dir.display())?;
         return Ok(ExitCode::from(1));
     }
-    Ok(if failed == 0 {
+    let fields = accuracy(&results);
+    writeln!(out, "accuracy per field (cases that give it):")?;
+    for f in &fields {
+        writeln!(
+            out,
+            "  {:<13} {:>5.1} %  ({}/{})",
+            f.key,
+            f.percent(),
+            f.right,
+            f.total
+        )?;
+    }
+    write_kind_confusion(&mut out, &results)?;
+    let ok = match min_accuracy {
+        None => failed == 0,
+        Some(min) => {
+            let low: Vec<&FieldAccuracy> = fields.iter().filter(|f| f.percent() < min).collect();
+            for f in &low {
+                writeln!(
+                    out,
+                    "{}: accuracy {:.1} % is below {min} %",
+                    f.key,
+                    f.percent()
+                )?;
+            }
+            low.is_empty() && results.iter().all(|r| r.error.is_none())
+        }
+    };
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The keys a case may compare, in the order they are reported.
+const KEYS: &[&str] = &[
+    "queue",
+    "kind",
+    "urgency",
+    "impact",
+    "priority",
+    "recipients",
+    "tags",
+    "suppress_ack",
+    "alert_key",
+    "matched",
+];
+
+/// How many of the cases that give a key got it right.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldAccuracy {
+    pub key: &'static str,
+    pub right: usize,
+    pub total: usize,
+}
+
+impl FieldAccuracy {
+    pub fn percent(&self) -> f64 {
+        if self.total == 0 {
+            100.0
+        } else {
+            100.0 * self.right as f64 / self.total as f64
+        }
+    }
+}
+
+/// Accuracy per key, over the cases that compare it (keys no case gives are
+/// left out).
+pub fn accuracy(results: &[crate::classify::cases::CaseResult]) -> Vec<FieldAccuracy> {
+    KEYS.iter()
+        .filter_map(|&key| {
+            let (mut right, mut total) = (0, 0);
+            for d in results.iter().flat_map(|r| &r.compared) {
+                if d.key == key {
+                    total += 1;
+                    if d.expected == d.actual {
+                        right += 1;
+                    }
+                }
+            }
+            (total > 0).then_some(FieldAccuracy { key, right, total })
+        })
+        .collect()
+}
+
+/// Expected kind (rows) against the kind the rules gave (columns), over the
+/// cases that give a kind.
+fn write_kind_confusion(
+    out: &mut impl Write,
+    results: &[crate::classify::cases::CaseResult],
+) -> std::io::Result<()> {
+    let unquote = |s: &str| s.trim_matches('"').to_string();
+    let pairs: Vec<(String, String)> = results
+        .iter()
+        .flat_map(|r| &r.compared)
+        .filter(|d| d.key == "kind")
+        .map(|d| (unquote(&d.expected), unquote(&d.actual)))
+        .collect();
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let mut kinds: Vec<String> = ["incident", "alert", "bug", "deploy", "service"]
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    for (a, b) in &pairs {
+        for k in [a, b] {
+            if !kinds.contains(k) {
+                kinds.push(k.clone());
+            }
+        }
+    }
+    writeln!(out, "kinds (rows expected, columns given by the rules):")?;
+    write!(out, "  {:<10}", "")?;
+    for k in &kinds {
+        write!(out, " {k:>9}")?;
+    }
+    writeln!(out)?;
+    for a in &kinds {
+        write!(out, "  {a:<10}")?;
+        for b in &kinds {
+            let n = pairs.iter().filter(|(x, y)| x == a && y == b).count();
+            write!(out, " {n:>9}")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// `rules test --explain CASE`: every compared key and the whole explanation
+/// of the matching cases, passed or not.
+fn explain_cases(
+    out: &mut impl Write,
+    results: &[crate::classify::cases::CaseResult],
+    want: &str,
+) -> anyhow::Result<ExitCode> {
+    let needle = want.to_lowercase();
+    let chosen: Vec<&crate::classify::cases::CaseResult> = results
+        .iter()
+        .filter(|r| {
+            r.name.to_lowercase().contains(&needle)
+                || format!("{}:{}", r.file, r.line).ends_with(want)
+        })
+        .collect();
+    if chosen.is_empty() {
+        writeln!(out, "no test case matches {want:?}")?;
+        return Ok(ExitCode::from(2));
+    }
+    for r in &chosen {
+        let verdict = if r.passed { "ok  " } else { "FAIL" };
+        writeln!(out, "{verdict} {}:{}: {}", r.file, r.line, r.name)?;
+        if let Some(e) = &r.error {
+            writeln!(out, "     {e}")?;
+        }
+        for d in &r.compared {
+            let mark = if d.expected == d.actual { "  " } else { "!=" };
+            writeln!(
+                out,
+                "  {mark} {}: expected {}, got {}",
+                d.key, d.expected, d.actual
+            )?;
+        }
+        writeln!(out, "  because:")?;
+        for line in &r.explanation {
+            writeln!(out, "    - {line}")?;
+        }
+    }
+    Ok(if chosen.iter().all(|r| r.passed) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -84,6 +84,8 @@ pub struct CaseResult {
     pub name: String,
     pub passed: bool,
     pub diffs: Vec<KeyDiff>,
+    /// Every key the case compared, equal or not (for accuracy per key).
+    pub compared: Vec<KeyDiff>,
     /// Why the case could not run at all (unreadable file, bad TOML).
     pub error: Option<String>,
     /// The rules' explanation, to read when the case fails.
@@ -121,6 +123,7 @@ pub fn run_cases(rules: &RuleSet, dir: &Path, ctx: &CaseContext) -> Vec<CaseResu
         name: name.to_string(),
         passed: false,
         diffs: Vec::new(),
+        compared: Vec::new(),
         error: Some(e),
         explanation: Vec::new(),
     };
@@ -174,13 +177,19 @@ pub fn run_cases(rules: &RuleSet, dir: &Path, ctx: &CaseContext) -> Vec<CaseResu
             };
             let msg = crate::parse::parse(&raw);
             let ev = rules.evaluate(&c.mailbox, &msg);
-            let diffs = compare(&c.expect, &ev, &msg, &c.mailbox, ctx);
+            let compared = compare(&c.expect, &ev, &msg, &c.mailbox, ctx);
+            let diffs: Vec<KeyDiff> = compared
+                .iter()
+                .filter(|d| d.expected != d.actual)
+                .cloned()
+                .collect();
             out.push(CaseResult {
                 file: file.clone(),
                 line,
                 name: name.clone(),
                 passed: diffs.is_empty(),
                 diffs,
+                compared,
                 error: None,
                 explanation: ev.explanation(),
             });
@@ -245,9 +254,9 @@ fn show_list(v: &[String]) -> String {
     format!("{v:?}")
 }
 
-/// The key-by-key differences between what a case expects and the final
-/// decision: rule values completed with the mailbox's default queue, the
-/// default kind and the priority defaults.
+/// Every key a case expects, beside the final decision's value (equal or
+/// not): rule values completed with the mailbox's default queue, the default
+/// kind and the priority defaults.
 fn compare(
     e: &Expect,
     ev: &Evaluation,
@@ -257,13 +266,11 @@ fn compare(
 ) -> Vec<KeyDiff> {
     let mut diffs = Vec::new();
     let mut diff = |key: &str, expected: String, actual: String| {
-        if expected != actual {
-            diffs.push(KeyDiff {
-                key: key.to_string(),
-                expected,
-                actual,
-            });
-        }
+        diffs.push(KeyDiff {
+            key: key.to_string(),
+            expected,
+            actual,
+        });
     };
     let Some(mb) = ctx.config.mailbox(mailbox) else {
         diff(

@@ -163,6 +163,14 @@ pub enum RulesCommand {
         /// Test-case folder (default: RULES/tests).
         #[arg(long)]
         cases: Option<PathBuf>,
+        /// Show every compared key and the full explanation of the cases
+        /// whose name contains this text (or that sit at FILE:LINE).
+        #[arg(long, value_name = "CASE")]
+        explain: Option<String>,
+        /// Pass when every field's accuracy is at least this percentage,
+        /// even if some cases fail (default: every case must pass).
+        #[arg(long, value_name = "PCT")]
+        min_accuracy: Option<f64>,
     },
     /// Run messages through two rule sets and list every message whose decision
     /// would change, and how.
@@ -362,7 +370,12 @@ async fn stats(path: Option<&std::path::Path>, json: bool) -> anyhow::Result<Exi
 async fn rules(path: Option<&std::path::Path>, command: RulesCommand) -> anyhow::Result<ExitCode> {
     let config = load_config(path)?;
     match command {
-        RulesCommand::Test { rules, cases } => crate::rules_cmd::test(&config, rules, cases),
+        RulesCommand::Test {
+            rules,
+            cases,
+            explain,
+            min_accuracy,
+        } => crate::rules_cmd::test(&config, rules, cases, explain, min_accuracy),
         RulesCommand::Diff {
             old,
             new,

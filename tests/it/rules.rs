@@ -133,6 +133,92 @@ fn rules_test_passes_shipped_and_reports_a_failing_case() {
 }
 
 #[test]
+fn rules_test_reports_accuracy_explains_a_case_and_takes_a_threshold() {
+    // The shipped cases: accuracy per field and the kinds' confusion.
+    let out = run(&repo(), &["rules", "test"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("accuracy per field"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("kind") && l.contains("100.0 %")),
+        "{text}"
+    );
+    assert!(text.contains("kinds (rows expected"), "{text}");
+
+    // One wrong case among the shipped ones: it fails the run, unless the
+    // field's accuracy stays above --min-accuracy.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    copy_rules(&rules);
+    std::fs::write(
+        rules.join("tests/99-wrong.toml"),
+        "[[case]]\nname = \"deliberately wrong kind\"\nmailbox = \"isda-support\"\nheaders = { From = \"a@example.org\", Subject = \"Question about grades\" }\nbody = \"hi\"\n[case.expect]\nkind = \"deploy\"\n",
+    )
+    .expect("write");
+    let r = rules.to_str().unwrap_or("");
+    let strict = run(dir.path(), &["rules", "test", "--rules", r]);
+    assert_eq!(strict.status.code(), Some(1), "{}", stdout(&strict));
+    let text = stdout(&strict);
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("kind") && !l.contains("100.0 %")),
+        "{text}"
+    );
+    let tolerant = run(
+        dir.path(),
+        &["rules", "test", "--rules", r, "--min-accuracy", "95"],
+    );
+    assert!(tolerant.status.success(), "{}", stdout(&tolerant));
+    let demanding = run(
+        dir.path(),
+        &["rules", "test", "--rules", r, "--min-accuracy", "100"],
+    );
+    assert_eq!(demanding.status.code(), Some(1), "{}", stdout(&demanding));
+    assert!(
+        stdout(&demanding).contains("kind: accuracy"),
+        "{}",
+        stdout(&demanding)
+    );
+
+    // --explain: every compared key and the explanation of that case only.
+    let out = run(
+        dir.path(),
+        &[
+            "rules",
+            "test",
+            "--rules",
+            r,
+            "--explain",
+            "deliberately wrong",
+        ],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("!= kind: expected \"deploy\", got \"service\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("because:") && text.contains("isda-support default"),
+        "{text}"
+    );
+    assert!(!text.contains("rules test:"), "{text}");
+    let out = run(
+        dir.path(),
+        &[
+            "rules",
+            "test",
+            "--rules",
+            r,
+            "--explain",
+            "no such case at all",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+}
+
+#[test]
 fn check_refuses_a_bad_rule_with_file_and_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_rules(&dir.path().join("routing-rules"));
