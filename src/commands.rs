@@ -42,6 +42,10 @@
 //!   (`name@example.edu`); `<...>` and `mailto:` around them (what mail
 //!   clients make of typed addresses) are dropped; they are returned
 //!   lower-case. Lists are separated by commas, semicolons or spaces.
+//! - A recipient list that the mail client wrapped goes on: the lines right
+//!   after a `/recipients` line that hold addresses alone belong to it (and,
+//!   like the rest of the block, are never relayed: the customer does not
+//!   see internal addresses).
 //!
 //! # Bounds
 //!
@@ -68,7 +72,7 @@ use crate::text::truncate;
 /// The most command lines read from one message.
 pub const MAX_COMMANDS: usize = 50;
 /// The longest command line, in bytes.
-pub const MAX_LINE: usize = 1000;
+pub const MAX_LINE: usize = 4096;
 /// The most addresses one command may name.
 pub const MAX_ADDRESSES: usize = 50;
 /// How much of a refused line is kept, in characters.
@@ -188,17 +192,44 @@ pub fn parse(new_text: &str) -> CommandBlock {
     let mut read = 0usize;
     let mut over = 0usize;
     let mut rest_start: Option<usize> = None;
-    let mut offset = 0usize;
-    for raw_line in text.split_inclusive('\n') {
-        let line_start = offset;
-        offset += raw_line.len();
-        let line = raw_line.trim_end_matches(['\n', '\r']);
+    // (byte offset of the line, the line without its end)
+    let mut lines = text
+        .split_inclusive('\n')
+        .scan(0usize, |offset, raw| {
+            let start = *offset;
+            *offset += raw.len();
+            Some((start, raw.trim_end_matches(['\n', '\r'])))
+        })
+        .peekable();
+    while let Some((line_start, line)) = lines.next() {
         if line.trim().is_empty() {
             continue;
         }
         let Some((verb, arg)) = command_shape(line) else {
             rest_start = Some(line_start);
             break;
+        };
+        // A recipient list the mail client wrapped onto the next lines:
+        // lines of addresses alone continue it (and are never relayed).
+        let mut joined: Option<String> = None;
+        if verb.eq_ignore_ascii_case("recipients") {
+            while let Some(&(_, next)) = lines.peek() {
+                if !addresses_only(next) {
+                    break;
+                }
+                let j = joined.get_or_insert_with(|| line.trim_end().to_string());
+                // Past the bound the line is refused as too long; the rest
+                // of the list is still consumed, so none of it is relayed.
+                if j.len() <= MAX_LINE {
+                    j.push_str(", ");
+                    j.push_str(next.trim());
+                }
+                lines.next();
+            }
+        }
+        let (line, arg) = match &joined {
+            Some(j) => (j.as_str(), command_shape(j).map_or("", |(_, a)| a)),
+            None => (line, arg),
         };
         read += 1;
         if read > MAX_COMMANDS {
@@ -224,7 +255,9 @@ pub fn parse(new_text: &str) -> CommandBlock {
             out.commands.push(Command::Comment);
             out.comment = true;
             let note_first = arg.trim();
-            let after = &text[offset..];
+            let after = text[line_start..]
+                .split_once('\n')
+                .map_or("", |(_, rest)| rest);
             let mut note = String::new();
             if !note_first.is_empty() {
                 note.push_str(note_first);
@@ -249,6 +282,28 @@ pub fn parse(new_text: &str) -> CommandBlock {
         None => String::new(),
     };
     out
+}
+
+/// Whether a line holds addresses and nothing else (a wrapped recipient
+/// list).
+fn addresses_only(line: &str) -> bool {
+    line.len() <= MAX_LINE
+        && !line.trim().is_empty()
+        && address_pieces(line).all(|p| valid_address(p).is_some())
+}
+
+/// The pieces of an address list: split at commas, semicolons and white
+/// space, `<...>` and `mailto:` dropped, empty pieces skipped.
+fn address_pieces(list: &str) -> impl Iterator<Item = &str> {
+    list.split(|c: char| c == ',' || c == ';' || c.is_whitespace())
+        .map(|piece| {
+            let p = piece.trim().trim_start_matches('<').trim_end_matches('>');
+            match p.get(..7) {
+                Some(m) if m.eq_ignore_ascii_case("mailto:") => &p[7..],
+                _ => p,
+            }
+        })
+        .filter(|p| !p.is_empty())
 }
 
 fn finish_refusals(out: &mut CommandBlock, over: usize) {
@@ -365,15 +420,7 @@ fn one_word<'a>(arg: &'a str, what: &str) -> Result<&'a str, String> {
 /// lower-case, without repeats.
 fn addresses(list: &str, what: &str) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
-    for piece in list.split(|c: char| c == ',' || c == ';' || c.is_whitespace()) {
-        let p = piece.trim().trim_start_matches('<').trim_end_matches('>');
-        let p = match p.get(..7) {
-            Some(m) if m.eq_ignore_ascii_case("mailto:") => &p[7..],
-            _ => p,
-        };
-        if p.is_empty() {
-            continue;
-        }
+    for p in address_pieces(list) {
         let a = valid_address(p).ok_or_else(|| {
             format!(
                 "{:?} is not an address (expected name@example.edu)",
@@ -487,4 +534,367 @@ pub fn authorize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused_reasons(b: &CommandBlock) -> Vec<&str> {
+        b.refused.iter().map(|r| r.reason.as_str()).collect()
+    }
+
+    #[test]
+    fn every_command_reads() {
+        let b = parse(
+            "/take\n/owner tkim@example.edu\n/queue ProductionDefect\n/urgency high\n/impact extensive\n/kind incident\n/recipients add a@example.edu, b@example.org\n/recipients remove a@example.edu\n/status stalled\n/resolve\n/reopen\n",
+        );
+        assert_eq!(b.refused, vec![]);
+        assert_eq!(
+            b.commands,
+            vec![
+                Command::Take,
+                Command::Owner("tkim@example.edu".into()),
+                Command::Queue("ProductionDefect".into()),
+                Command::Urgency(Urgency::High),
+                Command::Impact(Impact::Extensive),
+                Command::Kind(Kind::Incident),
+                Command::RecipientsAdd(vec!["a@example.edu".into(), "b@example.org".into()]),
+                Command::RecipientsRemove(vec!["a@example.edu".into()]),
+                Command::Status(WantedStatus::Stalled),
+                Command::Status(WantedStatus::Resolved),
+                Command::Status(WantedStatus::Open),
+            ]
+        );
+        assert_eq!(b.text, "");
+        assert!(!b.comment);
+        assert!(b.has_commands());
+    }
+
+    #[test]
+    fn commands_then_prose() {
+        let b = parse(
+            "/take\r\n\r\n/queue ProductionDefect\r\n\r\nHello Ann,\r\n\r\nwe are on it.\r\n/resolve\r\n",
+        );
+        assert_eq!(
+            b.commands,
+            vec![Command::Take, Command::Queue("ProductionDefect".into())]
+        );
+        // The /resolve below the prose is prose.
+        assert_eq!(b.text, "Hello Ann,\r\n\r\nwe are on it.\r\n/resolve");
+    }
+
+    #[test]
+    fn prose_first_means_no_commands() {
+        let text = "Hi team,\n/take\n";
+        let b = parse(text);
+        assert!(!b.has_commands());
+        assert_eq!(b.text, text.trim());
+        assert_eq!(parse("").text, "");
+        assert!(!parse("\n\n  \n").has_commands());
+    }
+
+    #[test]
+    fn slashes_in_prose_are_not_commands() {
+        for text in [
+            "/etc/hosts is broken on web1",
+            "/s/ Jane",
+            "/ alone",
+            "//take",
+            "/take/now",
+            "/123 is a number",
+            "/usr/bin/env: bad interpreter",
+            "/take: done",
+        ] {
+            let b = parse(text);
+            assert!(!b.has_commands(), "{text}");
+            assert_eq!(b.text, text, "{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_malformed_commands_are_refused_and_not_relayed() {
+        let b = parse(
+            "/tkae\n/urgency whenever\n/impact\n/kind incident bug\n/owner jlee\n/owner a@example.edu b@example.edu\n/take now\n/status new\n/recipients\n/recipients add\n/recipients drop a@example.edu\n/queue\n/recipients add a@example.edu, not an address\nThanks.",
+        );
+        assert_eq!(b.commands, vec![]);
+        let reasons = refused_reasons(&b);
+        assert_eq!(reasons.len(), 13, "{reasons:#?}");
+        assert!(reasons[0].starts_with("unknown command /tkae"));
+        assert!(reasons[1].contains("unknown urgency"), "{}", reasons[1]);
+        assert!(reasons[1].contains("critical, high, medium, low"));
+        assert_eq!(reasons[2], "/impact needs a value");
+        assert_eq!(reasons[3], "/kind takes one value");
+        assert!(reasons[4].contains("\"jlee\" is not an address"));
+        assert_eq!(reasons[5], "/owner takes one address");
+        assert_eq!(reasons[6], "/take takes no argument");
+        assert!(reasons[7].contains("unknown status \"new\""));
+        assert!(reasons[8].starts_with("expected /recipients add"));
+        assert_eq!(reasons[9], "/recipients add needs an address");
+        assert!(reasons[10].starts_with("expected /recipients add"));
+        assert_eq!(reasons[11], "/queue needs a queue name");
+        assert!(reasons[12].contains("\"not\" is not an address"));
+        assert_eq!(b.refused[0].line, "/tkae");
+        assert_eq!(b.text, "Thanks.");
+    }
+
+    #[test]
+    fn case_and_client_artefacts() {
+        let b = parse(
+            "  /TAKE  \n\t/Urgency HIGH\n /Queue   production   defect \n/STATUS Stalled\n/Recipients ADD <A@Example.EDU>; mailto:b@example.edu jlee@example.edu <mailto:jlee@example.edu>\n",
+        );
+        assert_eq!(b.refused, vec![]);
+        assert_eq!(
+            b.commands,
+            vec![
+                Command::Take,
+                Command::Urgency(Urgency::High),
+                Command::Queue("production defect".into()),
+                Command::Status(WantedStatus::Stalled),
+                Command::RecipientsAdd(vec![
+                    "a@example.edu".into(),
+                    "b@example.edu".into(),
+                    "jlee@example.edu".into()
+                ]),
+            ]
+        );
+        // A byte-order mark before the first command.
+        assert_eq!(parse("\u{feff}/take").commands, vec![Command::Take]);
+    }
+
+    #[test]
+    fn commands_alone_relay_nothing_even_with_a_signature() {
+        for text in [
+            "/take\n/resolve",
+            "/take\n\n-- \nJane Lee\nISDA",
+            "/take\n--\nJane",
+            "/take\n\nSent from my iPhone",
+            "/take\nGet Outlook for iOS",
+        ] {
+            let b = parse(text);
+            assert_eq!(b.commands[0], Command::Take, "{text}");
+            assert_eq!(b.text, "", "{text}");
+        }
+        // A longer text that merely starts "Sent from" is relayed.
+        let b = parse("/take\nSent from my desk: the fix is deployed.\nJane");
+        assert!(b.text.starts_with("Sent from my desk"));
+    }
+
+    #[test]
+    fn comment_makes_the_rest_a_note() {
+        let b = parse("/take\n/comment customer is upset\nsee ticket 12\n/resolve\n");
+        assert_eq!(b.commands, vec![Command::Take, Command::Comment]);
+        assert!(b.comment);
+        assert_eq!(b.text, "customer is upset\nsee ticket 12\n/resolve");
+        let b = parse("/COMMENT\n\nInternal: disk at 95%");
+        assert!(b.comment);
+        assert_eq!(b.text, "Internal: disk at 95%");
+        let b = parse("/comment");
+        assert!(b.comment);
+        assert_eq!(b.text, "");
+    }
+
+    #[test]
+    fn display_is_the_canonical_line() {
+        let b = parse("/TAKE\n/urgency HIGH\n/recipients add A@x.org,b@x.org\n/resolve");
+        let lines: Vec<String> = b.commands.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "/take",
+                "/urgency high",
+                "/recipients add a@x.org, b@x.org",
+                "/status resolved"
+            ]
+        );
+        // Each canonical line reads back to the same command.
+        for c in &b.commands {
+            assert_eq!(parse(&c.to_string()).commands, vec![c.clone()]);
+        }
+    }
+
+    #[test]
+    fn hostile_input_is_bounded() {
+        // 10,000 commands: MAX_COMMANDS read, one refusal for the rest,
+        // none of them relayed.
+        let many = "/urgency high\n".repeat(10_000) + "the text";
+        let b = parse(&many);
+        assert_eq!(b.commands.len(), MAX_COMMANDS);
+        assert_eq!(b.refused.len(), 1);
+        assert!(b.refused[0].reason.contains("more than 50 commands"));
+        assert_eq!(b.text, "the text");
+        // A 10 MB command line.
+        let long = format!("/queue {}\nhello", "x".repeat(10 * 1024 * 1024));
+        let b = parse(&long);
+        assert_eq!(b.commands, vec![]);
+        assert!(b.refused[0].reason.contains("longer than"));
+        assert!(b.refused[0].line.chars().count() <= SHOWN_LINE);
+        assert_eq!(b.text, "hello");
+        // A 10 MB prose line after a command.
+        let b = parse(&format!("/take\n{}", "y".repeat(10 * 1024 * 1024)));
+        assert_eq!(b.commands, vec![Command::Take]);
+        assert_eq!(b.text.len(), 10 * 1024 * 1024);
+        // NUL and controls in a command line.
+        let b = parse("/queue Prod\0uctionDefect\n/urgency \u{1b}[31mhigh\n/take\n");
+        assert_eq!(b.commands, vec![Command::Take]);
+        assert_eq!(
+            refused_reasons(&b),
+            vec![
+                "the line holds control characters",
+                "the line holds control characters"
+            ]
+        );
+        // Too many addresses.
+        let list: Vec<String> = (0..60).map(|i| format!("u{i}@x.org")).collect();
+        let b = parse(&format!("/recipients add {}", list.join(", ")));
+        assert!(b.refused[0].reason.contains("more than 50 addresses"));
+        // Non-ASCII verbs and arguments.
+        let b = parse("/tàke\n/urgency hïgh\n/owner jlée@example.edu");
+        assert_eq!(b.commands, vec![]);
+        assert_eq!(b.text, "/tàke\n/urgency hïgh\n/owner jlée@example.edu");
+        let b = parse("/urgency hïgh\n/owner jlée@example.edu");
+        assert_eq!(b.refused.len(), 2);
+        // A huge unknown verb is shown shortened.
+        let b = parse(&format!("/{}", "a".repeat(900)));
+        assert!(b.refused[0].reason.len() < 400);
+    }
+
+    #[test]
+    fn a_wrapped_recipient_list_continues_and_is_never_relayed() {
+        let b = parse(
+            "/recipients add a@example.edu,\n b@example.edu, <c@example.edu>\nd@example.edu\n/take\nHello, we are on it.\ne@example.edu",
+        );
+        assert_eq!(
+            b.commands,
+            vec![
+                Command::RecipientsAdd(vec![
+                    "a@example.edu".into(),
+                    "b@example.edu".into(),
+                    "c@example.edu".into(),
+                    "d@example.edu".into()
+                ]),
+                Command::Take
+            ]
+        );
+        // Only after a /recipients line; an address line elsewhere is prose.
+        assert_eq!(b.text, "Hello, we are on it.\ne@example.edu");
+        let b = parse("/take\nx@example.edu");
+        assert_eq!(b.text, "x@example.edu");
+        // A line with words as well as addresses is prose.
+        let b = parse("/recipients remove a@example.edu\nplease b@example.edu");
+        assert_eq!(
+            b.commands,
+            vec![Command::RecipientsRemove(vec!["a@example.edu".into()])]
+        );
+        assert_eq!(b.text, "please b@example.edu");
+        // Continuation cannot grow the line without bound.
+        let wrapped = format!("/recipients add a@x.org\n{}", "b@x.org\n".repeat(100_000));
+        let b = parse(&wrapped);
+        assert_eq!(b.commands, vec![]);
+        assert!(b.refused[0].reason.contains("longer than"));
+        assert_eq!(b.text, "");
+    }
+
+    #[test]
+    fn addresses_are_checked() {
+        for good in [
+            "a@example.edu",
+            "first.last+tag@sub.example.co.uk",
+            "O'Brien@example.ie",
+        ] {
+            assert!(valid_address(good).is_some(), "{good}");
+        }
+        for bad in [
+            "a",
+            "@example.edu",
+            "a@",
+            "a@example",
+            "a@@example.edu",
+            "a@exa_mple.edu",
+            ".a@example.edu",
+            "a..b@example.edu",
+            "a@-example.edu",
+            "a@example..edu",
+            "\"a b\"@example.edu",
+        ] {
+            assert!(valid_address(bad).is_none(), "{bad}");
+        }
+    }
+
+    fn team() -> Vec<String> {
+        vec![
+            "jlee@example.edu".into(),
+            "MGarcia@Example.edu".into(),
+            "@partner.org".into(),
+            "vendor.com".into(),
+        ]
+    }
+
+    fn pass(domain: &str) -> Result<Evidence, String> {
+        Ok(Evidence {
+            authserv_id: "mx.example.edu".into(),
+            method: "dkim".into(),
+            domain: domain.into(),
+            from_domain: domain.into(),
+        })
+    }
+
+    #[test]
+    fn team_membership() {
+        let t = team();
+        assert!(in_team("jlee@example.edu", &t));
+        assert!(in_team("JLee@EXAMPLE.edu", &t));
+        assert!(in_team("mgarcia@example.edu", &t));
+        assert!(in_team("anyone@partner.org", &t));
+        assert!(in_team("x@vendor.com", &t));
+        assert!(!in_team("x@sub.vendor.com", &t));
+        assert!(!in_team("tkim@example.edu", &t));
+        assert!(!in_team("jlee@example.edu.evil.com", &t));
+        assert!(!in_team("", &t));
+        assert!(!in_team("jlee", &t));
+        assert!(!in_team("jlee@example.edu", &[]));
+        assert!(!in_team(
+            "a@example.edu",
+            &["".to_string(), "@".to_string()]
+        ));
+    }
+
+    #[test]
+    fn authorization() {
+        let t = team();
+        // A team member, authenticated.
+        assert!(matches!(
+            authorize("jlee@example.edu", &t, true, &pass("example.edu")),
+            Decision::Allowed { evidence: Some(_) }
+        ));
+        // A team member, not authenticated: refused and told.
+        let d = authorize("jlee@example.edu", &t, true, &Err("no header".into()));
+        assert_eq!(
+            d,
+            Decision::Refused {
+                reason: "the sender could not be authenticated: no header".into(),
+                answer: true
+            }
+        );
+        // Authentication for another domain than the sender's.
+        assert!(matches!(
+            authorize("jlee@example.edu", &t, true, &pass("evil.com")),
+            Decision::Refused { answer: true, .. }
+        ));
+        // Not required: allowed without evidence.
+        assert_eq!(
+            authorize("jlee@example.edu", &t, false, &Err("no header".into())),
+            Decision::Allowed { evidence: None }
+        );
+        // A stranger (or a forged sender outside the team) gets nothing,
+        // authenticated or not, required or not.
+        for required in [true, false] {
+            for auth in [pass("example.edu"), pass("evil.com"), Err("x".into())] {
+                let d = authorize("tkim@evil.com", &t, required, &auth);
+                assert!(
+                    matches!(d, Decision::Refused { answer: false, .. }),
+                    "{d:?}"
+                );
+            }
+        }
+        assert!(matches!(
+            authorize("", &t, false, &Err("x".into())),
+            Decision::Refused { answer: false, .. }
+        ));
+    }
 }
