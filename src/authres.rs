@@ -260,7 +260,8 @@ fn describe(r: &MethodResult) -> String {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tok {
-    /// A run of characters that are not white space, `;`, `=`, `(` or `"`.
+    /// A run of characters that are not ASCII white space, `;`, `=`, `(`,
+    /// `)` or `"` (`=` allowed in a value).
     Word(String),
     Quoted(String),
     Eq,
@@ -277,7 +278,7 @@ fn lex(value: &str) -> Result<Vec<Tok>, String> {
         // (base64 in `header.b=`).
         let in_value = out.last() == Some(&Tok::Eq);
         match c {
-            c if c.is_whitespace() => {
+            c if c.is_ascii_whitespace() => {
                 chars.next();
             }
             ';' => {
@@ -334,7 +335,7 @@ fn lex(value: &str) -> Result<Vec<Tok>, String> {
             _ => {
                 let mut s = String::new();
                 while let Some(&w) = chars.peek() {
-                    if w.is_whitespace()
+                    if w.is_ascii_whitespace()
                         || matches!(w, ';' | '(' | ')' | '"')
                         || (w == '=' && !in_value)
                     {
@@ -684,6 +685,8 @@ mod tests {
             ..msg(&[])
         };
         assert!(authenticated(&p, &ids(), "example.edu").is_err());
+        // Non-ASCII white space does not split a value into a new property.
+        assert!(auth(&["Authentication-Results: mx.example.edu; dkim=pass header.d=evil.com\u{a0}header.d=example.edu"]).is_err());
         // Non-ASCII everywhere.
         assert!(
             auth(&["Authentication-Results: mx.example.edu; dkim=pass header.d=exämple.edu"])

@@ -23,6 +23,9 @@
 //! - `/comment` ends the block: the rest of its line and every line after
 //!   it are an internal note ([`CommandBlock::comment`] is true, and
 //!   [`CommandBlock::text`] is the note, for the team only).
+//! - Relay [`CommandBlock::text`] to the customer only when
+//!   [`CommandBlock::may_relay`] says so: not a note, and no line refused (a
+//!   mistyped `/coment` must not send the internal note below it out).
 //! - Commands are returned in order; the caller applies them in order, so
 //!   the last of two `/urgency` lines wins.
 //! - What remains after the block is the relayable text. When it is empty,
@@ -50,7 +53,8 @@
 //! # Bounds
 //!
 //! At most [`MAX_COMMANDS`] command lines are read; the rest of the block is
-//! still removed from the relayed text but refused once, as a whole. A
+//! still removed from the relayed text but refused once, as a whole (a
+//! `/comment` among them still makes the rest a note). A
 //! command line longer than [`MAX_LINE`] bytes or holding control characters
 //! is refused. At most [`MAX_ADDRESSES`] addresses per command. Refused
 //! lines are kept shortened to [`SHOWN_LINE`] characters.
@@ -161,6 +165,15 @@ pub struct CommandBlock {
 }
 
 impl CommandBlock {
+    /// Whether [`text`](Self::text) may go to the customer: there is text,
+    /// it is not a `/comment` note, and no command line was refused. A
+    /// refusal means the sender meant something that did not happen (a
+    /// mistyped `/coment` above an internal note, say): hold the relay and
+    /// tell the sender, who can send again.
+    pub fn may_relay(&self) -> bool {
+        !self.text.is_empty() && !self.comment && self.refused.is_empty()
+    }
+
     /// Whether the message held any command line, obeyed or not.
     pub fn has_commands(&self) -> bool {
         !self.commands.is_empty() || !self.refused.is_empty()
@@ -209,6 +222,25 @@ pub fn parse(new_text: &str) -> CommandBlock {
             rest_start = Some(line_start);
             break;
         };
+        // `/comment` ends the block whatever else is wrong with its line, so
+        // that an internal note is never mistaken for relayable text.
+        if verb.eq_ignore_ascii_case("comment") {
+            out.commands.push(Command::Comment);
+            out.comment = true;
+            let note_first = arg.trim();
+            let after = text[line_start..]
+                .split_once('\n')
+                .map_or("", |(_, rest)| rest);
+            let mut note = String::new();
+            if !note_first.is_empty() {
+                note.push_str(note_first);
+                note.push('\n');
+            }
+            note.push_str(after);
+            out.text = note.trim().to_string();
+            finish_refusals(&mut out, over);
+            return out;
+        }
         // A recipient list the mail client wrapped onto the next lines:
         // lines of addresses alone continue it (and are never relayed).
         let mut joined: Option<String> = None;
@@ -250,23 +282,6 @@ pub fn parse(new_text: &str) -> CommandBlock {
                 reason: "the line holds control characters".to_string(),
             });
             continue;
-        }
-        if verb.eq_ignore_ascii_case("comment") {
-            out.commands.push(Command::Comment);
-            out.comment = true;
-            let note_first = arg.trim();
-            let after = text[line_start..]
-                .split_once('\n')
-                .map_or("", |(_, rest)| rest);
-            let mut note = String::new();
-            if !note_first.is_empty() {
-                note.push_str(note_first);
-                note.push('\n');
-            }
-            note.push_str(after);
-            out.text = note.trim().to_string();
-            finish_refusals(&mut out, over);
-            return out;
         }
         match command(verb, arg) {
             Ok(c) => out.commands.push(c),
@@ -687,6 +702,28 @@ mod tests {
         let b = parse("/comment");
         assert!(b.comment);
         assert_eq!(b.text, "");
+    }
+
+    #[test]
+    fn a_note_never_becomes_relayable() {
+        // A /comment line with control characters, or past the bound, is
+        // still a /comment.
+        let b = parse("/comment \u{7}bell\nsecret");
+        assert!(b.comment);
+        assert!(!b.may_relay());
+        let b = parse(&("/take\n".repeat(60) + "/comment\nsecret"));
+        assert!(b.comment);
+        assert_eq!(b.text, "secret");
+        assert_eq!(b.refused.len(), 1);
+        assert!(!b.may_relay());
+        // A mistyped /comment: the note below is text, but held back.
+        let b = parse("/coment\nsecret");
+        assert!(!b.comment);
+        assert_eq!(b.text, "secret");
+        assert!(!b.may_relay());
+        // The ordinary case.
+        assert!(parse("/take\nWe are on it.").may_relay());
+        assert!(!parse("/take").may_relay());
     }
 
     #[test]
