@@ -695,6 +695,26 @@ mod tests {
     }
 
     #[test]
+    fn only_the_authentication_results_field_counts() {
+        assert!(
+            auth(&[
+                "ARC-Authentication-Results: i=1; mx.example.edu; dkim=pass header.d=example.edu"
+            ])
+            .is_err()
+        );
+        assert!(
+            auth(&["X-Authentication-Results: mx.example.edu; dkim=pass header.d=example.edu"])
+                .is_err()
+        );
+        assert!(
+            auth(&[
+                "Authentication-Results-Original: mx.example.edu; dkim=pass header.d=example.edu"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
     fn alignment() {
         assert!(aligned("example.edu", "example.edu"));
         assert!(aligned("Example.EDU.", "example.edu"));

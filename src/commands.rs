@@ -871,6 +871,47 @@ mod tests {
         })
     }
 
+    /// From raw mail to a decision, as the pipeline will do it.
+    #[test]
+    fn a_reply_end_to_end() {
+        use crate::authres::authenticated;
+        let raw = |auth: &str, from: &str| {
+            format!(
+                "{auth}From: Jane Lee <{from}>\r\nTo: isda-support@example.edu\r\nSubject: Re: [ISDA #1042] VPN down\r\nMessage-ID: <r1@example.edu>\r\n\r\n/take\r\n/queue ProductionDefect\r\n\r\nWe are looking into it.\r\n"
+            )
+        };
+        let ids = vec!["mx.example.edu".to_string()];
+        let decide = |raw: String| {
+            let p = crate::parse::parse(raw.as_bytes());
+            let sender = p.from.clone().map(|a| a.address).unwrap_or_default();
+            let domain = crate::parse::domain_of(&sender).unwrap_or_default();
+            let auth = authenticated(&p, &ids, &domain);
+            (authorize(&sender, &team(), true, &auth), parse(&p.body))
+        };
+        let genuine = "Authentication-Results: mx.example.edu; dkim=pass header.d=example.edu\r\n";
+        let (d, b) = decide(raw(genuine, "jlee@example.edu"));
+        assert!(
+            matches!(d, Decision::Allowed { evidence: Some(_) }),
+            "{d:?}"
+        );
+        assert_eq!(
+            b.commands,
+            vec![Command::Take, Command::Queue("ProductionDefect".into())]
+        );
+        assert_eq!(b.text, "We are looking into it.");
+        assert!(b.may_relay());
+        // Forged From, with a header the forger wrote under another id.
+        let forged = "Authentication-Results: mx.evil.net; dkim=pass header.d=example.edu\r\n";
+        let (d, _) = decide(raw(forged, "jlee@example.edu"));
+        assert!(matches!(d, Decision::Refused { answer: true, .. }), "{d:?}");
+        // A stranger: refused, not answered.
+        let (d, _) = decide(raw(genuine, "someone@example.com"));
+        assert!(
+            matches!(d, Decision::Refused { answer: false, .. }),
+            "{d:?}"
+        );
+    }
+
     #[test]
     fn team_membership() {
         let t = team();
