@@ -20,6 +20,9 @@
 //!   [`clock`] (the one clock, injectable for tests), [`text`] (truncation),
 //!   and [`automated`] (is this mail machine-sent?, over a parsed message;
 //!   used by the rules and by notify's no-reply policy).
+//! - [`authres`] (is the sender authenticated? `Authentication-Results`) and
+//!   [`commands`] (command lines of a team member's reply, and who may give
+//!   them): pure, for commands by mail.
 //! - [`dev`] (cargo feature `dev`, on by default): tooling apart from the
 //!   product: a private Dovecot on loopback ([`dev::devstack`]), and the demo
 //!   and benchmarks built on it. Only [`cli`] imports it.
@@ -28,16 +31,19 @@
 //!
 //! A module imports only modules of lower layers (lowest first): foundations
 //! ([`problem`], [`clock`], [`text`], [`priority`], [`calendar`]); [`parse`];
-//! [`thread`], [`telemetry`], [`automated`]; [`rules`]; [`config`];
+//! [`thread`], [`telemetry`], [`automated`]; [`authres`]; [`commands`];
+//! [`rules`]; [`config`];
 //! [`classify`]; [`store`]; [`notify`]; [`pipeline`]; [`sources`];
 //! [`ingest`]; [`daemon`]; [`rules_cmd`]; `dev`; [`cli`]. `tests/tidy.rs`
 //! holds the table and fails on any other import.
 
+pub mod authres;
 pub mod automated;
 pub mod calendar;
 pub mod classify;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod daemon;
 #[cfg(feature = "dev")]

@@ -26,6 +26,11 @@ const LAYERS: &[&[&str]] = &[
     // Pure functions of a parsed message (thread keys, is it machine-sent?);
     // the log setup that contains parser panics.
     &["thread", "automated", "telemetry"],
+    // Is the sender authenticated? (Authentication-Results, over a parsed
+    // message.)
+    &["authres"],
+    // Command lines of a reply, and who may give them (pure).
+    &["commands"],
     // The routing-rule engine.
     &["rules"],
     // The validated configuration (desks, queues, calendars, matrix).
