@@ -28,7 +28,7 @@
 //!
 //! A module imports only modules of lower layers (lowest first): foundations
 //! ([`problem`], [`clock`], [`text`], [`priority`], [`calendar`]); [`parse`];
-//! [`thread`], [`telemetry`], [`automated`]; [`rules`]; [`config`];
+//! [`thread`], [`telemetry`], [`automated`], [`reply`]; [`rules`]; [`config`];
 //! [`classify`]; [`store`]; [`notify`]; [`pipeline`]; [`sources`];
 //! [`ingest`]; [`daemon`]; [`rules_cmd`]; `dev`; [`cli`]. `tests/tidy.rs`
 //! holds the table and fails on any other import.
@@ -48,6 +48,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod priority;
 pub mod problem;
+pub mod reply;
 pub mod rules;
 pub mod rules_cmd;
 pub mod sources;
