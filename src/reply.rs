@@ -192,6 +192,13 @@ static HEADER_OTHER: LazyLock<Regex> = LazyLock::new(|| {
     .expect("header regex")
 });
 
+static RAW_HEADER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)^(received|return-path|delivered-to|content-type|content-transfer-encoding|mime-version|message-id|dkim-signature|user-agent|x-[a-z0-9-]+)\s*:",
+    )
+    .expect("raw header regex")
+});
+
 static HEADER_SUBJECT_FORWARD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?i)^\*?(subject|betreff|objet|asunto|onderwerp|ämne|oggetto)\*?\s*:\s*\*?\s*(fw|fwd|wg|tr|rv|vs|vb|doorst)\s*:",
@@ -271,6 +278,15 @@ fn attribution_at(lines: &[&str], i: usize) -> Option<(usize, bool)> {
 fn header_block_at(lines: &[&str], i: usize) -> Option<(usize, bool)> {
     let first = marker_text(lines[i])?;
     if !HEADER_FROM.is_match(first) {
+        return None;
+    }
+    // Raw RFC 5322 headers (a message enclosed as text, a bounce) are not
+    // Outlook's block, which never has these fields.
+    let window = lines.iter().skip(i.saturating_sub(1)).take(10);
+    if window
+        .filter_map(|l| marker_text(l))
+        .any(|t| RAW_HEADER.is_match(t))
+    {
         return None;
     }
     let mut others = 0;
@@ -390,10 +406,12 @@ fn split_lines(body: &str) -> Reply {
 
     // Lines quoted with `>`, and the attribution lines just above them.
     let mut quoted = vec![false; region.len()];
+    let mut any_quoted = false;
     let mut i = 0;
     while i < region.len() {
         if is_quoted(region[i]) {
             quoted[i] = true;
+            any_quoted = true;
         } else if let Some((len, _)) = attribution_at(region, i)
             && next_non_blank(region, i + len).is_some_and(|k| is_quoted(region[k]))
         {
@@ -401,9 +419,10 @@ fn split_lines(body: &str) -> Reply {
                 *q = true;
             }
             // The history starts here, above any later marker.
-            if !quoted[..i].contains(&true) {
+            if !any_quoted {
                 marker = Some(Marker::Attribution);
             }
+            any_quoted = true;
             i += len;
             continue;
         }

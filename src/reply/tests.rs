@@ -336,6 +336,10 @@ fn hostile_sizes_stay_linear() {
     // Many candidate markers.
     let markers = "On x wrote:\nFrom: a\n".repeat(100_000);
     let _ = split_text(&markers);
+    let attributed = "Answer.\nOn Mon, 23 Nov 2026 Jane <j@x.y> wrote:\n> a\n".repeat(200_000);
+    assert_eq!(split_text(&attributed).method, Method::Interleaved);
+    let blanks = "On Mon, 23 Nov 2026 Jane <j@x.y> wrote:".to_string() + &"\n".repeat(1_000_000);
+    let _ = split_text(&blanks.repeat(2));
     let elapsed = start.elapsed();
     assert!(elapsed.as_secs() < 60, "took {elapsed:?}");
 }
@@ -364,4 +368,12 @@ fn the_corpus_never_panics_and_never_empties_a_body() {
         }
     }
     assert!(seen > 0, "no corpus in {}", dir.display());
+}
+
+#[test]
+fn an_enclosed_message_is_not_an_outlook_block() {
+    let body = "See the message below.\n\nReturn-Path: <bob@example.net>\nFrom: Bob <bob@example.net>\nTo: ops@example.com\nSubject: Hello\nMessage-ID: <1@example.net>\n\nHello there.\n";
+    let r = split_text(body);
+    assert_eq!(r.method, Method::Whole, "{r:#?}");
+    assert!(r.new_text.contains("Hello there."));
 }
