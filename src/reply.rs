@@ -208,7 +208,7 @@ static HEADER_SUBJECT_FORWARD: LazyLock<Regex> = LazyLock::new(|| {
 
 static MOBILE_SIGNATURE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)^(sent from my .{1,40}|sent from (outlook|mail|yahoo mail|samsung|proton ?mail|gmail|my mobile).{0,40}|sent via .{1,40}|get outlook for (ios|android)|envoy[ée] (de|depuis) (mon|ma|l'application) .{1,40}|von meinem .{1,40} gesendet|gesendet (von|mit) (meinem|mein|der|dem) .{1,40}|enviado (desde|de) (mi|my) .{1,40}|verzonden (vanaf|met) (mijn|de) .{1,40}|verstuurd vanaf mijn .{1,40}|skickat från (min|mitt) .{1,40}|inviato da(l)? (mio|iphone|ipad) ?.{0,40}|obtenir outlook pour (ios|android)|outlook für (ios|android) (herunterladen|beziehen))\.?\s*$",
+        r"(?i)^(sent from my .{1,40}|sent from (outlook|mail|yahoo mail|samsung|proton ?mail|gmail|my mobile).{0,40}|sent via .{1,40}|get outlook for (ios|android)|envoy[ée] (de|depuis) (mon|ma|l'application) .{1,40}|von meinem .{1,40} gesendet|gesendet (von|mit) (meinem|mein|der|dem) .{1,40}|enviado (desde|de) (mi|my) .{1,40}|verzonden (vanaf|met) (mijn|de) .{1,40}|verstuurd vanaf mijn .{1,40}|skickat från (min|mitt) .{1,40}|inviato da(l)? (mio|iphone|ipad) ?.{0,40}|obtenir outlook pour (ios|android)|outlook für (ios|android) (herunterladen|beziehen))(\s*<[^>]*>)?\.?\s*$",
     )
     .expect("mobile signature regex")
 });

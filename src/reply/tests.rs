@@ -377,3 +377,130 @@ fn an_enclosed_message_is_not_an_outlook_block() {
     assert_eq!(r.method, Method::Whole, "{r:#?}");
     assert!(r.new_text.contains("Hello there."));
 }
+
+#[test]
+fn outlook_mobile_and_other_languages() {
+    let r = split_fixture("outlook-ios.txt");
+    assert_cut(&r, "Sure, done.", "Your request has been received.");
+    assert!(r.signature.starts_with("Get Outlook for iOS"), "{r:#?}");
+    let r = split_fixture("gmail-mobile.txt");
+    assert_cut(&r, "Will check tonight", "Your request has been received");
+    let r = split_fixture("outlook-es.txt");
+    assert_cut(
+        &r,
+        "Buenos días,\n\nadjunto los registros.\n\nSaludos",
+        "Su solicitud ha sido recibida.",
+    );
+    let r = split_fixture("outlook-nl.txt");
+    assert_cut(
+        &r,
+        "Goedemorgen,\n\nzie bijlage.",
+        "Uw aanvraag is ontvangen.",
+    );
+    let r = split_fixture("outlook-sv.txt");
+    assert_cut(
+        &r,
+        "Hej,\n\nloggarna bifogas.",
+        "Ditt ärende har tagits emot.",
+    );
+    let r = split_fixture("yahoo.html");
+    assert_cut(
+        &r,
+        "Thanks, it works now.",
+        "Your request has been received.",
+    );
+}
+
+#[test]
+fn html_only_mail_through_the_parser() {
+    let html = fixture("gmail-en.html");
+    let raw = format!(
+        "From: jane@example.com\r\nSubject: Re: [ISDA #1234] map server down\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}"
+    );
+    let msg = crate::parse::parse(raw.as_bytes());
+    let r = split(&msg);
+    assert!(
+        r.new_text.starts_with("Thanks, the restart fixed it."),
+        "{r:#?}"
+    );
+    assert!(
+        !r.new_text.contains("Summary: map server down"),
+        "{:?}\n{r:#?}",
+        msg.body
+    );
+}
+
+#[test]
+fn random_input_never_panics() {
+    let pieces = [
+        "<",
+        ">",
+        "&",
+        ";",
+        "#",
+        "x",
+        "&#x",
+        "&#",
+        "é",
+        "ß",
+        "\u{a0}",
+        "\n",
+        "\r\n",
+        "-- ",
+        "--",
+        "> ",
+        " ",
+        "On Mon, 1 Jan 2026 X <x@y> wrote:",
+        "From: a",
+        "Sent: b",
+        "To: c",
+        "Subject: FW: d",
+        "<blockquote type=\"cite\">",
+        "</blockquote>",
+        "<div class=\"gmail_quote\">",
+        "</div>",
+        "<br>",
+        "<!--",
+        "-->",
+        "<p>",
+        "</p>",
+        "<pre>",
+        "</pre>",
+        "Sent from my iPhone",
+        "---------- Forwarded message ---------",
+        "-----Original Message-----",
+        "<div id=\"divRplyFwdMsg\">",
+        "________________________________",
+        "<style>",
+        "</style>",
+        "<!",
+        "😀",
+    ];
+    let mut seed: u64 = 0x5eed;
+    for _ in 0..3000 {
+        let mut s = String::new();
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let len = (seed >> 33) % 40;
+        for _ in 0..len {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            s.push_str(pieces[((seed >> 33) as usize) % pieces.len()]);
+        }
+        let t = split_text(&s);
+        let h = split_html(&s);
+        if !s.trim().is_empty()
+            && !s
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('>'))
+        {
+            assert!(
+                !t.new_text.trim().is_empty() || t.forwarded,
+                "{s:?}: {t:#?}"
+            );
+        }
+        let _ = h;
+    }
+}
