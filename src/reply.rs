@@ -35,6 +35,13 @@
 //! forwarded message:", an Outlook header block whose subject is "FW: ...")
 //! are not history: what follows the marker stays in `new_text`.
 //! When stripping would leave nothing, the whole text is kept.
+//!
+//! Use: [`split`] on a [`ParsedMessage`] (its body is the text part, or the
+//! HTML part reduced to text by the parser, where the quote containers are
+//! lost but the attribution lines remain); [`split_bodies`] or
+//! [`split_html`] when the caller has the HTML part itself (from the raw
+//! message), which finds the containers too. The result's `new_text` is what
+//! to relay or show; `quoted` and `signature` are what to show collapsed.
 
 use std::sync::LazyLock;
 
@@ -126,7 +133,7 @@ pub fn split_html(html: &str) -> Reply {
 /// Split a text body.
 pub fn split_text(body: &str) -> Reply {
     let (body, overflow) = if body.len() > MAX_BODY_BYTES {
-        let head = crate_prefix(body, MAX_BODY_BYTES);
+        let head = byte_prefix(body, MAX_BODY_BYTES);
         (head, &body[head.len()..])
     } else {
         (body, "")
@@ -134,11 +141,14 @@ pub fn split_text(body: &str) -> Reply {
     let mut reply = split_lines(body);
     if !overflow.is_empty() {
         reply.quoted.push_str(overflow);
+        if reply.method == Method::Whole {
+            reply.method = Method::Cut;
+        }
     }
     reply
 }
 
-fn crate_prefix(s: &str, max: usize) -> &str {
+fn byte_prefix(s: &str, max: usize) -> &str {
     let mut end = max.min(s.len());
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -504,7 +514,7 @@ fn split_lines(body: &str) -> Reply {
     if quoted.is_empty() && signature.is_empty() && method == Method::Cut {
         method = Method::Whole;
     }
-    if quoted.is_empty() && method != Method::Interleaved {
+    if quoted.is_empty() {
         marker = None;
     }
     Reply {
@@ -796,7 +806,7 @@ fn is_reply_separator(name: &str, attrs: &str) -> bool {
 /// Whether the text just after `from` (about 1,500 bytes of HTML) opens a
 /// forward, so that the container is not history.
 fn peek_forward(html: &str, from: usize) -> bool {
-    let window = crate_prefix(&html[from..], 1500);
+    let window = byte_prefix(&html[from..], 1500);
     let text = crude_text(window);
     let lines = lines_of(&text);
     let mut seen = 0;
@@ -958,7 +968,7 @@ impl Out {
 
     /// A forward marker among the last lines written.
     fn recent_forward(&self) -> bool {
-        let tail = &self.s[self.s.len() - crate_prefix_rev(&self.s, 300)..];
+        let tail = &self.s[self.s.len() - byte_suffix_len(&self.s, 300)..];
         tail.lines()
             .rev()
             .take(3)
@@ -973,7 +983,7 @@ impl Out {
 }
 
 /// The length of the longest suffix of `s` of at most `max` bytes.
-fn crate_prefix_rev(s: &str, max: usize) -> usize {
+fn byte_suffix_len(s: &str, max: usize) -> usize {
     if s.len() <= max {
         return s.len();
     }
