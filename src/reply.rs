@@ -15,7 +15,7 @@
 //! for what needs only block breaks, entities and the quote containers.
 //!
 //! What is recognised:
-//! - attribution lines: "On <date>, X wrote:" and the German ("Am ... schrieb"),
+//! - attribution lines: "On \<date\>, X wrote:" and the German ("Am ... schrieb"),
 //!   French ("Le ... a écrit"), Spanish ("El ... escribió"), Dutch ("Op ...
 //!   schreef"), Swedish ("Den ... skrev"), Italian and Portuguese forms, also
 //!   when a client wrapped them over up to three lines;
@@ -84,7 +84,7 @@ pub enum Method {
 /// What marked the start of the history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Marker {
-    /// "On <date>, X wrote:" and its translations.
+    /// "On \<date\>, X wrote:" and its translations.
     Attribution,
     /// "-----Original Message-----" and its translations.
     OriginalMessage,
