@@ -270,7 +270,9 @@ fn attribution_at(lines: &[&str], i: usize) -> Option<(usize, bool)> {
         }
         joined.push_str(line);
         if line.ends_with(':') {
-            if ATTRIBUTION_STRONG.is_match(&joined) {
+            // The strong form carries a date or a time: prose such as "On
+            // Friday, support wrote:" is not history unless quotes follow.
+            if joined.bytes().any(|b| b.is_ascii_digit()) && ATTRIBUTION_STRONG.is_match(&joined) {
                 return Some((n + 1, true));
             }
             if n == 0 && ATTRIBUTION_WEAK.is_match(&joined) {

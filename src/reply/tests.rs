@@ -504,3 +504,29 @@ fn random_input_never_panics() {
         let _ = h;
     }
 }
+
+#[test]
+fn original_message_in_several_languages() {
+    for line in [
+        "-----Original Message-----",
+        "-----Ursprüngliche Nachricht-----",
+        "-----Message d'origine-----",
+        "-----Mensaje original-----",
+        "-----Oorspronkelijk bericht-----",
+        "-----Ursprungligt meddelande-----",
+    ] {
+        let r = split_text(&format!("Answer.\n\n{line}\nFrom: x\nold text\n"));
+        assert_eq!(r.new_text, "Answer.", "{line}");
+        assert_eq!(r.marker, Some(Marker::OriginalMessage), "{line}");
+    }
+}
+
+#[test]
+fn an_attribution_without_a_date_needs_quotes_below() {
+    let body = "Status update.\n\nOn Friday, support wrote:\nthe fix is deployed, and I confirm it works.\n";
+    assert_eq!(split_text(body).method, Method::Whole);
+    let body = "Status update.\n\nOn Friday, support wrote:\n> the fix is deployed\n";
+    let r = split_text(body);
+    assert_eq!(r.new_text, "Status update.");
+    assert_eq!(r.marker, Some(Marker::Attribution));
+}
