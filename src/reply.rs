@@ -46,11 +46,12 @@
 use std::sync::LazyLock;
 
 use regex::Regex;
+use serde::Serialize;
 
 use crate::parse::ParsedMessage;
 
 /// A message split into what its writer wrote and what was removed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reply {
     /// What the writer wrote (and, for a forward, what was forwarded).
     pub new_text: String,
@@ -68,7 +69,8 @@ pub struct Reply {
 }
 
 /// How [`split`] came to its `new_text`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Method {
     /// Nothing was removed: no history, no signature.
     Whole,
@@ -82,7 +84,8 @@ pub enum Method {
 }
 
 /// What marked the start of the history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Marker {
     /// "On \<date\>, X wrote:" and its translations.
     Attribution,
