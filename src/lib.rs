@@ -31,8 +31,8 @@
 //!
 //! A module imports only modules of lower layers (lowest first): foundations
 //! ([`problem`], [`clock`], [`text`], [`priority`], [`calendar`]); [`parse`];
-//! [`thread`], [`telemetry`], [`automated`]; [`authres`]; [`commands`];
-//! [`rules`]; [`config`];
+//! [`thread`], [`telemetry`], [`automated`], [`reply`]; [`authres`];
+//! [`commands`]; [`rules`]; [`config`];
 //! [`classify`]; [`store`]; [`notify`]; [`pipeline`]; [`sources`];
 //! [`ingest`]; [`daemon`]; [`rules_cmd`]; `dev`; [`cli`]. `tests/tidy.rs`
 //! holds the table and fails on any other import.
@@ -54,6 +54,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod priority;
 pub mod problem;
+pub mod reply;
 pub mod rules;
 pub mod rules_cmd;
 pub mod sources;

@@ -23,9 +23,10 @@ const LAYERS: &[&[&str]] = &[
     &["problem", "clock", "text", "priority", "calendar"],
     // Bytes in: raw mail to a parsed message.
     &["parse"],
-    // Pure functions of a parsed message (thread keys, is it machine-sent?);
+    // Pure functions of a parsed message (thread keys, is it machine-sent?,
+    // the new text of a reply);
     // the log setup that contains parser panics.
-    &["thread", "automated", "telemetry"],
+    &["thread", "automated", "telemetry", "reply"],
     // Is the sender authenticated? (Authentication-Results, over a parsed
     // message.)
     &["authres"],
