@@ -123,6 +123,19 @@ fn show_fields(out: &mut Out<'_>, t: &TicketDetail) -> std::io::Result<()> {
     if !t.recipients.is_empty() {
         writeln!(out, "  recipients: {}", vis(&t.recipients.join(", ")))?;
     }
+    for l in &t.links {
+        let arrow = if l.direction == "from" {
+            "opened because of"
+        } else {
+            "led to"
+        };
+        writeln!(
+            out,
+            "  linked:    {arrow} ticket #{} ({})",
+            l.ticket,
+            vis(&l.reason)
+        )?;
+    }
     writeln!(out, "  created:   {}", format_ms(k.created_at))?;
     writeln!(out, "  updated:   {}", format_ms(k.updated_at))?;
     Ok(())

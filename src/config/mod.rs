@@ -119,6 +119,21 @@ pub struct TicketsConfig {
     /// The first ticket gets this number.
     #[serde(default = "default_first_number")]
     pub first_number: i64,
+    /// A reply to a ticket resolved at most this many days ago reopens it;
+    /// a later one opens a new ticket linked to it.
+    #[serde(default = "default_reopen_window_days")]
+    pub reopen_window_days: u32,
+}
+
+fn default_reopen_window_days() -> u32 {
+    30
+}
+
+impl TicketsConfig {
+    /// The reopen window in milliseconds.
+    pub fn reopen_window_ms(&self) -> i64 {
+        i64::from(self.reopen_window_days) * 86_400_000
+    }
 }
 
 fn default_first_number() -> i64 {
@@ -129,6 +144,7 @@ impl Default for TicketsConfig {
     fn default() -> Self {
         TicketsConfig {
             first_number: default_first_number(),
+            reopen_window_days: default_reopen_window_days(),
         }
     }
 }
@@ -590,6 +606,14 @@ impl Config {
     pub fn queue_desk(&self, queue: &str) -> Option<&DeskConfig> {
         let q = self.queues.iter().find(|q| q.name.get_ref() == queue)?;
         self.desk(q.desk.get_ref())
+    }
+
+    /// The team (integrators) of the desk named `desk`: participants of its
+    /// tickets. Empty for an unknown desk.
+    pub fn desk_team(&self, desk: &str) -> &[String] {
+        // team: filled by the correspondence work
+        let _ = desk;
+        &[]
     }
 
     pub fn desk_tags(&self) -> Vec<String> {
