@@ -211,6 +211,53 @@ async fn tag_needs_a_participant(desk: &Desk) {
         text.contains("opened because of ticket #1000") && text.contains("tag refused"),
         "{text}"
     );
+    // `classify` threads against the store and says why.
+    let probe = desk.dir.path().join("probe.eml");
+    std::fs::write(
+        &probe,
+        reply_with(
+            "probe@elsewhere.example",
+            "mallory@elsewhere.example",
+            "Re: [ISDA #1000] Portal login fails",
+            "Me three.",
+            "",
+        ),
+    )
+    .expect("write probe");
+    let out = desk.run(&[
+        "classify",
+        "--mailbox",
+        "isda-support",
+        &probe.display().to_string(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("tags:       [ISDA #1000]")
+            && text.contains(
+                "thread:     tag refused: sender mallory@elsewhere.example is not a participant of ticket #1000"
+            ),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = desk.json(&[
+        "classify",
+        "--json",
+        "--mailbox",
+        "isda-support",
+        &probe.display().to_string(),
+    ]);
+    assert!(
+        j["thread"]["decision"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("tag refused")),
+        "{j:#}"
+    );
+    assert_eq!(
+        desk.ticket(1000)["links"].as_array().map(Vec::len),
+        Some(1),
+        "classify stores nothing"
+    );
+
     // What the stranger is sent: its own case number, nothing of the first.
     let to_eve = desk
         .sql("SELECT ticket_number, subject, raw FROM outbox WHERE first_rcpt = 'eve@elsewhere.example'")
