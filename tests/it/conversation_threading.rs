@@ -208,7 +208,8 @@ async fn tag_needs_a_participant(desk: &Desk) {
     assert_eq!(events(&first, "linked").len(), 1, "{first:#}");
     let text = desk.show_text(1001);
     assert!(
-        text.contains("opened because of ticket #1000") && text.contains("tag refused"),
+        text.contains("opened because of ticket #1000")
+            && text.contains("why: tag refused: sender eve@elsewhere.example"),
         "{text}"
     );
     // `classify` threads against the store and says why.
