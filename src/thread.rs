@@ -2,7 +2,11 @@
 //!
 //! Pure. It reads the case tag in the subject (`[ISDA #1042]`) and the
 //! Message-IDs the message refers to; the store resolves these keys against what
-//! it holds, inside the same transaction that records the message.
+//! it holds ([`Found`]), inside the same transaction that records the message,
+//! and [`decide`] says where the message goes and why ([`Threading`]): a
+//! reference joins whoever sends it, a tag alone only a participant's mail
+//! (else a new ticket linked to the tagged one), a resolved ticket reopens
+//! within the reopen window (else a new linked ticket).
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -138,9 +142,9 @@ pub struct Found {
     pub alert: Option<i64>,
     /// The ticket of the most specific referenced Message-ID, with that ID.
     pub referenced: Option<(String, Candidate)>,
-    /// The first case tag (in subject order) naming an existing ticket of
-    /// its own desk.
-    pub tagged: Option<Candidate>,
+    /// The tickets the subject's case tags name (existing, of the tag's own
+    /// desk), in subject order.
+    pub tagged: Vec<Candidate>,
 }
 
 /// Who a sender is to a ticket.
@@ -279,20 +283,28 @@ pub fn decide(
     }
     let (candidate, via) = if let Some((id, c)) = &found.referenced {
         (c, Via::Reference(id.clone()))
-    } else if let Some(c) = &found.tagged {
-        let role = sender.and_then(|s| participant(c, s, &team(&c.desk)));
-        match (sender, role) {
-            (Some(s), Some(role)) => (
-                c,
-                Via::Tag {
-                    sender: s.to_ascii_lowercase(),
-                    role,
-                },
-            ),
-            _ => {
+    } else if let Some(first) = found.tagged.first() {
+        // The first tagged ticket the sender takes part in; else refused,
+        // linked to the first tagged.
+        let joined = sender.and_then(|s| {
+            found.tagged.iter().find_map(|c| {
+                participant(c, s, &team(&c.desk)).map(|role| {
+                    (
+                        c,
+                        Via::Tag {
+                            sender: s.to_ascii_lowercase(),
+                            role,
+                        },
+                    )
+                })
+            })
+        });
+        match joined {
+            Some(j) => j,
+            None => {
                 return Threading::New {
                     link: Some((
-                        c.number,
+                        first.number,
                         LinkReason::TagRefused {
                             sender: sender.map(str::to_ascii_lowercase),
                         },
@@ -430,7 +442,7 @@ mod tests {
     #[test]
     fn tag_alone_needs_a_participant() {
         let found = Found {
-            tagged: Some(cand(1000, None)),
+            tagged: vec![cand(1000, None)],
             ..Found::default()
         };
         for (who, role) in [
@@ -473,10 +485,31 @@ mod tests {
     }
 
     #[test]
+    fn the_first_tagged_ticket_the_sender_takes_part_in() {
+        let mut other = cand(999, None);
+        other.requester = "someone@else.example".to_string();
+        other.recipients.clear();
+        let found = Found {
+            tagged: vec![other, cand(1000, None)],
+            ..Found::default()
+        };
+        assert!(matches!(
+            decide_as(&found, Some("ann@c.example"), 0),
+            Threading::Join { ticket: 1000, .. }
+        ));
+        assert!(matches!(
+            decide_as(&found, Some("eve@evil.example"), 0),
+            Threading::New {
+                link: Some((999, LinkReason::TagRefused { .. }))
+            }
+        ));
+    }
+
+    #[test]
     fn a_reference_needs_no_participant() {
         let found = Found {
             referenced: Some(("ack@example.edu".to_string(), cand(1000, None))),
-            tagged: Some(cand(1001, None)),
+            tagged: vec![cand(1001, None)],
             ..Found::default()
         };
         let t = decide_as(&found, Some("eve@evil.example"), 0);

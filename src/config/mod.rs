@@ -744,6 +744,17 @@ mod tests {
     }
 
     #[test]
+    fn reopen_window_days() {
+        let shipped = Config::parse(DEFAULT_CONFIG, "t").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(shipped.tickets.reopen_window_days, 30);
+        assert_eq!(shipped.tickets.reopen_window_ms(), 30 * 86_400_000);
+        let text = DEFAULT_CONFIG.replace("reopen_window_days = 30", "reopen_window_days = 7");
+        let c = Config::parse(&text, "t").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.tickets.reopen_window_ms(), 7 * 86_400_000);
+        assert!(c.desk_team("nobody").is_empty());
+    }
+
+    #[test]
     fn mailboxes_are_resolved_once() {
         let text = "[imap]\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\nfolder = \"Tickets\"\n[[desks]]\nname = \"d\"\ntag = \"D\"\n[[queues]]\nname = \"Q\"\ndesk = \"d\"\n[[mailboxes]]\nname = \"quiet\"\naddress = \"q@x\"\ndesk = \"d\"\ndefault_queue = \"Q\"\n[[mailboxes]]\nname = \"m\"\naddress = \"m@x\"\ndesk = \"d\"\ndefault_queue = \"Q\"\n[mailboxes.imap]\nusername = \"u\"\npassword_env = \"P\"\nport = 1143\n";
         let c = Config::parse(text, "t").unwrap_or_else(|e| panic!("{e}"));

@@ -156,7 +156,8 @@ impl Tx {
 
     /// What a message's thread keys name, for `thread::decide`: the open
     /// ticket of its alert, the ticket of the most specific message it refers
-    /// to, and the first case tag naming an existing ticket of its own desk.
+    /// to, and the existing tickets its case tags name within their own desk
+    /// (at most `thread::MAX_TAGS`).
     pub async fn thread_found(
         &mut self,
         keys: &ThreadKeys,
@@ -188,9 +189,10 @@ impl Tx {
             .bind(text(&tag.desk_tag))
             .fetch_optional(&mut *self.tx)
             .await?;
-            if row.is_some() {
-                found.tagged = self.candidate(tag.number).await?;
-                break;
+            if row.is_some()
+                && let Some(c) = self.candidate(tag.number).await?
+            {
+                found.tagged.push(c);
             }
         }
         Ok(found)
