@@ -11,8 +11,10 @@ use crate::classify::cases::{CaseContext, run_cases};
 use crate::classify::{Classifier, Decision, load_rules_from};
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::parse::parse;
+use crate::parse::{ParsedMessage, parse};
 use crate::sources::files::{Item, Walker};
+use crate::store::{Store, StoreError};
+use crate::thread::{self, ThreadKeys};
 
 /// The mailbox a message counts as arriving in: the named one, or the first.
 fn mailbox_name(config: &Config, mailbox: Option<String>) -> anyhow::Result<String> {
@@ -22,8 +24,112 @@ fn mailbox_name(config: &Config, mailbox: Option<String>) -> anyhow::Result<Stri
         .map_err(anyhow::Error::msg)
 }
 
+/// How `classify` threads a message: its keys, and, when the configured store
+/// exists, where the pipeline would put it now and why.
+#[derive(Debug, serde::Serialize)]
+struct ThreadView {
+    /// Case tags of our desks in the subject (`[ISDA #1000]`).
+    tags: Vec<String>,
+    /// Message-IDs referred to, most specific first.
+    references: Vec<String>,
+    /// The threading decision against the store, with its reason; `None`
+    /// without a store.
+    decision: Option<String>,
+    /// Why there is no decision (no store, or it could not be read).
+    note: Option<String>,
+}
+
+/// The thread keys of `msg`, and the decision against the configured store
+/// when it exists (a SQLite file not there is not created; nothing is
+/// written: the transaction is rolled back).
+async fn thread_view(config: &Config, msg: &ParsedMessage, decision: &Decision) -> ThreadView {
+    let keys = thread::keys(msg, &config.desk_tags());
+    let mut view = ThreadView {
+        tags: keys
+            .tagged
+            .iter()
+            .map(|t| thread::format_tag(&t.desk_tag, t.number))
+            .collect(),
+        references: keys.referenced.clone(),
+        decision: None,
+        note: None,
+    };
+    let url = &config.store.database_url;
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let path = path.split('?').next().unwrap_or(path);
+        if !Path::new(path).exists() {
+            view.note = Some("no store yet: thread keys only".to_string());
+            return view;
+        }
+    }
+    match against_store(config, msg, decision, &keys).await {
+        Ok(reason) => view.decision = Some(reason),
+        Err(e) => {
+            view.note = Some(format!(
+                "store not read ({}): thread keys only",
+                crate::config::redact_text(&e.to_string(), url)
+            ))
+        }
+    }
+    view
+}
+
+async fn against_store(
+    config: &Config,
+    msg: &ParsedMessage,
+    decision: &Decision,
+    keys: &ThreadKeys,
+) -> Result<String, StoreError> {
+    let store = Store::open(&config.store.database_url, config.tickets.first_number).await?;
+    let result = async {
+        let mut tx = store.begin().await?;
+        if let Some(id) = msg.message_id.as_deref()
+            && let Some(number) = tx.own_mail(id).await?
+        {
+            return Ok(format!(
+                "own mail: its Message-ID is one we sent about ticket #{number}; not recorded"
+            ));
+        }
+        let found = tx.thread_found(keys, decision.alert_key.as_deref()).await?;
+        let sender = msg.from.as_ref().map(|a| a.address.as_str());
+        let team = |desk: &str| config.desk_team(desk).to_vec();
+        let now = tx.now();
+        // Dropped without commit: rolled back, nothing written.
+        drop(tx);
+        Ok(thread::decide(
+            &found,
+            sender,
+            &team,
+            now,
+            config.tickets.reopen_window_ms(),
+        )
+        .reason())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+/// Text from mail (Message-IDs, addresses) for the terminal: controls and
+/// bidi controls as escapes.
+fn inert(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi {
+                c.escape_unicode().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// `triaged classify FILE`: the decision for one message, stored nowhere.
-pub fn classify(
+pub async fn classify(
     config: &Config,
     file: &Path,
     mailbox: Option<String>,
@@ -52,9 +158,14 @@ pub fn classify(
         .mailbox(&mailbox)
         .ok_or_else(|| anyhow::anyhow!("unknown mailbox {mailbox:?}"))?;
     let d = classifier.classify(&msg, mb, arrival, config);
+    let view = thread_view(config, &msg, &d).await;
     let mut out = std::io::stdout().lock();
     if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&d)?)?;
+        let mut value = serde_json::to_value(&d)?;
+        if let Some(o) = value.as_object_mut() {
+            o.insert("thread".to_string(), serde_json::to_value(&view)?);
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let tz = config
@@ -108,6 +219,23 @@ pub fn classify(
     writeln!(out, "because:")?;
     for line in &d.explanation {
         writeln!(out, "  - {line}")?;
+    }
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    writeln!(out, "thread keys:")?;
+    writeln!(out, "  tags:       {}", list(&view.tags))?;
+    let refs: Vec<String> = view.references.iter().map(|r| format!("<{r}>")).collect();
+    writeln!(out, "  references: {}", inert(&list(&refs)))?;
+    if let Some(reason) = &view.decision {
+        writeln!(out, "thread:     {}", inert(reason))?;
+    }
+    if let Some(note) = &view.note {
+        writeln!(out, "thread:     {}", inert(note))?;
     }
     Ok(ExitCode::SUCCESS)
 }

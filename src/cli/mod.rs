@@ -308,7 +308,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let config = load_config(path)?;
-            crate::rules_cmd::classify(&config, &file, mailbox, at, json)
+            crate::rules_cmd::classify(&config, &file, mailbox, at, json).await
         }
         Command::Rules { command } => rules(path, command).await,
         Command::Outbox { command } => {

@@ -123,6 +123,19 @@ fn show_fields(out: &mut Out<'_>, t: &TicketDetail) -> std::io::Result<()> {
     if !t.recipients.is_empty() {
         writeln!(out, "  recipients: {}", vis(&t.recipients.join(", ")))?;
     }
+    for l in &t.links {
+        let arrow = if l.direction == "from" {
+            "opened because of"
+        } else {
+            "led to"
+        };
+        writeln!(
+            out,
+            "  linked:    {arrow} ticket #{} ({})",
+            l.ticket,
+            vis(&l.reason)
+        )?;
+    }
     writeln!(out, "  created:   {}", format_ms(k.created_at))?;
     writeln!(out, "  updated:   {}", format_ms(k.updated_at))?;
     Ok(())
@@ -219,6 +232,21 @@ fn show_history(out: &mut Out<'_>, t: &TicketDetail) -> std::io::Result<()> {
             vis(&e.actor),
             vis(&e.detail.to_string())
         )?;
+        if let Some(why) = threading_reason(&e.kind, &e.detail) {
+            writeln!(out, "    why: {}", vis(why))?;
+        }
     }
     Ok(())
+}
+
+/// The reason of a threading decision recorded in an event, if it is one:
+/// how a message joined or opened its ticket, a link, a reopening, own mail.
+fn threading_reason<'a>(kind: &str, detail: &'a serde_json::Value) -> Option<&'a str> {
+    let field = match kind {
+        "created" => "thread",
+        "linked" => "detail",
+        "reply" | "reopened" | "own mail seen" => "reason",
+        _ => return None,
+    };
+    detail.get(field).and_then(|v| v.as_str())
 }

@@ -7,10 +7,11 @@ use serde_json::json;
 
 use super::{Action, Outcome, Prepared, content_hash};
 use crate::classify::Decision;
+use crate::config::Config;
 use crate::notify::{CAP_WINDOW_MS, Notifier, Outgoing, TicketEvent};
 use crate::parse::{self, ParsedMessage};
-use crate::store::{NewMail, NewMessage, NewQuarantine, StoreError, Tx};
-use crate::thread::ThreadKeys;
+use crate::store::{NewMail, NewMessage, NewQuarantine, Status, StoreError, Tx};
+use crate::thread::{self, ThreadKeys, Threading, Via};
 
 /// What recording one message did.
 #[derive(Debug, Clone, Copy)]
@@ -23,9 +24,13 @@ pub(super) struct Recorded {
 /// Records `p` in `tx`; with a `notifier`, queues the mail of its ticket event.
 pub(super) async fn record(
     tx: &mut Tx,
+    config: &Config,
     notifier: Option<&Notifier>,
     p: &Prepared,
 ) -> Result<Recorded, StoreError> {
+    if let Some(outcome) = own_mail(tx, p).await? {
+        return Ok(Recorded { outcome, queued: 0 });
+    }
     let fresh = match dedupe(tx, p).await? {
         Dedupe::Seen(outcome) => return Ok(Recorded { outcome, queued: 0 }),
         Dedupe::New(fresh) => fresh,
@@ -64,7 +69,7 @@ pub(super) async fn record(
             decision,
             keys,
         } => {
-            let (number, outcome) = ticket(tx, p, &fresh, parsed, decision, keys).await?;
+            let (number, outcome) = ticket(tx, config, p, &fresh, parsed, decision, keys).await?;
             let queued = match notifier {
                 Some(notifier) => {
                     let created = matches!(outcome, Outcome::Created(_));
@@ -75,6 +80,34 @@ pub(super) async fn record(
             Ok(Recorded { outcome, queued })
         }
     }
+}
+
+/// Mail the desk sent itself (its Message-ID is one of our outbox's), come
+/// back through a watched mailbox: never a customer's message, never
+/// acknowledged or relayed. Recorded as an `own mail seen` event on its
+/// ticket, with a duplicate's outcome.
+async fn own_mail(tx: &mut Tx, p: &Prepared) -> Result<Option<Outcome>, StoreError> {
+    let Action::Ticket { parsed, .. } = &p.action else {
+        return Ok(None);
+    };
+    let Some(message_id) = parsed.message_id.as_deref() else {
+        return Ok(None);
+    };
+    let Some(number) = tx.own_mail(message_id).await? else {
+        return Ok(None);
+    };
+    tx.event(
+        number,
+        "own mail seen",
+        &json!({
+            "message_id": message_id,
+            "mailbox": p.mailbox,
+            "origin": p.origin.to_string(),
+            "reason": "own mail: its Message-ID is one we sent; not recorded as a message",
+        }),
+    )
+    .await?;
+    Ok(Some(Outcome::Duplicate(number)))
 }
 
 /// A message not seen before: the key it is stored under.
@@ -172,19 +205,31 @@ fn split_dedupe_key(key: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Records a message on its ticket (made now if its thread keys name none)
-/// with its history; the ticket's number and the outcome.
+/// Records a message on its ticket (made now if its thread keys name none,
+/// or name one it may not join: see `thread::decide`) with its history; the
+/// ticket's number and the outcome.
 async fn ticket(
     tx: &mut Tx,
+    config: &Config,
     p: &Prepared,
     fresh: &Fresh<'_>,
     parsed: &ParsedMessage,
     decision: &Decision,
     keys: &ThreadKeys,
 ) -> Result<(i64, Outcome), StoreError> {
-    let (number, outcome) = match tx.find_thread(keys, decision.alert_key.as_deref()).await? {
-        Some(number) => (number, Outcome::Reply(number)),
-        None => {
+    let found = tx.thread_found(keys, decision.alert_key.as_deref()).await?;
+    let sender = parsed.from.as_ref().map(|a| a.address.as_str());
+    let team = |desk: &str| config.desk_team(desk).to_vec();
+    let threading = thread::decide(
+        &found,
+        sender,
+        &team,
+        tx.now(),
+        config.tickets.reopen_window_ms(),
+    );
+    let (number, outcome) = match &threading {
+        Threading::Join { ticket, .. } => (*ticket, Outcome::Reply(*ticket)),
+        Threading::New { .. } => {
             let number = tx.create_ticket(parsed, decision, &p.mailbox).await?;
             (number, Outcome::Created(number))
         }
@@ -221,36 +266,63 @@ async fn ticket(
         )
         .await?;
     }
-    if let Outcome::Created(_) = outcome {
-        tx.event(
-            number,
-            "created",
-            &json!({
-                "message": message,
-                "mailbox": p.mailbox,
-                "origin": origin,
-                "queue": decision.queue,
-                "kind": decision.kind,
-                "explanation": decision.explanation,
-            }),
-        )
-        .await?;
-        tx.add_recipients(number, &decision.recipients).await?;
-    } else {
-        tx.touch_for_reply(number).await?;
-        let thread = if keys.tagged.iter().any(|t| t.number == number) {
-            "subject tag"
-        } else if decision.alert_key.is_some() && keys.referenced.is_empty() {
-            "alert key"
-        } else {
-            "references"
-        };
-        tx.event(
-            number,
-            "reply",
-            &json!({"message": message, "mailbox": p.mailbox, "origin": origin, "thread": thread}),
-        )
-        .await?;
+    let reason = threading.reason();
+    match &threading {
+        Threading::New { link } => {
+            tx.event(
+                number,
+                "created",
+                &json!({
+                    "message": message,
+                    "mailbox": p.mailbox,
+                    "origin": origin,
+                    "queue": decision.queue,
+                    "kind": decision.kind,
+                    "explanation": decision.explanation,
+                    "thread": reason,
+                }),
+            )
+            .await?;
+            tx.add_recipients(number, &decision.recipients).await?;
+            if let Some((other, why)) = link {
+                tx.link(number, *other, why.as_str()).await?;
+                tx.event(
+                    number,
+                    "linked",
+                    &json!({"ticket": other, "reason": why.as_str(), "detail": reason}),
+                )
+                .await?;
+                tx.event(
+                    *other,
+                    "linked",
+                    &json!({"ticket": number, "reason": why.as_str(), "detail": reason}),
+                )
+                .await?;
+            }
+        }
+        Threading::Join { via, reopen, .. } => {
+            tx.touch_for_reply(number).await?;
+            if *reopen {
+                tx.set_status(number, Status::Open).await?;
+                tx.event(
+                    number,
+                    "reopened",
+                    &json!({"message": message, "status": Status::Open, "reason": "a reply to a resolved ticket, within the reopen window"}),
+                )
+                .await?;
+            }
+            let thread = match via {
+                Via::Tag { .. } => "subject tag",
+                Via::Alert => "alert key",
+                Via::Reference(_) => "references",
+            };
+            tx.event(
+                number,
+                "reply",
+                &json!({"message": message, "mailbox": p.mailbox, "origin": origin, "thread": thread, "reason": reason}),
+            )
+            .await?;
+        }
     }
     Ok((number, outcome))
 }

@@ -32,8 +32,8 @@ use sqlx::{AnyPool, Row};
 pub use in_flight::InFlight;
 pub use outbox::{NewMail, OutboxMail, OutboxSummary};
 pub use read::{
-    AttachmentRow, Counts, EventRow, MessageRow, QuarantineRow, TicketDetail, TicketFilter,
-    TicketSummary,
+    AttachmentRow, Counts, EventRow, LinkRow, MessageRow, QuarantineRow, TicketDetail,
+    TicketFilter, TicketSummary,
 };
 pub use write::{NewMessage, NewQuarantine, Seen, Tx};
 
@@ -188,18 +188,21 @@ pub enum Status {
     New,
     /// Being worked on, or reopened by a reply.
     Open,
+    /// Waiting on the customer; a reply reopens it.
+    Stalled,
     /// Done; a reply reopens it, and a repeated alert makes a new ticket.
     Resolved,
 }
 
 impl Status {
-    pub const ALL: [Status; 3] = [Status::New, Status::Open, Status::Resolved];
+    pub const ALL: [Status; 4] = [Status::New, Status::Open, Status::Stalled, Status::Resolved];
 
     /// The name stored in SQL.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::New => "new",
             Status::Open => "open",
+            Status::Stalled => "stalled",
             Status::Resolved => "resolved",
         }
     }

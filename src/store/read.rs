@@ -102,6 +102,20 @@ pub struct TicketDetail {
     pub mail: Vec<OutboxSummary>,
     pub messages: Vec<MessageRow>,
     pub events: Vec<EventRow>,
+    /// Tickets linked to this one (either way), with the reason.
+    pub links: Vec<LinkRow>,
+}
+
+/// A link between two tickets, seen from one of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkRow {
+    /// The other ticket.
+    pub ticket: i64,
+    /// `from`: this ticket was opened because of the other; `to`: the other
+    /// was opened because of this one.
+    pub direction: &'static str,
+    pub reason: String,
+    pub at: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -347,7 +361,35 @@ impl Store {
             ticket,
             messages,
             events,
+            links: self.links(number).await?,
         }))
+    }
+
+    /// The links of a ticket, either way, oldest first.
+    pub async fn links(&self, number: i64) -> Result<Vec<LinkRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT other AS ticket, CAST(0 AS BIGINT) AS dir, reason, created_at FROM ticket_links WHERE ticket = $1
+             UNION ALL
+             SELECT ticket, CAST(1 AS BIGINT), reason, created_at FROM ticket_links WHERE other = $1
+             ORDER BY created_at, ticket",
+        )
+        .bind(number)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LinkRow {
+                    ticket: r.try_get("ticket")?,
+                    direction: if r.try_get::<i64, _>("dir")? == 0 {
+                        "from"
+                    } else {
+                        "to"
+                    },
+                    reason: r.try_get("reason")?,
+                    at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
     }
 
     /// The raw bytes of a stored message, for audit and re-processing.

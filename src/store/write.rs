@@ -9,7 +9,7 @@ use super::{Cursor, Status, Store, StoreError, json, opt_text, text};
 use crate::classify::Decision;
 use crate::clock::now_ms;
 use crate::parse::ParsedMessage;
-use crate::thread::ThreadKeys;
+use crate::thread::{Candidate, Found, ThreadKeys};
 
 /// One write transaction. Dropped without [`Tx::commit`], it rolls back.
 /// Whoever runs it hands any error of it to [`Store::failed`] (after dropping it).
@@ -154,47 +154,158 @@ impl Tx {
         Ok(row.try_get("id")?)
     }
 
-    /// The ticket a message belongs to: the open ticket of its alert, a case
-    /// tag naming an existing ticket of its own desk, else the ticket of the
-    /// most specific message it refers to.
-    pub async fn find_thread(
+    /// What a message's thread keys name, for `thread::decide`: the open
+    /// ticket of its alert, the ticket of the most specific message it refers
+    /// to, and the existing tickets its case tags name within their own desk
+    /// (at most `thread::MAX_TAGS`).
+    pub async fn thread_found(
         &mut self,
         keys: &ThreadKeys,
         alert_key: Option<&str>,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Found, StoreError> {
+        let mut found = Found::default();
         // A repeated alert lands on the open ticket of the same alert.
         if let Some(key) = alert_key {
-            let found = sqlx::query(
+            let row = sqlx::query(
                 "SELECT number FROM tickets WHERE alert_key = $1 AND status <> $2 ORDER BY number DESC LIMIT 1",
             )
             .bind(text(key))
             .bind(Status::Resolved.as_str())
             .fetch_optional(&mut *self.tx)
             .await?;
-            if let Some(row) = found {
-                return Ok(Some(row.try_get("number")?));
+            if let Some(row) = row {
+                found.alert = Some(row.try_get("number")?);
             }
+        }
+        if let Some((id, number)) = self.referenced_ticket(&keys.referenced).await? {
+            found.referenced = self.candidate(number).await?.map(|c| (id, c));
         }
         // A case tag names a ticket of its own desk only.
         for tag in &keys.tagged {
-            let found = sqlx::query(
+            let row = sqlx::query(
                 "SELECT number FROM tickets WHERE number = $1 AND UPPER(desk_tag) = UPPER($2)",
             )
             .bind(tag.number)
             .bind(text(&tag.desk_tag))
             .fetch_optional(&mut *self.tx)
             .await?;
-            if found.is_some() {
-                return Ok(Some(tag.number));
+            if row.is_some()
+                && let Some(c) = self.candidate(tag.number).await?
+            {
+                found.tagged.push(c);
             }
         }
-        self.referenced_ticket(&keys.referenced).await
+        Ok(found)
+    }
+
+    /// A ticket as a threading candidate: desk, requester, recipient list,
+    /// and when it was resolved (`updated_at` for a resolved ticket from
+    /// before `resolved_at` was kept).
+    async fn candidate(&mut self, number: i64) -> Result<Option<Candidate>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT number, desk, requester, status, resolved_at, updated_at FROM tickets WHERE number = $1",
+        )
+        .bind(number)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let status: String = row.try_get("status")?;
+        let resolved_at = if status == Status::Resolved.as_str() {
+            let at: Option<i64> = row.try_get("resolved_at")?;
+            Some(match at {
+                Some(at) => at,
+                None => row.try_get("updated_at")?,
+            })
+        } else {
+            None
+        };
+        let recipients = sqlx::query(
+            "SELECT address FROM ticket_recipients WHERE ticket_number = $1 ORDER BY address",
+        )
+        .bind(number)
+        .fetch_all(&mut *self.tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("address"))
+        .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Candidate {
+            number: row.try_get("number")?,
+            desk: row.try_get("desk")?,
+            requester: row.try_get("requester")?,
+            recipients,
+            resolved_at,
+        }))
+    }
+
+    /// The ticket of the mail we queued with this Message-ID: mail the desk
+    /// sent itself, come back through a watched mailbox.
+    pub async fn own_mail(&mut self, message_id: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT ticket_number FROM outbox WHERE message_id = $1 AND ticket_number IS NOT NULL
+             ORDER BY id LIMIT 1",
+        )
+        .bind(text(message_id))
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("ticket_number")?),
+            None => None,
+        })
+    }
+
+    /// Records that ticket `ticket` was opened because of `other`, with the
+    /// reason (`ticket_links`).
+    pub async fn link(&mut self, ticket: i64, other: i64, reason: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ticket_links (ticket, other, reason, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(ticket)
+        .bind(other)
+        .bind(reason)
+        .bind(self.now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Sets a ticket's status (and `resolved_at`: now when resolved, else
+    /// none); returns the status it had.
+    pub async fn set_status(
+        &mut self,
+        number: i64,
+        status: Status,
+    ) -> Result<Option<Status>, StoreError> {
+        let before = sqlx::query("SELECT status FROM tickets WHERE number = $1")
+            .bind(number)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        let Some(before) = before else {
+            return Ok(None);
+        };
+        let before: String = before.try_get("status")?;
+        let resolved_at = (status == Status::Resolved).then_some(self.now);
+        sqlx::query(
+            "UPDATE tickets SET status = $1, resolved_at = $2, updated_at = $3 WHERE number = $4",
+        )
+        .bind(status.as_str())
+        .bind(resolved_at)
+        .bind(self.now)
+        .bind(number)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(before.parse().ok())
     }
 
     /// The ticket of the most specific Message-ID in `ids` (In-Reply-To first,
     /// then References newest first) that names one of its messages or a mail
     /// we sent about it. One query however many ids (the thread keys are bounded).
-    async fn referenced_ticket(&mut self, ids: &[String]) -> Result<Option<i64>, StoreError> {
+    async fn referenced_ticket(
+        &mut self,
+        ids: &[String],
+    ) -> Result<Option<(String, i64)>, StoreError> {
         if ids.is_empty() {
             return Ok(None);
         }
@@ -224,9 +335,10 @@ impl Tx {
                 *entry = (rank.0, rank.1, number);
             }
         }
-        Ok(ids
-            .iter()
-            .find_map(|id| best.get(text(id).as_str()).map(|&(_, _, number)| number)))
+        Ok(ids.iter().find_map(|id| {
+            best.get(text(id).as_str())
+                .map(|&(_, _, number)| (id.clone(), number))
+        }))
     }
 
     /// Makes a ticket (status new) with the next number and returns it.
@@ -304,19 +416,14 @@ impl Tx {
         Ok(())
     }
 
-    /// A reply arrived: the ticket is updated now, and reopened if resolved.
+    /// A reply arrived: the ticket is updated now (reopening is the
+    /// caller's decision: [`Tx::set_status`]).
     pub async fn touch_for_reply(&mut self, number: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE tickets SET updated_at = $1,
-               status = CASE WHEN status = $2 THEN $3 ELSE status END
-             WHERE number = $4",
-        )
-        .bind(self.now)
-        .bind(Status::Resolved.as_str())
-        .bind(Status::Open.as_str())
-        .bind(number)
-        .execute(&mut *self.tx)
-        .await?;
+        sqlx::query("UPDATE tickets SET updated_at = $1 WHERE number = $2")
+            .bind(self.now)
+            .bind(number)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
