@@ -343,7 +343,8 @@ impl Pipeline {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut queued = 0;
         for p in batch {
-            let recorded = record::record(&mut tx, self.notifier.as_deref(), p).await?;
+            let recorded =
+                record::record(&mut tx, &self.config, self.notifier.as_deref(), p).await?;
             outcomes.push(recorded.outcome);
             queued += recorded.queued;
         }

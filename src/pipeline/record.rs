@@ -7,9 +7,10 @@ use serde_json::json;
 
 use super::{Action, Outcome, Prepared, content_hash};
 use crate::classify::Decision;
-use crate::notify::{CAP_WINDOW_MS, Notifier, Outgoing, TicketEvent};
+use crate::config::Config;
+use crate::notify::{CAP_WINDOW_MS, Correspondent, Notifier, Outgoing, TicketEvent, correspondent};
 use crate::parse::{self, ParsedMessage};
-use crate::store::{NewMail, NewMessage, NewQuarantine, StoreError, Tx};
+use crate::store::{NewMail, NewMessage, NewQuarantine, Status, StoreError, TicketState, Tx};
 use crate::thread::ThreadKeys;
 
 /// What recording one message did.
@@ -23,6 +24,7 @@ pub(super) struct Recorded {
 /// Records `p` in `tx`; with a `notifier`, queues the mail of its ticket event.
 pub(super) async fn record(
     tx: &mut Tx,
+    config: &Config,
     notifier: Option<&Notifier>,
     p: &Prepared,
 ) -> Result<Recorded, StoreError> {
@@ -65,10 +67,13 @@ pub(super) async fn record(
             keys,
         } => {
             let (number, outcome) = ticket(tx, p, &fresh, parsed, decision, keys).await?;
+            let state = match outcome {
+                Outcome::Reply(_) => converse(tx, config, number, parsed).await?,
+                _ => None,
+            };
             let queued = match notifier {
                 Some(notifier) => {
-                    let created = matches!(outcome, Outcome::Created(_));
-                    notify(tx, notifier, p, number, created, parsed, decision).await?
+                    notify(tx, notifier, p, outcome, parsed, decision, state.as_ref()).await?
                 }
                 None => 0,
             };
@@ -255,6 +260,51 @@ async fn ticket(
     Ok((number, outcome))
 }
 
+/// A reply on a ticket, as a conversation: a team member's reply is
+/// correspondence (the first is the initial response, and moves a new ticket
+/// to open); a reply from anyone else let in reopens a stalled ticket. Returns
+/// the ticket's state after that, for relaying.
+async fn converse(
+    tx: &mut Tx,
+    config: &Config,
+    number: i64,
+    parsed: &ParsedMessage,
+) -> Result<Option<TicketState>, StoreError> {
+    let Some(before) = tx.ticket_state(number).await? else {
+        return Ok(None);
+    };
+    let actor = parsed
+        .requester()
+        .map(|a| a.address.to_ascii_lowercase())
+        .unwrap_or_else(|| "unknown".to_string());
+    match correspondent(config, &before.desk, parsed) {
+        Correspondent::Team => {
+            tx.set_first_response(number, parsed.message_id.as_deref(), &actor)
+                .await?;
+            tx.set_status(
+                number,
+                Status::New,
+                Status::Open,
+                &actor,
+                "first correspondence from the team",
+            )
+            .await?;
+        }
+        Correspondent::Other => {
+            tx.set_status(
+                number,
+                Status::Stalled,
+                Status::Open,
+                &actor,
+                "a reply from the customer side",
+            )
+            .await?;
+        }
+        Correspondent::Automated(_) => return Ok(Some(before)),
+    }
+    tx.ticket_state(number).await
+}
+
 /// Asks notify for the mail of this ticket event (with the caps' counts read
 /// in this transaction) and queues it, or records why it was suppressed.
 /// Returns how many mails were queued.
@@ -262,11 +312,18 @@ async fn notify(
     tx: &mut Tx,
     notifier: &Notifier,
     p: &Prepared,
-    number: i64,
-    created: bool,
+    outcome: Outcome,
     parsed: &ParsedMessage,
     decision: &Decision,
+    ticket: Option<&TicketState>,
 ) -> Result<usize, StoreError> {
+    let (number, created) = match outcome {
+        Outcome::Created(n) => (n, true),
+        Outcome::Reply(n)
+        | Outcome::Duplicate(n)
+        | Outcome::DuplicateQuarantined(n)
+        | Outcome::Quarantined(n) => (n, false),
+    };
     let since = tx.now() - CAP_WINDOW_MS;
     let sender = parsed.requester().map(|a| a.address.to_ascii_lowercase());
     let recent_acks = match (created, &sender) {
@@ -289,6 +346,8 @@ async fn notify(
         recent_notified_sender,
         recent_notified_alert,
         now: tx.now(),
+        raw: &p.raw,
+        ticket,
     };
     let mut queued = 0;
     for out in notifier.compose(&event) {

@@ -15,9 +15,9 @@ use crate::thread::ThreadKeys;
 /// Whoever runs it hands any error of it to [`Store::failed`] (after dropping it).
 #[derive(Debug)]
 pub struct Tx {
-    tx: Transaction<'static, Any>,
+    pub(super) tx: Transaction<'static, Any>,
     first_number: i64,
-    now: i64,
+    pub(super) now: i64,
 }
 
 /// An earlier holder of a dedupe key (see [`Tx::seen`]).
