@@ -347,15 +347,20 @@ impl Notifier {
                             .cloned(),
                     );
                 }
-                let desk_own: Vec<String> = desk.map(|d| d.addresses.clone()).unwrap_or_default();
+                // Watched mailboxes: mail to them would come back in.
+                let watched: Vec<&str> = self
+                    .config
+                    .mailboxes
+                    .iter()
+                    .map(|m| m.address.as_str())
+                    .collect();
                 let mut group: Vec<String> = Vec::new();
                 for a in to {
                     let a = a.to_ascii_lowercase();
-                    // Never back to the author, nor into the desk's own
-                    // mailboxes (that would come back as a message).
+                    // Never back to the author, nor into a watched mailbox.
                     if a == sender_address
                         || group.contains(&a)
-                        || desk_own.iter().any(|d| d.eq_ignore_ascii_case(&a))
+                        || watched.iter().any(|w| w.eq_ignore_ascii_case(&a))
                         || a.eq_ignore_ascii_case(&desk_address)
                     {
                         continue;
@@ -507,5 +512,229 @@ impl Notifier {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::classify::Classifier;
+    use crate::config::Config;
+    use crate::parse::parse;
+    use crate::store::{Status, ThreadMail};
+
+    fn notifier() -> (Notifier, Arc<Config>) {
+        let config = Arc::new(Config::load(None).expect("built-in config"));
+        (super::super::notifier(&config).expect("templates"), config)
+    }
+
+    fn state() -> TicketState {
+        TicketState {
+            number: 1042,
+            desk: "isda".into(),
+            desk_tag: "ISDA".into(),
+            queue: "Customer-Support".into(),
+            status: Status::Open,
+            requester: "ann@example.org".into(),
+            requester_name: Some("Ann".into()),
+            subject: "Portal down".into(),
+            owner: None,
+            first_response_at: None,
+            recipients: vec![
+                "ann@example.org".into(),
+                "bob@partner.example".into(),
+                "isda-pipeline@example.edu".into(),
+                "mgarcia@example.edu".into(),
+            ],
+            thread: vec![
+                ThreadMail {
+                    message_id: "first@example.org".into(),
+                    from: Some("ann@example.org".into()),
+                    kind: None,
+                },
+                ThreadMail {
+                    message_id: "ack@example.edu".into(),
+                    from: None,
+                    kind: Some("acknowledgement".into()),
+                },
+                ThreadMail {
+                    message_id: "notice@example.edu".into(),
+                    from: None,
+                    kind: Some("queue_notification".into()),
+                },
+                ThreadMail {
+                    message_id: "internal@mail.example.edu".into(),
+                    from: Some("tkim@example.edu".into()),
+                    kind: None,
+                },
+            ],
+        }
+    }
+
+    fn compose(raw: &str, state: &TicketState) -> Vec<Outgoing> {
+        let (n, config) = notifier();
+        let parsed = parse(raw.as_bytes());
+        let mailbox = config.mailbox("isda-support").expect("mailbox").clone();
+        let decision = Classifier::load(&config)
+            .expect("rules")
+            .classify(&parsed, &mailbox, 0, &config);
+        let ev = TicketEvent {
+            created: false,
+            number: state.number,
+            mailbox: "isda-support",
+            decision: &decision,
+            parsed: &parsed,
+            recent_acks: 0,
+            recent_notified_sender: 0,
+            recent_notified_alert: 0,
+            now: 0,
+            raw: raw.as_bytes(),
+            ticket: Some(state),
+        };
+        n.compose(&ev)
+    }
+
+    fn mails(out: &[Outgoing]) -> Vec<&OutboundMail> {
+        out.iter()
+            .filter_map(|o| match o {
+                Outgoing::Mail(m) => Some(m),
+                Outgoing::Suppressed { .. } => None,
+            })
+            .collect()
+    }
+
+    fn head(m: &OutboundMail) -> String {
+        let raw = String::from_utf8_lossy(&m.raw).to_string();
+        raw.split("\r\n\r\n").next().unwrap_or("").to_string()
+    }
+
+    const TEAM_REPLY: &str = "From: Jane Lee <jlee@example.edu>\nTo: isda-support@example.edu\nCc: isda-integrators@example.edu\nSubject: Re: [ISDA #1042] Portal down\nMessage-ID: <reply@mail.example.edu>\nIn-Reply-To: <ack@example.edu>\nReferences: <first@example.org> <ack@example.edu>\n\nWe restarted the portal.\n";
+
+    #[test]
+    fn correspondence_goes_to_the_customer_side_alone_from_the_desk() {
+        let out = compose(TEAM_REPLY, &state());
+        let mails = mails(&out);
+        let rcpts: Vec<&[String]> = mails.iter().map(|m| m.rcpt.as_slice()).collect();
+        assert_eq!(
+            rcpts,
+            vec![
+                &["ann@example.org".to_string()][..],
+                &["bob@partner.example".to_string()][..]
+            ],
+            "{out:?}"
+        );
+        for m in &mails {
+            assert_eq!(m.kind, "correspondence");
+            let head = head(m);
+            assert!(
+                head.contains("From: \"Jane Lee\" <isda-support@example.edu>"),
+                "{head}"
+            );
+            assert!(
+                head.contains("Reply-To: isda-support@example.edu"),
+                "{head}"
+            );
+            assert!(head.contains("In-Reply-To: <ack@example.edu>"), "{head}");
+            assert!(
+                head.contains("<first@example.org> <ack@example.edu>"),
+                "{head}"
+            );
+            assert!(m.subject.contains("[ISDA #1042]"), "{}", m.subject);
+            for internal in [
+                "jlee@",
+                "tkim@",
+                "mgarcia@",
+                "isda-pipeline@",
+                "isda-integrators@",
+                "mail.example.edu",
+                "notice@",
+            ] {
+                assert!(!head.contains(internal), "{internal} in {head}");
+            }
+            assert!(String::from_utf8_lossy(&m.raw).contains("We restarted the portal."));
+            assert!(!head.contains("Auto-Submitted"), "{head}");
+        }
+    }
+
+    #[test]
+    fn requester_reply_goes_to_the_team_or_the_owner_and_internal_recipients() {
+        let raw = "From: Ann <ann@example.org>\nTo: isda-support@example.edu\nSubject: Re: [ISDA #1042] Portal down\nMessage-ID: <r2@example.org>\nIn-Reply-To: <c1@example.edu>\n\nStill down here.\n";
+        let out = compose(raw, &state());
+        let mails = mails(&out);
+        assert_eq!(mails.len(), 1, "{out:?}");
+        assert_eq!(mails[0].kind, "requester_reply");
+        assert_eq!(
+            mails[0].rcpt,
+            vec![
+                "jlee@example.edu",
+                "mgarcia@example.edu",
+                "tkim@example.edu",
+                "isda-pipeline@example.edu"
+            ]
+        );
+        let head = head(mails[0]);
+        assert!(head.contains("In-Reply-To: <r2@example.org>"), "{head}");
+        assert!(String::from_utf8_lossy(&mails[0].raw).contains("Still down here."));
+        // With an owner: the owner, and still the internal recipients.
+        let mut owned = state();
+        owned.owner = Some("tkim@example.edu".into());
+        let out = compose(raw, &owned);
+        let mails = super::tests::mails(&out);
+        assert_eq!(
+            mails[0].rcpt,
+            vec![
+                "tkim@example.edu",
+                "isda-pipeline@example.edu",
+                "mgarcia@example.edu"
+            ]
+        );
+    }
+
+    #[test]
+    fn robots_are_neither_relayed_nor_relayed_to() {
+        let auto = "From: Jane Lee <jlee@example.edu>\nAuto-Submitted: auto-replied\nSubject: Out of office: [ISDA #1042]\n\nI am away.\n";
+        let out = compose(auto, &state());
+        assert!(mails(&out).is_empty(), "{out:?}");
+        assert!(
+            matches!(&out[..], [Outgoing::Suppressed { reason, .. }] if reason.contains("Auto-Submitted")),
+            "{out:?}"
+        );
+        let mut s = state();
+        s.requester = "no-reply@vendor.example".into();
+        s.recipients = vec!["mailer-daemon@partner.example".into()];
+        let out = compose(TEAM_REPLY, &s);
+        assert!(mails(&out).is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn attachments_up_to_the_limit_are_relayed_larger_ones_listed() {
+        let big = "A".repeat(4000);
+        let raw = format!(
+            "From: Jane Lee <jlee@example.edu>\nSubject: Re: [ISDA #1042]\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nSee attached.\n--b\nContent-Type: text/plain\nContent-Disposition: attachment; filename=small.txt\n\nsmall file\n--b\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename=big.bin\nContent-Transfer-Encoding: base64\n\n{}\n--b--\n",
+            big
+        );
+        let (n, config) = notifier();
+        let mut c = (*config).clone();
+        c.notify.max_relayed_attachment_bytes = 1000;
+        let parsed = parse(raw.as_bytes());
+        let (sent, held) = attachments(
+            &parsed,
+            raw.as_bytes(),
+            c.notify.max_relayed_attachment_bytes,
+        );
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].name, "small.txt");
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].0, "big.bin");
+        drop(n);
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_size(10), "10 bytes");
+        assert_eq!(human_size(2048), "2.0 KiB");
+        assert_eq!(human_size(40 * 1024 * 1024), "40.0 MiB");
     }
 }
