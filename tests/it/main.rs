@@ -1,5 +1,6 @@
 //! All integration tests, in one test binary (one link, shared harness).
 
+mod correspondence;
 mod durability;
 mod harness;
 mod hostile;
