@@ -761,6 +761,39 @@ mod tests {
     }
 
     #[test]
+    fn desk_teams_are_addresses_or_domains() {
+        let c = Config::parse(DEFAULT_CONFIG, "default").unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            c.desk_team("isda")
+                .contains(&"jlee@example.edu".to_string())
+        );
+        assert!(c.desk_team("nope").is_empty());
+        assert!(c.is_team_member("isda", "JLee@Example.edu"));
+        assert!(!c.is_team_member("database", "jlee@example.edu"));
+        assert!(c.is_internal("tkim@example.edu"));
+        assert!(!c.is_internal("ann@example.org"));
+        assert_eq!(c.notify.relay_requester_replies_to, RelayTo::Owner);
+
+        let text = "[notify]\nrelay_requester_replies_to = \"team\"\nmax_relayed_attachment_bytes = 5\n[[desks]]\nname = \"d\"\ntag = \"D\"\nteam = [\"ops.example.edu\", \"a@x.example\"]\ncomment_address = \"d-notes@x.example\"\n[[queues]]\nname = \"Q\"\ndesk = \"d\"\n[[mailboxes]]\nname = \"m\"\naddress = \"m@x\"\ndesk = \"d\"\ndefault_queue = \"Q\"\n";
+        let c = Config::parse(text, "t").unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.is_team_member("d", "anyone@ops.example.edu"));
+        assert!(!c.is_team_member("d", "anyone@sub.ops.example.edu"));
+        assert!(!c.is_team_member("d", "b@x.example"));
+        assert!(c.is_internal("d-notes@x.example"));
+        assert_eq!(c.notify.relay_requester_replies_to, RelayTo::Team);
+        assert_eq!(c.notify.max_relayed_attachment_bytes, 5);
+
+        let bad = "[[desks]]\nname = \"d\"\ntag = \"D\"\nteam = [\"nodot\", \"@x.example\"]\ncomment_address = \"notes\"\n";
+        let e = Config::parse(bad, "t.toml")
+            .err()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("team entry \"nodot\""), "{e}");
+        assert!(e.contains("team entry \"@x.example\""), "{e}");
+        assert!(e.contains("comment_address \"notes\""), "{e}");
+    }
+
+    #[test]
     fn problems_have_lines() {
         let text = "[[desks]]\nname = \"d\"\ntag = \"D\"\n\n[[queues]]\nname = \"Q\"\ndesk = \"nope\"\n\n[[mailboxes]]\nname = \"m\"\naddress = \"m@x\"\ndesk = \"d\"\ndefault_queue = \"Missing\"\n";
         let e = Config::parse(text, "t.toml")
