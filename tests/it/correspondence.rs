@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use triaged::dev::devstack::{Dovecot, Smtpd};
 
-use crate::harness::{Mailbox, World, message, search, wait_for};
+use crate::harness::{Mailbox, PgDb, World, message, search, wait_for};
 
 const SUPPORT: &str = "isda-support@example.edu";
 const CUSTOMER: &str = "ann@customer.example";
@@ -21,7 +21,7 @@ fn world(dovecot: Dovecot, smtp_port: u16) -> World {
     let extra = format!(
         "[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"plain\"\nretry_initial_secs = 1\nretry_max_secs = 2\n"
     );
-    let w = World::with(
+    with_team(World::with(
         dovecot,
         &[Mailbox {
             name: "isda-support",
@@ -31,7 +31,11 @@ fn world(dovecot: Dovecot, smtp_port: u16) -> World {
         }],
         None,
         &extra,
-    );
+    ))
+}
+
+/// The isda desk with a title and a team of two integrators.
+fn with_team(w: World) -> World {
     let text = std::fs::read_to_string(&w.config).expect("config");
     let desk =
         "[[desks]]\nname = \"isda\"\ntag = \"ISDA\"\naddresses = [\"isda-support@example.edu\"]\n";
@@ -258,4 +262,117 @@ async fn integrator_reply_reaches_the_customer_and_the_customer_reply_the_team()
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(inbox(&world.dovecot, CUSTOMER).await.len(), 2);
     assert!(daemon.terminate(Duration::from_secs(20)).success());
+}
+
+/// On PostgreSQL, through `triaged ingest`: the team's first reply is the
+/// initial response (an event, new -> open); a stalled ticket is opened again
+/// by the customer's reply, and each change of status is an event.
+#[tokio::test(flavor = "multi_thread")]
+async fn first_response_and_stalled_reopen_on_postgres() {
+    use sqlx::Connection;
+    let db = PgDb::create("corr").await;
+    let world = with_team(World::new(&[], Some(&db.url), ""));
+    let ingest = |name: &str, raw: Vec<u8>| {
+        let path = world.dir.path().join(name);
+        std::fs::write(&path, raw).expect("write");
+        let out = world.triaged(&["ingest", "--json", path.to_str().expect("path")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ingest(
+        "1.eml",
+        message(
+            "pg-1@customer.example",
+            CUSTOMER,
+            SUPPORT,
+            "Quota",
+            "My quota is full.",
+        ),
+    );
+    let number = world.tickets()[0]["number"].as_i64().expect("number");
+    let show = || world.json(&["tickets", "show", &number.to_string(), "--json"]);
+    assert_eq!(show()["status"], "new");
+    assert!(show()["first_response_at"].is_null());
+
+    let mut reply = message(
+        "pg-2@example.edu",
+        "Jane Lee <jlee@example.edu>",
+        SUPPORT,
+        "Re: Quota",
+        "Raised to 20 GB.",
+    );
+    reply.splice(
+        0..0,
+        b"In-Reply-To: <pg-1@customer.example>\r\n".iter().copied(),
+    );
+    ingest("2.eml", reply);
+    let s = show();
+    assert_eq!(s["status"], "open", "{s:#}");
+    assert!(s["first_response_at"].is_i64(), "{s:#}");
+    let kinds = |s: &serde_json::Value| -> Vec<String> {
+        s["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["kind"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(kinds(&s).contains(&"initial response".to_string()), "{s:#}");
+    assert!(kinds(&s).contains(&"status".to_string()), "{s:#}");
+
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    sqlx::query("UPDATE tickets SET status = 'stalled'")
+        .execute(&mut conn)
+        .await
+        .expect("stall");
+    let _ = conn.close().await;
+    assert_eq!(show()["status"], "stalled");
+
+    let mut back = message(
+        "pg-3@customer.example",
+        CUSTOMER,
+        SUPPORT,
+        "Re: Quota",
+        "Thanks, works.",
+    );
+    back.splice(0..0, b"In-Reply-To: <pg-2@example.edu>\r\n".iter().copied());
+    ingest("3.eml", back);
+    let s = show();
+    assert_eq!(s["status"], "open", "{s:#}");
+    let status_events: Vec<&serde_json::Value> = s["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["kind"] == "status")
+        .collect();
+    assert_eq!(status_events.len(), 2, "{s:#}");
+    assert_eq!(status_events[1]["detail"]["from"], "stalled", "{s:#}");
+    assert_eq!(status_events[1]["actor"], CUSTOMER, "{s:#}");
+    // A second team reply is not a second initial response.
+    let first_at = s["first_response_at"].clone();
+    let mut again = message(
+        "pg-4@example.edu",
+        "Jane Lee <jlee@example.edu>",
+        SUPPORT,
+        "Re: Quota",
+        "Closing soon.",
+    );
+    again.splice(
+        0..0,
+        b"In-Reply-To: <pg-3@customer.example>\r\n".iter().copied(),
+    );
+    ingest("4.eml", again);
+    let s = show();
+    assert_eq!(s["first_response_at"], first_at, "{s:#}");
+    assert_eq!(
+        kinds(&s)
+            .iter()
+            .filter(|k| *k == "initial response")
+            .count(),
+        1
+    );
+    db.drop_db().await;
 }
