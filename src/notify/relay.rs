@@ -732,6 +732,28 @@ mod tests {
     }
 
     #[test]
+    fn hostile_names_and_lines_stay_bounded() {
+        let name = "N".repeat(5000);
+        let line = "x".repeat(10_000);
+        let raw = format!(
+            "From: {name}\r <jlee@example.edu>\nSubject: Re: [ISDA #1042]\nIn-Reply-To: <{}>\n\n{line}\n{}tail\n",
+            "i".repeat(3000),
+            '\u{202e}'
+        );
+        let mut s = state();
+        s.subject = "S\r\nBcc: evil@example.org ".repeat(100);
+        let out = compose(&raw, &s);
+        let mails = mails(&out);
+        assert_eq!(mails.len(), 2, "{out:?}");
+        for m in mails {
+            assert!(longest_line(&m.raw).is_some_and(|n| n <= MAX_LINE_OCTETS));
+            let head = head(m);
+            assert!(!head.contains("\r\nBcc:"), "{head}");
+            assert!(!String::from_utf8_lossy(&m.raw).contains('\u{202e}'));
+        }
+    }
+
+    #[test]
     fn human_sizes() {
         assert_eq!(human_size(10), "10 bytes");
         assert_eq!(human_size(2048), "2.0 KiB");
