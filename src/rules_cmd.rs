@@ -95,7 +95,7 @@ async fn against_store(
         }
         let found = tx.thread_found(keys, decision.alert_key.as_deref()).await?;
         let sender = msg.from.as_ref().map(|a| a.address.as_str());
-        let team = |desk: &str| config.desk_team(desk).to_vec();
+        let team = |desk: &str, sender: &str| config.is_team_member(desk, sender);
         let now = tx.now();
         // Dropped without commit: rolled back, nothing written.
         drop(tx);

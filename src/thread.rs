@@ -247,14 +247,15 @@ impl Threading {
     }
 }
 
-/// Who `sender` is to `c`: requester, on its recipient list, or in its desk's
-/// `team` (compared without case).
-pub fn participant(c: &Candidate, sender: &str, team: &[String]) -> Option<Role> {
+/// Who `sender` is to `c`: requester, on its recipient list (compared
+/// without case), or in its desk's team (`in_team`: the configuration's
+/// rule, addresses or whole domains).
+pub fn participant(c: &Candidate, sender: &str, in_team: bool) -> Option<Role> {
     if c.requester.eq_ignore_ascii_case(sender) {
         Some(Role::Requester)
     } else if c.recipients.iter().any(|r| r.eq_ignore_ascii_case(sender)) {
         Some(Role::Recipient)
-    } else if team.iter().any(|t| t.eq_ignore_ascii_case(sender)) {
+    } else if in_team {
         Some(Role::Team)
     } else {
         None
@@ -263,14 +264,14 @@ pub fn participant(c: &Candidate, sender: &str, team: &[String]) -> Option<Role>
 
 /// Where a message goes, given what its keys name. In order: the open
 /// ticket of its alert; the ticket a reference names; the tagged ticket when
-/// the `sender` (its From address) is a participant (`team` gives a desk's
-/// team), else a new ticket linked to it. A resolved ticket is reopened
+/// the `sender` (its From address) is a participant (`is_team(desk, sender)`
+/// says whether it is in a desk's team), else a new ticket linked to it. A resolved ticket is reopened
 /// within `reopen_window_ms` of its resolution; later, a new ticket links to
 /// it instead.
 pub fn decide(
     found: &Found,
     sender: Option<&str>,
-    team: &dyn Fn(&str) -> Vec<String>,
+    is_team: &dyn Fn(&str, &str) -> bool,
     now: i64,
     reopen_window_ms: i64,
 ) -> Threading {
@@ -288,7 +289,7 @@ pub fn decide(
         // linked to the first tagged.
         let joined = sender.and_then(|s| {
             found.tagged.iter().find_map(|c| {
-                participant(c, s, &team(&c.desk)).map(|role| {
+                participant(c, s, is_team(&c.desk, s)).map(|role| {
                     (
                         c,
                         Via::Tag {
@@ -429,12 +430,8 @@ mod tests {
     const DAY: i64 = 86_400_000;
 
     fn decide_as(found: &Found, sender: Option<&str>, now: i64) -> Threading {
-        let team = |desk: &str| {
-            if desk == "isda" {
-                vec!["jlee@example.edu".to_string()]
-            } else {
-                Vec::new()
-            }
+        let team = |desk: &str, sender: &str| {
+            desk == "isda" && sender.eq_ignore_ascii_case("jlee@example.edu")
         };
         decide(found, sender, &team, now, 30 * DAY)
     }

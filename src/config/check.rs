@@ -91,6 +91,33 @@ pub(super) fn desks(desks: &[DeskConfig], found: &mut Found) -> BTreeMap<String,
                 ),
             );
         }
+        for t in &d.team {
+            let (local, domain) = match t.rsplit_once('@') {
+                Some((l, d)) => (Some(l), d),
+                None => (None, t.as_str()),
+            };
+            let domain_ok = domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && domain
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c));
+            if !domain_ok || local.is_some_and(|l| l.is_empty() || l.contains(char::is_whitespace))
+            {
+                found.at(
+                    d.name.span(),
+                    format!("desk {name:?}: team entry {t:?} is neither an address nor a domain"),
+                );
+            }
+        }
+        if let Some(c) = &d.comment_address
+            && !c.contains('@')
+        {
+            found.at(
+                d.name.span(),
+                format!("desk {name:?}: comment_address {c:?} is not an address"),
+            );
+        }
         let calendar = crate::calendar::CalendarConfig {
             time_zone: d.time_zone.clone(),
             hours: d.hours.clone().unwrap_or_default(),

@@ -173,6 +173,18 @@ pub struct DeskConfig {
     pub managers: Vec<String>,
     #[serde(default)]
     pub integrators: Vec<String>,
+    /// The desk's team: the integrators who answer its tickets. Each entry is
+    /// an address (`jlee@example.edu`) or a bare domain (`ops.example.edu`:
+    /// everyone at exactly that domain, not its subdomains). A reply from a
+    /// team member is correspondence, relayed to the customer; a customer's
+    /// reply is relayed to the team when nobody owns the ticket. Team
+    /// addresses are internal: never shown to customers.
+    #[serde(default)]
+    pub team: Vec<String>,
+    /// A per-desk address for internal notes: mail to it is a comment,
+    /// relayed to the team only, never to the customer. Internal.
+    #[serde(default)]
+    pub comment_address: Option<String>,
 }
 
 fn default_time_zone() -> String {
@@ -364,6 +376,35 @@ pub struct NotifyConfig {
     /// At most this many tickets with one alert key get notifications per hour.
     #[serde(default = "default_alert_notify_limit")]
     pub notify_limit_per_alert_per_hour: i64,
+    /// Who hears a reply from the requester (or anyone else let in who is not
+    /// on the team): the ticket's owner, else the team.
+    #[serde(default)]
+    pub relay_requester_replies_to: RelayTo,
+    /// Whether such a reply also goes to the internal part of the ticket's
+    /// recipient list.
+    #[serde(default = "default_true")]
+    pub relay_to_internal_recipients: bool,
+    /// Attachments up to this size (each, decoded) are relayed with
+    /// correspondence; larger ones are listed by name and size only.
+    #[serde(default = "default_max_relayed_attachment_bytes")]
+    pub max_relayed_attachment_bytes: u64,
+}
+
+/// Who hears a requester's reply (`[notify] relay_requester_replies_to`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayTo {
+    /// The owner; the whole team while nobody owns the ticket.
+    #[default]
+    Owner,
+    /// The whole team (and the owner), always.
+    Team,
+    /// Nobody: replies are recorded on the ticket only.
+    None,
+}
+
+fn default_max_relayed_attachment_bytes() -> u64 {
+    10 * 1024 * 1024
 }
 
 fn default_sender_notify_limit() -> i64 {
@@ -387,6 +428,9 @@ impl Default for NotifyConfig {
             ack_limit_per_hour: default_ack_limit(),
             notify_limit_per_sender_per_hour: default_sender_notify_limit(),
             notify_limit_per_alert_per_hour: default_alert_notify_limit(),
+            relay_requester_replies_to: RelayTo::default(),
+            relay_to_internal_recipients: true,
+            max_relayed_attachment_bytes: default_max_relayed_attachment_bytes(),
         }
     }
 }
@@ -608,14 +652,6 @@ impl Config {
         self.desk(q.desk.get_ref())
     }
 
-    /// The team (integrators) of the desk named `desk`: participants of its
-    /// tickets. Empty for an unknown desk.
-    pub fn desk_team(&self, desk: &str) -> &[String] {
-        // team: filled by the correspondence work
-        let _ = desk;
-        &[]
-    }
-
     pub fn desk_tags(&self) -> Vec<String> {
         self.desks.iter().map(|d| d.tag.clone()).collect()
     }
@@ -662,6 +698,32 @@ impl Config {
             .collect()
     }
 
+    /// The desk's team as configured (addresses and bare domains); empty for
+    /// an unknown desk.
+    pub fn desk_team(&self, desk: &str) -> &[String] {
+        self.desk(desk).map(|d| d.team.as_slice()).unwrap_or(&[])
+    }
+
+    /// Whether `address` belongs to the desk's team: named in it, or at a
+    /// domain it names (exactly that domain). Case-insensitive.
+    pub fn is_team_member(&self, desk: &str, address: &str) -> bool {
+        crate::commands::in_team(address, self.desk_team(desk))
+    }
+
+    /// Whether `address` is internal to the deployment: one of
+    /// [`Config::own_addresses`], a desk's comment address, or on any desk's
+    /// team. Internal addresses are never shown to customers.
+    pub fn is_internal(&self, address: &str) -> bool {
+        let lower = address.to_ascii_lowercase();
+        self.own_addresses().contains(&lower)
+            || self.desks.iter().any(|d| {
+                crate::commands::in_team(address, &d.team)
+                    || d.comment_address
+                        .as_deref()
+                        .is_some_and(|c| c.eq_ignore_ascii_case(address))
+            })
+    }
+
     /// Every address that belongs to the deployment itself: desks' addresses,
     /// managers, integrators, mailboxes and queue lists, lower-case. Mail from
     /// them is never acknowledged, and they are never shown to customers.
@@ -700,6 +762,39 @@ mod tests {
         let c = Config::parse(DEFAULT_CONFIG, "default").unwrap_or_else(|e| panic!("{e}"));
         assert!(c.mailboxes.len() >= 4);
         assert!(c.desk_tags().contains(&"ISDA".to_string()));
+    }
+
+    #[test]
+    fn desk_teams_are_addresses_or_domains() {
+        let c = Config::parse(DEFAULT_CONFIG, "default").unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            c.desk_team("isda")
+                .contains(&"jlee@example.edu".to_string())
+        );
+        assert!(c.desk_team("nope").is_empty());
+        assert!(c.is_team_member("isda", "JLee@Example.edu"));
+        assert!(!c.is_team_member("database", "jlee@example.edu"));
+        assert!(c.is_internal("tkim@example.edu"));
+        assert!(!c.is_internal("ann@example.org"));
+        assert_eq!(c.notify.relay_requester_replies_to, RelayTo::Owner);
+
+        let text = "[notify]\nrelay_requester_replies_to = \"team\"\nmax_relayed_attachment_bytes = 5\n[[desks]]\nname = \"d\"\ntag = \"D\"\nteam = [\"ops.example.edu\", \"a@x.example\"]\ncomment_address = \"d-notes@x.example\"\n[[queues]]\nname = \"Q\"\ndesk = \"d\"\n[[mailboxes]]\nname = \"m\"\naddress = \"m@x\"\ndesk = \"d\"\ndefault_queue = \"Q\"\n";
+        let c = Config::parse(text, "t").unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.is_team_member("d", "anyone@ops.example.edu"));
+        assert!(!c.is_team_member("d", "anyone@sub.ops.example.edu"));
+        assert!(!c.is_team_member("d", "b@x.example"));
+        assert!(c.is_internal("d-notes@x.example"));
+        assert_eq!(c.notify.relay_requester_replies_to, RelayTo::Team);
+        assert_eq!(c.notify.max_relayed_attachment_bytes, 5);
+
+        let bad = "[[desks]]\nname = \"d\"\ntag = \"D\"\nteam = [\"nodot\", \"@x.example\"]\ncomment_address = \"notes\"\n";
+        let e = Config::parse(bad, "t.toml")
+            .err()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("team entry \"nodot\""), "{e}");
+        assert!(e.contains("team entry \"@x.example\""), "{e}");
+        assert!(e.contains("comment_address \"notes\""), "{e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::classify::Decision;
 use crate::parse::ParsedMessage;
+use crate::store::TicketState;
 
 /// A ticket event, as the composer of outgoing mail sees it. The pipeline
 /// builds it inside the event's transaction, with the counts for the caps
@@ -25,6 +26,11 @@ pub struct TicketEvent<'a> {
     pub recent_notified_alert: i64,
     /// Milliseconds since the epoch.
     pub now: i64,
+    /// The message as received (attachments are relayed from it).
+    pub raw: &'a [u8],
+    /// A reply: the ticket's conversation state, read in the transaction
+    /// before this message was added (`None` for a new ticket).
+    pub ticket: Option<&'a TicketState>,
 }
 
 /// One mail to queue, fully formatted.

@@ -14,6 +14,7 @@
 
 mod event;
 pub mod policy;
+mod relay;
 pub mod sender;
 pub mod templates;
 
@@ -28,6 +29,7 @@ use crate::config::Config;
 use crate::parse::ParsedMessage;
 use crate::thread::format_tag;
 pub use event::{OutboundMail, Outgoing, TicketEvent};
+pub use relay::{Correspondent, RELAYED_TEXT_CHARS, correspondent, human_size, relay_text};
 use templates::{
     REFLECTED_BODY_CHARS, REFLECTED_ID_CHARS, REFLECTED_NAME_CHARS, REFLECTED_SUBJECT_CHARS,
     Rendered, Templates, reflect_line, reflect_text,
@@ -185,22 +187,32 @@ impl Notifier {
 }
 
 impl Notifier {
-    /// The mail for one ticket event: to queue, or suppressed with a reason.
-    pub fn compose(&self, ev: &TicketEvent<'_>) -> Vec<Outgoing> {
-        if !ev.created {
-            return Vec::new();
-        }
-        let d = ev.decision;
-        let desk_address = self
-            .config
-            .mailbox(ev.mailbox)
+    /// The desk's address for mail about a message that came to `mailbox`:
+    /// that mailbox's, else the desk's first.
+    fn desk_address(&self, mailbox: &str, desk: &str) -> String {
+        self.config
+            .mailbox(mailbox)
             .map(|m| m.address.clone())
             .or_else(|| {
                 self.config
-                    .desk(&d.desk)
+                    .desk(desk)
                     .and_then(|x| x.addresses.first().cloned())
             })
-            .unwrap_or_else(|| format!("{}@localhost", d.desk));
+            .unwrap_or_else(|| format!("{desk}@localhost"))
+    }
+
+    /// The mail for one ticket event: to queue, or suppressed with a reason.
+    /// A reply on an existing ticket is relayed (see [`relay`]); replies are
+    /// never acknowledged.
+    pub fn compose(&self, ev: &TicketEvent<'_>) -> Vec<Outgoing> {
+        if !ev.created {
+            return match ev.ticket {
+                Some(state) => self.compose_reply(ev, state),
+                None => Vec::new(),
+            };
+        }
+        let d = ev.decision;
+        let desk_address = self.desk_address(ev.mailbox, &d.desk);
         let mut out = Vec::new();
 
         // 1. The acknowledgement, to the sender alone.

@@ -22,6 +22,8 @@ pub const KINDS: &[&str] = &[
     "daily_status",
     "escalation_warning",
     "escalation",
+    "correspondence",
+    "requester_reply",
 ];
 
 macro_rules! builtin {
@@ -47,6 +49,10 @@ pub const BUILTIN: &[(&str, &str)] = builtin!(
     "escalation_warning.txt",
     "escalation.subject",
     "escalation.txt",
+    "correspondence.subject",
+    "correspondence.txt",
+    "requester_reply.subject",
+    "requester_reply.txt",
 );
 
 /// A rendered mail, before addressing.
@@ -351,6 +357,11 @@ pub fn sample_context() -> Value {
         },
         recipients => vec!["ann@example.org", "isda-pipeline@example.edu"],
         transfer => minijinja::context! { from_queue => "Customer-Support", to_queue => "ProductionDefect", note => "" },
+        relay => minijinja::context! {
+            author => "Jane Lee", text => "We restarted the portal; please try again.",
+            attachments => vec![minijinja::context! { name => "log.txt", size => "2 KiB" }],
+            withheld => vec![minijinja::context! { name => "dump.bin", size => "40 MiB" }],
+        },
     }
 }
 

@@ -8,9 +8,9 @@ use serde_json::json;
 use super::{Action, Outcome, Prepared, content_hash};
 use crate::classify::Decision;
 use crate::config::Config;
-use crate::notify::{CAP_WINDOW_MS, Notifier, Outgoing, TicketEvent};
+use crate::notify::{CAP_WINDOW_MS, Correspondent, Notifier, Outgoing, TicketEvent, correspondent};
 use crate::parse::{self, ParsedMessage};
-use crate::store::{NewMail, NewMessage, NewQuarantine, Status, StoreError, Tx};
+use crate::store::{NewMail, NewMessage, NewQuarantine, Status, StoreError, TicketState, Tx};
 use crate::thread::{self, ThreadKeys, Threading, Via};
 
 /// What recording one message did.
@@ -70,10 +70,13 @@ pub(super) async fn record(
             keys,
         } => {
             let (number, outcome) = ticket(tx, config, p, &fresh, parsed, decision, keys).await?;
+            let state = match outcome {
+                Outcome::Reply(_) => converse(tx, config, number, parsed).await?,
+                _ => None,
+            };
             let queued = match notifier {
                 Some(notifier) => {
-                    let created = matches!(outcome, Outcome::Created(_));
-                    notify(tx, notifier, p, number, created, parsed, decision).await?
+                    notify(tx, notifier, p, outcome, parsed, decision, state.as_ref()).await?
                 }
                 None => 0,
             };
@@ -219,7 +222,7 @@ async fn ticket(
 ) -> Result<(i64, Outcome), StoreError> {
     let found = tx.thread_found(keys, decision.alert_key.as_deref()).await?;
     let sender = parsed.from.as_ref().map(|a| a.address.as_str());
-    let team = |desk: &str| config.desk_team(desk).to_vec();
+    let team = |desk: &str, sender: &str| config.is_team_member(desk, sender);
     let threading = thread::decide(
         &found,
         sender,
@@ -303,7 +306,15 @@ async fn ticket(
         Threading::Join { via, reopen, .. } => {
             tx.touch_for_reply(number).await?;
             if *reopen {
-                tx.set_status(number, Status::Open).await?;
+                let actor = sender.unwrap_or("unknown").to_ascii_lowercase();
+                tx.move_status(
+                    number,
+                    Status::Resolved,
+                    Status::Open,
+                    &actor,
+                    "a reply to a resolved ticket, within the reopen window",
+                )
+                .await?;
                 tx.event(
                     number,
                     "reopened",
@@ -327,6 +338,51 @@ async fn ticket(
     Ok((number, outcome))
 }
 
+/// A reply on a ticket, as a conversation: a team member's reply is
+/// correspondence (the first is the initial response, and moves a new ticket
+/// to open); a reply from anyone else let in reopens a stalled ticket. Returns
+/// the ticket's state after that, for relaying.
+async fn converse(
+    tx: &mut Tx,
+    config: &Config,
+    number: i64,
+    parsed: &ParsedMessage,
+) -> Result<Option<TicketState>, StoreError> {
+    let Some(before) = tx.ticket_state(number).await? else {
+        return Ok(None);
+    };
+    let actor = parsed
+        .requester()
+        .map(|a| a.address.to_ascii_lowercase())
+        .unwrap_or_else(|| "unknown".to_string());
+    match correspondent(config, &before.desk, parsed) {
+        Correspondent::Team => {
+            tx.set_first_response(number, parsed.message_id.as_deref(), &actor)
+                .await?;
+            tx.move_status(
+                number,
+                Status::New,
+                Status::Open,
+                &actor,
+                "first correspondence from the team",
+            )
+            .await?;
+        }
+        Correspondent::Other => {
+            tx.move_status(
+                number,
+                Status::Stalled,
+                Status::Open,
+                &actor,
+                "a reply from the customer side",
+            )
+            .await?;
+        }
+        Correspondent::Automated(_) => return Ok(Some(before)),
+    }
+    tx.ticket_state(number).await
+}
+
 /// Asks notify for the mail of this ticket event (with the caps' counts read
 /// in this transaction) and queues it, or records why it was suppressed.
 /// Returns how many mails were queued.
@@ -334,11 +390,18 @@ async fn notify(
     tx: &mut Tx,
     notifier: &Notifier,
     p: &Prepared,
-    number: i64,
-    created: bool,
+    outcome: Outcome,
     parsed: &ParsedMessage,
     decision: &Decision,
+    ticket: Option<&TicketState>,
 ) -> Result<usize, StoreError> {
+    let (number, created) = match outcome {
+        Outcome::Created(n) => (n, true),
+        Outcome::Reply(n)
+        | Outcome::Duplicate(n)
+        | Outcome::DuplicateQuarantined(n)
+        | Outcome::Quarantined(n) => (n, false),
+    };
     let since = tx.now() - CAP_WINDOW_MS;
     let sender = parsed.requester().map(|a| a.address.to_ascii_lowercase());
     let recent_acks = match (created, &sender) {
@@ -361,6 +424,8 @@ async fn notify(
         recent_notified_sender,
         recent_notified_alert,
         now: tx.now(),
+        raw: &p.raw,
+        ticket,
     };
     let mut queued = 0;
     for out in notifier.compose(&event) {

@@ -17,6 +17,7 @@
 //! of sources, the pipeline, notify or the command line.
 
 mod conn;
+mod conversation;
 mod in_flight;
 mod outbox;
 mod read;
@@ -29,6 +30,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
+pub use conversation::{ThreadMail, TicketState};
 pub use in_flight::InFlight;
 pub use outbox::{NewMail, OutboxMail, OutboxSummary};
 pub use read::{
@@ -186,9 +188,9 @@ pub enum Backend {
 pub enum Status {
     /// Just made from a message.
     New,
-    /// Being worked on, or reopened by a reply.
+    /// Being worked on (the desk has answered), or reopened by a reply.
     Open,
-    /// Waiting on the customer; a reply reopens it.
+    /// Waiting on the customer; their reply makes it open again.
     Stalled,
     /// Done; a reply reopens it, and a repeated alert makes a new ticket.
     Resolved,

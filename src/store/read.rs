@@ -12,7 +12,7 @@ use crate::parse::MailAddr;
 /// The columns of a [`TicketSummary`].
 const TICKET_COLUMNS: &str =
     "number, desk_tag, desk, queue, kind, status, requester, requester_name, subject, mailbox,
-   created_at, updated_at, urgency, impact, priority, due_at, tags, alert_key";
+   created_at, updated_at, urgency, impact, priority, due_at, tags, alert_key, first_response_at, owner";
 
 /// The columns of a [`MessageRow`] (attachments apart).
 const MESSAGE_COLUMNS: &str = "id, message_id, mailbox, origin, from_addr, from_name, to_addrs, cc_addrs, reply_to, subject,
@@ -49,6 +49,10 @@ pub struct TicketSummary {
     pub due_at: Option<i64>,
     pub tags: Vec<String>,
     pub alert_key: Option<String>,
+    /// When the desk first answered (the first correspondence), ms.
+    pub first_response_at: Option<i64>,
+    /// Who holds the ticket (its tech lead), if anyone.
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -185,6 +189,8 @@ impl TicketSummary {
             due_at: r.try_get("due_at")?,
             tags: from_json(r, "tags")?,
             alert_key: r.try_get("alert_key")?,
+            first_response_at: r.try_get("first_response_at")?,
+            owner: r.try_get("owner")?,
         })
     }
 }

@@ -15,9 +15,9 @@ use crate::thread::{Candidate, Found, ThreadKeys};
 /// Whoever runs it hands any error of it to [`Store::failed`] (after dropping it).
 #[derive(Debug)]
 pub struct Tx {
-    tx: Transaction<'static, Any>,
+    pub(super) tx: Transaction<'static, Any>,
     first_number: i64,
-    now: i64,
+    pub(super) now: i64,
 }
 
 /// An earlier holder of a dedupe key (see [`Tx::seen`]).
@@ -271,34 +271,6 @@ impl Tx {
         Ok(())
     }
 
-    /// Sets a ticket's status (and `resolved_at`: now when resolved, else
-    /// none); returns the status it had.
-    pub async fn set_status(
-        &mut self,
-        number: i64,
-        status: Status,
-    ) -> Result<Option<Status>, StoreError> {
-        let before = sqlx::query("SELECT status FROM tickets WHERE number = $1")
-            .bind(number)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-        let Some(before) = before else {
-            return Ok(None);
-        };
-        let before: String = before.try_get("status")?;
-        let resolved_at = (status == Status::Resolved).then_some(self.now);
-        sqlx::query(
-            "UPDATE tickets SET status = $1, resolved_at = $2, updated_at = $3 WHERE number = $4",
-        )
-        .bind(status.as_str())
-        .bind(resolved_at)
-        .bind(self.now)
-        .bind(number)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(before.parse().ok())
-    }
-
     /// The ticket of the most specific Message-ID in `ids` (In-Reply-To first,
     /// then References newest first) that names one of its messages or a mail
     /// we sent about it. One query however many ids (the thread keys are bounded).
@@ -417,7 +389,7 @@ impl Tx {
     }
 
     /// A reply arrived: the ticket is updated now (reopening is the
-    /// caller's decision: [`Tx::set_status`]).
+    /// caller's decision: [`Tx::move_status`]).
     pub async fn touch_for_reply(&mut self, number: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE tickets SET updated_at = $1 WHERE number = $2")
             .bind(self.now)

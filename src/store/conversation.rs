@@ -1,0 +1,218 @@
+//! A ticket's conversation state inside a write transaction: who asked, who
+//! else is on it, who holds it, its status, the mail of its thread; and the
+//! changes a conversation makes (status, initial response, owner), each
+//! recorded as an event.
+
+use sqlx::Row;
+
+use super::{Status, StoreError, Tx, opt_text, text};
+
+/// One mail of a ticket's thread, oldest first (see [`TicketState::thread`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadMail {
+    /// Without angle brackets.
+    pub message_id: String,
+    /// A message we received: its sender (lower-case); `None` for our mail.
+    pub from: Option<String>,
+    /// Mail we sent: its kind (`acknowledgement`, `correspondence`, ...).
+    pub kind: Option<String>,
+}
+
+/// What a reply on a ticket needs to know about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketState {
+    pub number: i64,
+    pub desk: String,
+    pub desk_tag: String,
+    pub queue: String,
+    pub status: Status,
+    /// Lower-case address of who opened it.
+    pub requester: String,
+    pub requester_name: Option<String>,
+    /// The subject of its first message.
+    pub subject: String,
+    /// Who holds it (lower-case address), if anyone.
+    pub owner: Option<String>,
+    /// When the desk first answered (ms), if it has.
+    pub first_response_at: Option<i64>,
+    /// Its recipient list (lower-case).
+    pub recipients: Vec<String>,
+    /// The newest mails of its thread with a Message-ID (at most
+    /// [`THREAD_MAILS`]), oldest first: received messages and our mail.
+    pub thread: Vec<ThreadMail>,
+}
+
+/// How many of a thread's mails [`Tx::ticket_state`] reads.
+pub const THREAD_MAILS: i64 = 50;
+
+impl Tx {
+    /// A ticket's conversation state, `None` if there is no such ticket.
+    pub async fn ticket_state(&mut self, number: i64) -> Result<Option<TicketState>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT number, desk, desk_tag, queue, status, requester, requester_name, subject, owner, first_response_at
+             FROM tickets WHERE number = $1",
+        )
+        .bind(number)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let status: String = row.try_get("status")?;
+        let requester: String = row.try_get("requester")?;
+        let recipients = sqlx::query(
+            "SELECT address FROM ticket_recipients WHERE ticket_number = $1 ORDER BY address",
+        )
+        .bind(number)
+        .fetch_all(&mut *self.tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("address"))
+        .collect::<Result<Vec<_>, _>>()?;
+        // Received messages and our mail, by time; the newest ones.
+        let rows = sqlx::query(
+            "SELECT message_id, from_addr, kind, at, seq FROM (
+               SELECT message_id, from_addr, CAST(NULL AS TEXT) AS kind, received_at AS at, id AS seq, 0 AS src
+                 FROM messages WHERE ticket_number = $1 AND message_id IS NOT NULL
+               UNION ALL
+               SELECT message_id, CAST(NULL AS TEXT), kind, created_at, id, 1
+                 FROM outbox WHERE ticket_number = $1
+             ) t ORDER BY at DESC, src DESC, seq DESC LIMIT $2",
+        )
+        .bind(number)
+        .bind(THREAD_MAILS)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut thread = Vec::with_capacity(rows.len());
+        for r in rows.iter().rev() {
+            thread.push(ThreadMail {
+                message_id: r.try_get("message_id")?,
+                from: r
+                    .try_get::<Option<String>, _>("from_addr")?
+                    .map(|a| a.to_ascii_lowercase()),
+                kind: r.try_get("kind")?,
+            });
+        }
+        Ok(Some(TicketState {
+            number,
+            desk: row.try_get("desk")?,
+            desk_tag: row.try_get("desk_tag")?,
+            queue: row.try_get("queue")?,
+            status: status.parse().unwrap_or(Status::Open),
+            requester: requester.to_ascii_lowercase(),
+            requester_name: row.try_get("requester_name")?,
+            subject: row.try_get("subject")?,
+            owner: row.try_get("owner")?,
+            first_response_at: row.try_get("first_response_at")?,
+            recipients,
+            thread,
+        }))
+    }
+
+    /// Moves a ticket from `from` to `to` (only if it is still in `from`;
+    /// `resolved_at` is now when it moves to resolved, else none) and records
+    /// a `status` event with the actor and the reason. Whether it moved.
+    pub async fn move_status(
+        &mut self,
+        number: i64,
+        from: Status,
+        to: Status,
+        actor: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let resolved_at = (to == Status::Resolved).then_some(self.now);
+        let done = sqlx::query(
+            "UPDATE tickets SET status = $1, resolved_at = $2, updated_at = $3 \
+             WHERE number = $4 AND status = $5",
+        )
+        .bind(to.as_str())
+        .bind(resolved_at)
+        .bind(self.now)
+        .bind(number)
+        .bind(from.as_str())
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if done {
+            self.event_by(
+                number,
+                "status",
+                actor,
+                &serde_json::json!({"from": from, "to": to, "reason": reason}),
+            )
+            .await?;
+        }
+        Ok(done)
+    }
+
+    /// Records the ticket's initial response (the first correspondence from
+    /// the desk), once: an `initial response` event with its Message-ID and
+    /// the actor. Whether this was the first.
+    pub async fn set_first_response(
+        &mut self,
+        number: i64,
+        message_id: Option<&str>,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tickets SET first_response_at = $1 WHERE number = $2 AND first_response_at IS NULL",
+        )
+        .bind(self.now)
+        .bind(number)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if done {
+            self.event_by(
+                number,
+                "initial response",
+                actor,
+                &serde_json::json!({"message_id": message_id, "at": self.now}),
+            )
+            .await?;
+        }
+        Ok(done)
+    }
+
+    /// Sets (or clears) the ticket's owner and records an `owner` event.
+    pub async fn set_owner(
+        &mut self,
+        number: i64,
+        owner: Option<&str>,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let owner = owner.map(str::to_ascii_lowercase);
+        sqlx::query("UPDATE tickets SET owner = $1, updated_at = $2 WHERE number = $3")
+            .bind(opt_text(owner.as_deref()))
+            .bind(self.now)
+            .bind(number)
+            .execute(&mut *self.tx)
+            .await?;
+        self.event_by(number, "owner", actor, &serde_json::json!({"owner": owner}))
+            .await
+    }
+
+    /// Appends to a ticket's history with a named actor (an address, or
+    /// `triaged`), at this transaction's time.
+    pub async fn event_by(
+        &mut self,
+        number: i64,
+        kind: &str,
+        actor: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO events (ticket_number, at, kind, actor, detail) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(number)
+        .bind(self.now)
+        .bind(kind)
+        .bind(text(actor))
+        .bind(super::json(detail))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}
