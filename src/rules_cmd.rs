@@ -55,15 +55,11 @@ async fn thread_view(config: &Config, msg: &ParsedMessage, decision: &Decision) 
         note: None,
     };
     let url = &config.store.database_url;
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
+    if let Some(path) = crate::store::sqlite_file(url)
+        && !Path::new(path).exists()
     {
-        let path = path.split('?').next().unwrap_or(path);
-        if !Path::new(path).exists() {
-            view.note = Some("no store yet: thread keys only".to_string());
-            return view;
-        }
+        view.note = Some("no store yet: thread keys only".to_string());
+        return view;
     }
     match against_store(config, msg, decision, &keys).await {
         Ok(reason) => view.decision = Some(reason),

@@ -297,6 +297,16 @@ impl Store {
     }
 }
 
+/// The file of a SQLite URL (`sqlite://PATH` or `sqlite:PATH`, without its
+/// `?options`); `None` for other backends and in-memory databases.
+pub fn sqlite_file(url: &str) -> Option<&str> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty() && !path.contains(":memory:")).then_some(path)
+}
+
 /// PostgreSQL text cannot hold NUL; nothing else is changed.
 fn text(s: &str) -> String {
     if s.contains('\0') {
