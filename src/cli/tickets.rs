@@ -4,8 +4,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::TicketsCommand;
-use super::text::{format_ms, json_visible, parse_number, truncate, vis, visible};
-use crate::store::{MessageRow, Store, TicketDetail, TicketFilter};
+use super::text::{
+    format_duration, format_ms, format_time, json_visible, parse_number, truncate, vis, visible,
+};
+use crate::store::{MessageRow, Store, TicketDetail, TicketFilter, TimelineEntry};
 
 type Out<'a> = std::io::StdoutLock<'a>;
 
@@ -57,7 +59,9 @@ async fn list(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `tickets show`: the fields, each message, the mail sent and the history.
+/// `tickets show`: the fields, each message, then one timeline of the
+/// history and the mail. `--json`: the detail's fields as before, plus
+/// `ticket` and `timeline` (`[{at, actor, kind, details}]`).
 async fn show(
     out: &mut Out<'_>,
     store: &Store,
@@ -71,8 +75,17 @@ async fn show(
         eprintln!("triaged: no ticket #{n}");
         return Ok(ExitCode::from(1));
     };
+    let timeline = t.timeline();
     if json {
-        writeln!(out, "{}", json_visible(&t)?)?;
+        writeln!(
+            out,
+            "{}",
+            json_visible(&ShowJson {
+                detail: &t,
+                ticket: &t.ticket,
+                timeline: &timeline,
+            })?
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     show_fields(out, &t)?;
@@ -86,15 +99,33 @@ async fn show(
         )?;
         show_message(out, m)?;
     }
-    show_mail(out, &t)?;
-    show_history(out, &t)?;
+    show_timeline(out, &timeline)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tickets show --json`: the fields every earlier version printed (the
+/// ticket's own at the top level, `messages`, `events`, `mail`, `links`,
+/// `recipients`), and the stable `{ticket, timeline}`.
+#[derive(serde::Serialize)]
+struct ShowJson<'a> {
+    #[serde(flatten)]
+    detail: &'a TicketDetail,
+    ticket: &'a crate::store::TicketSummary,
+    timeline: &'a [TimelineEntry],
+}
+
+/// How much of one value from mail a line shows.
+const VALUE_CHARS: usize = 200;
+
+/// One value for a line: bounded, controls escaped.
+fn bounded(s: &str) -> String {
+    vis(&truncate(s, VALUE_CHARS)).into_owned()
 }
 
 /// The ticket's own fields, one per line.
 fn show_fields(out: &mut Out<'_>, t: &TicketDetail) -> std::io::Result<()> {
     let k = &t.ticket;
-    writeln!(out, "{} {}", vis(&k.tag), vis(&k.subject))?;
+    writeln!(out, "{} {}", vis(&k.tag), bounded(&k.subject))?;
     writeln!(out, "  status:    {}", k.status)?;
     writeln!(out, "  desk:      {}", vis(&k.desk))?;
     writeln!(out, "  queue:     {}", vis(&k.queue))?;
@@ -106,22 +137,44 @@ fn show_fields(out: &mut Out<'_>, t: &TicketDetail) -> std::io::Result<()> {
         vis(k.urgency.as_deref().unwrap_or("-")),
         vis(k.impact.as_deref().unwrap_or("-"))
     )?;
+    writeln!(
+        out,
+        "  owner:     {}",
+        k.owner
+            .as_deref()
+            .map(bounded)
+            .unwrap_or_else(|| "(nobody)".to_string())
+    )?;
     if let Some(due) = k.due_at {
         writeln!(out, "  due:       {}", format_ms(due))?;
     }
+    match k.first_response_at {
+        Some(at) => writeln!(
+            out,
+            "  responded: {} ({} after arrival)",
+            format_ms(at),
+            format_duration(at - k.created_at)
+        )?,
+        None => writeln!(out, "  responded: not yet")?,
+    }
     if !k.tags.is_empty() {
-        writeln!(out, "  tags:      {}", vis(&k.tags.join(", ")))?;
+        writeln!(out, "  tags:      {}", bounded(&k.tags.join(", ")))?;
     }
     if let Some(key) = &k.alert_key {
-        writeln!(out, "  alert key: {}", vis(key))?;
+        writeln!(out, "  alert key: {}", bounded(key))?;
     }
     match &k.requester_name {
-        Some(n) => writeln!(out, "  requester: {} <{}>", vis(n), vis(&k.requester))?,
-        None => writeln!(out, "  requester: {}", vis(&k.requester))?,
+        Some(n) => writeln!(
+            out,
+            "  requester: {} <{}>",
+            bounded(n),
+            bounded(&k.requester)
+        )?,
+        None => writeln!(out, "  requester: {}", bounded(&k.requester))?,
     }
     writeln!(out, "  mailbox:   {}", vis(&k.mailbox))?;
     if !t.recipients.is_empty() {
-        writeln!(out, "  recipients: {}", vis(&t.recipients.join(", ")))?;
+        writeln!(out, "  recipients: {}", bounded(&t.recipients.join(", ")))?;
     }
     for l in &t.links {
         let arrow = if l.direction == "from" {
@@ -133,7 +186,7 @@ fn show_fields(out: &mut Out<'_>, t: &TicketDetail) -> std::io::Result<()> {
             out,
             "  linked:    {arrow} ticket #{} ({})",
             l.ticket,
-            vis(&l.reason)
+            bounded(&l.reason)
         )?;
     }
     writeln!(out, "  created:   {}", format_ms(k.created_at))?;
@@ -196,57 +249,166 @@ fn show_message(out: &mut Out<'_>, m: &MessageRow) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The mail sent about the ticket, if any.
-fn show_mail(out: &mut Out<'_>, t: &TicketDetail) -> std::io::Result<()> {
-    if t.mail.is_empty() {
-        return Ok(());
-    }
-    writeln!(out, "\n--- mail ---")?;
-    for m in &t.mail {
+/// The timeline: one line per entry (time, actor, what happened), and an
+/// indented line of details where there are some.
+fn show_timeline(out: &mut Out<'_>, timeline: &[TimelineEntry]) -> std::io::Result<()> {
+    writeln!(out, "\n--- timeline (UTC) ---")?;
+    for e in timeline {
+        let (what, more) = describe(e);
         writeln!(
             out,
-            "{}  {:<7} {:<20} to {}  {}{}",
-            format_ms(m.created_at),
-            vis(&m.status),
-            vis(&m.kind),
-            vis(&m.rcpt.join(", ")),
-            vis(&m.subject),
-            m.last_error
-                .as_deref()
-                .map(|e| format!("  ({})", vis(e)))
-                .unwrap_or_default()
+            "{}  {:<24}  {}",
+            format_time(e.at),
+            bounded(&e.actor),
+            what
         )?;
-    }
-    Ok(())
-}
-
-/// The ticket's events, oldest first.
-fn show_history(out: &mut Out<'_>, t: &TicketDetail) -> std::io::Result<()> {
-    writeln!(out, "\n--- history ---")?;
-    for e in &t.events {
-        writeln!(
-            out,
-            "{}  {:<10} {}  {}",
-            format_ms(e.at),
-            vis(&e.kind),
-            vis(&e.actor),
-            vis(&e.detail.to_string())
-        )?;
-        if let Some(why) = threading_reason(&e.kind, &e.detail) {
-            writeln!(out, "    why: {}", vis(why))?;
+        for line in more {
+            writeln!(out, "    {line}")?;
         }
     }
     Ok(())
 }
 
-/// The reason of a threading decision recorded in an event, if it is one:
-/// how a message joined or opened its ticket, a link, a reopening, own mail.
-fn threading_reason<'a>(kind: &str, detail: &'a serde_json::Value) -> Option<&'a str> {
-    let field = match kind {
-        "created" => "thread",
-        "linked" => "detail",
-        "reply" | "reopened" | "own mail seen" => "reason",
-        _ => return None,
+/// A string field of an event's details, bounded and escaped; `-` if absent.
+fn field(d: &serde_json::Value, name: &str) -> String {
+    match d.get(name) {
+        Some(serde_json::Value::String(s)) => bounded(s),
+        Some(serde_json::Value::Null) | None => "-".to_string(),
+        Some(v) => bounded(&v.to_string()),
+    }
+}
+
+/// A list field (`rcpt`) as `a, b`, bounded and escaped.
+fn list_field(d: &serde_json::Value, name: &str) -> String {
+    let items: Vec<&str> = d
+        .get(name)
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    if items.is_empty() {
+        "-".to_string()
+    } else {
+        bounded(&items.join(", "))
+    }
+}
+
+/// Whether a details field holds a non-empty string.
+fn has(d: &serde_json::Value, name: &str) -> bool {
+    d.get(name)
+        .and_then(|v| v.as_str())
+        .is_some_and(|s| !s.is_empty())
+}
+
+/// The readable phrase of an entry, and its detail lines (already bounded
+/// and escaped). Unknown kinds show their name and their details as
+/// compact JSON.
+fn describe(e: &TimelineEntry) -> (String, Vec<String>) {
+    let d = &e.details;
+    let mut more = Vec::new();
+    let why = |more: &mut Vec<String>, name: &str| {
+        if has(d, name) {
+            more.push(format!("why: {}", field(d, name)));
+        }
     };
-    detail.get(field).and_then(|v| v.as_str())
+    let what = match e.kind.as_str() {
+        "created" => {
+            why(&mut more, "thread");
+            format!(
+                "ticket created  (queue {}, kind {}, via {})",
+                field(d, "queue"),
+                field(d, "kind"),
+                field(d, "mailbox")
+            )
+        }
+        "reply" => format!("message added  (reply, {})", field(d, "reason")),
+        "duplicate" => format!(
+            "duplicate delivery, not recorded again  (via {})",
+            field(d, "mailbox")
+        ),
+        "message-id collision" => {
+            more.push(format!(
+                "Message-ID <{}> was used earlier by {}",
+                field(d, "message_id"),
+                compact(d.get("earlier").unwrap_or(&serde_json::Value::Null))
+            ));
+            "message added with a reused Message-ID  (different content, kept apart)".to_string()
+        }
+        "linked" => {
+            why(&mut more, "detail");
+            format!(
+                "linked with ticket #{}  ({})",
+                field(d, "ticket"),
+                field(d, "reason")
+            )
+        }
+        "reopened" => {
+            why(&mut more, "reason");
+            "reopened".to_string()
+        }
+        "own mail seen" => {
+            why(&mut more, "reason");
+            format!(
+                "our own mail came back, ignored  (via {})",
+                field(d, "mailbox")
+            )
+        }
+        "status" => {
+            why(&mut more, "reason");
+            format!("status {} -> {}", field(d, "from"), field(d, "to"))
+        }
+        "initial response" => format!("initial response  (message <{}>)", field(d, "message_id")),
+        "owner" => match d.get("owner").and_then(|v| v.as_str()) {
+            Some(o) => format!("owner set to {}", bounded(o)),
+            None => "owner cleared".to_string(),
+        },
+        "mail queued" => {
+            more.push(format!("subject: {}", field(d, "subject")));
+            let status = field(d, "status");
+            if status != "pending" {
+                more.push(format!("now {status}"));
+            }
+            if has(d, "last_error") {
+                more.push(format!("last error: {}", field(d, "last_error")));
+            }
+            format!(
+                "mail queued: {} to {}",
+                field(d, "kind"),
+                list_field(d, "rcpt")
+            )
+        }
+        "mail sent" => {
+            if has(d, "response") {
+                more.push(format!("server said: {}", field(d, "response")));
+            }
+            format!(
+                "mail sent: {} to {}",
+                field(d, "kind"),
+                list_field(d, "rcpt")
+            )
+        }
+        "mail failed" => {
+            more.push(format!("error: {}", field(d, "error")));
+            format!(
+                "mail failed: {} to {}",
+                field(d, "kind"),
+                list_field(d, "rcpt")
+            )
+        }
+        "mail suppressed" => {
+            why(&mut more, "reason");
+            format!("mail not sent: {}", field(d, "kind"))
+        }
+        other => {
+            if !d.is_null() && d.as_object().is_none_or(|o| !o.is_empty()) {
+                more.push(compact(d));
+            }
+            bounded(other)
+        }
+    };
+    (what, more)
+}
+
+/// Details as one line of compact JSON, bounded and escaped.
+fn compact(v: &serde_json::Value) -> String {
+    bounded(&v.to_string())
 }

@@ -110,6 +110,86 @@ pub struct TicketDetail {
     pub links: Vec<LinkRow>,
 }
 
+/// One entry of a ticket's timeline: an event of its history, or a mail
+/// queued about it (from the outbox), in one machine format.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineEntry {
+    /// ms since the epoch.
+    pub at: i64,
+    /// Who did it: an address, or `triaged` for the system.
+    pub actor: String,
+    /// The event's kind (`created`, `reply`, `status`, ...), or `mail queued`.
+    pub kind: String,
+    pub details: serde_json::Value,
+}
+
+/// The actor of what the system does by itself.
+pub const SYSTEM_ACTOR: &str = "triaged";
+
+impl TicketDetail {
+    /// The history and the mail in one list, oldest first: each event, and
+    /// each outbox row as a `mail queued` entry at its creation (after the
+    /// events of the same moment, which queued it). `mail sent` and `mail
+    /// failed` events gain the mail's recipients and subject.
+    pub fn timeline(&self) -> Vec<TimelineEntry> {
+        let mail_by_id = |id: Option<i64>| id.and_then(|id| self.mail.iter().find(|m| m.id == id));
+        let mut entries: Vec<(i64, u8, TimelineEntry)> =
+            Vec::with_capacity(self.events.len() + self.mail.len());
+        for e in &self.events {
+            let mut details = e.detail.clone();
+            if (e.kind == "mail sent" || e.kind == "mail failed")
+                && let Some(m) = mail_by_id(details.get("outbox").and_then(|v| v.as_i64()))
+                && let Some(obj) = details.as_object_mut()
+            {
+                obj.entry("rcpt")
+                    .or_insert_with(|| serde_json::json!(m.rcpt));
+                obj.entry("subject")
+                    .or_insert_with(|| serde_json::json!(m.subject));
+            }
+            let actor = if e.actor.trim().is_empty() {
+                SYSTEM_ACTOR.to_string()
+            } else {
+                e.actor.clone()
+            };
+            entries.push((
+                e.at,
+                0,
+                TimelineEntry {
+                    at: e.at,
+                    actor,
+                    kind: e.kind.clone(),
+                    details,
+                },
+            ));
+        }
+        for m in &self.mail {
+            entries.push((
+                m.created_at,
+                1,
+                TimelineEntry {
+                    at: m.created_at,
+                    actor: SYSTEM_ACTOR.to_string(),
+                    kind: "mail queued".to_string(),
+                    details: serde_json::json!({
+                        "outbox": m.id,
+                        "kind": m.kind,
+                        "rcpt": m.rcpt,
+                        "subject": m.subject,
+                        "message_id": m.message_id,
+                        "status": m.status,
+                        "attempts": m.attempts,
+                        "last_error": m.last_error,
+                        "sent_at": m.sent_at,
+                    }),
+                },
+            ));
+        }
+        // Stable: events keep their recorded order within one moment.
+        entries.sort_by_key(|(at, src, _)| (*at, *src));
+        entries.into_iter().map(|(_, _, e)| e).collect()
+    }
+}
+
 /// A link between two tickets, seen from one of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LinkRow {
