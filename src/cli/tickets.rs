@@ -117,9 +117,18 @@ struct ShowJson<'a> {
 /// How much of one value from mail a line shows.
 const VALUE_CHARS: usize = 200;
 
+/// How much of one header of a message `tickets show` prints (the body is
+/// printed whole; the raw message is kept).
+const HEADER_CHARS: usize = 998;
+
 /// One value for a line: bounded, controls escaped.
 fn bounded(s: &str) -> String {
     vis(&truncate(s, VALUE_CHARS)).into_owned()
+}
+
+/// A message's header for its line: bounded, controls escaped.
+fn header(s: &str) -> String {
+    vis(&truncate(s, HEADER_CHARS)).into_owned()
 }
 
 /// The ticket's own fields, one per line.
@@ -199,7 +208,7 @@ fn show_message(out: &mut Out<'_>, m: &MessageRow) -> std::io::Result<()> {
     writeln!(
         out,
         "From:       {}",
-        vis(m.from.as_deref().unwrap_or("(none)"))
+        header(m.from.as_deref().unwrap_or("(none)"))
     )?;
     let list = |v: &[crate::parse::MailAddr]| {
         v.iter()
@@ -208,20 +217,20 @@ fn show_message(out: &mut Out<'_>, m: &MessageRow) -> std::io::Result<()> {
             .join(", ")
     };
     if !m.to.is_empty() {
-        writeln!(out, "To:         {}", vis(&list(&m.to)))?;
+        writeln!(out, "To:         {}", header(&list(&m.to)))?;
     }
     if !m.cc.is_empty() {
-        writeln!(out, "Cc:         {}", vis(&list(&m.cc)))?;
+        writeln!(out, "Cc:         {}", header(&list(&m.cc)))?;
     }
     writeln!(
         out,
         "Subject:    {}",
-        vis(m.subject.as_deref().unwrap_or("(none)"))
+        header(m.subject.as_deref().unwrap_or("(none)"))
     )?;
     writeln!(
         out,
         "Message-ID: {}",
-        vis(m.message_id.as_deref().unwrap_or("(none)"))
+        header(m.message_id.as_deref().unwrap_or("(none)"))
     )?;
     if let Some(d) = m.date {
         writeln!(out, "Date:       {}", format_ms(d * 1000))?;
@@ -231,7 +240,7 @@ fn show_message(out: &mut Out<'_>, m: &MessageRow) -> std::io::Result<()> {
         "Received:   {} via {} ({})",
         format_ms(m.received_at),
         vis(&m.mailbox),
-        vis(&m.origin)
+        header(&m.origin)
     )?;
     for a in &m.attachments {
         writeln!(
@@ -314,16 +323,25 @@ fn describe(e: &TimelineEntry) -> (String, Vec<String>) {
         "created" => {
             why(&mut more, "thread");
             format!(
-                "ticket created  (queue {}, kind {}, via {})",
+                "ticket created  (queue {}, kind {}, via {}, {})",
                 field(d, "queue"),
                 field(d, "kind"),
-                field(d, "mailbox")
+                field(d, "mailbox"),
+                field(d, "origin")
             )
         }
-        "reply" => format!("message added  (reply, {})", field(d, "reason")),
+        "reply" => {
+            more.push(format!(
+                "via {}, {}",
+                field(d, "mailbox"),
+                field(d, "origin")
+            ));
+            format!("message added  (reply, {})", field(d, "reason"))
+        }
         "duplicate" => format!(
-            "duplicate delivery, not recorded again  (via {})",
-            field(d, "mailbox")
+            "duplicate delivery, not recorded again  (via {}, {})",
+            field(d, "mailbox"),
+            field(d, "origin")
         ),
         "message-id collision" => {
             more.push(format!(
@@ -411,4 +429,64 @@ fn describe(e: &TimelineEntry) -> (String, Vec<String>) {
 /// Details as one line of compact JSON, bounded and escaped.
 fn compact(v: &serde_json::Value) -> String {
     bounded(&v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(kind: &str, details: serde_json::Value) -> TimelineEntry {
+        TimelineEntry {
+            at: 0,
+            actor: "triaged".to_string(),
+            kind: kind.to_string(),
+            details,
+        }
+    }
+
+    #[test]
+    fn known_kinds_read_as_phrases() {
+        let (what, more) = describe(&entry(
+            "status",
+            serde_json::json!({"from": "new", "to": "open", "reason": "first correspondence"}),
+        ));
+        assert_eq!(what, "status new -> open");
+        assert_eq!(more, ["why: first correspondence"]);
+        let (what, _) = describe(&entry("owner", serde_json::json!({"owner": null})));
+        assert_eq!(what, "owner cleared");
+        let (what, more) = describe(&entry(
+            "mail failed",
+            serde_json::json!({"kind": "correspondence", "rcpt": ["a@x", "b@x"], "error": "550 no"}),
+        ));
+        assert_eq!(what, "mail failed: correspondence to a@x, b@x");
+        assert_eq!(more, ["error: 550 no"]);
+    }
+
+    #[test]
+    fn unknown_kinds_and_hostile_details_are_escaped_and_bounded() {
+        let hostile = format!("\x1b]0;owned\x07\u{9b}2J\u{202e}{}", "x".repeat(1 << 20));
+        let (what, more) = describe(&entry(
+            &format!("command refused\x1b[31m{hostile}"),
+            serde_json::json!({"reason": hostile, "line": "/take"}),
+        ));
+        assert!(what.starts_with("command refused\\x1b[31m\\x1b]0;owned\\x07\\u{9b}2J\\u{202e}x"));
+        assert_eq!(more.len(), 1);
+        for line in std::iter::once(&what).chain(&more) {
+            assert!(
+                !line.chars().any(super::super::text::needs_escape),
+                "{line:.80}"
+            );
+            assert!(line.chars().count() < 4 * VALUE_CHARS, "{}", line.len());
+        }
+        assert!(more[0].contains("/take"), "{}", more[0]);
+        // A known kind's fields from mail, likewise.
+        let (what, more) = describe(&entry(
+            "linked",
+            serde_json::json!({"ticket": 7, "reason": hostile, "detail": hostile}),
+        ));
+        for line in std::iter::once(&what).chain(&more) {
+            assert!(!line.chars().any(super::super::text::needs_escape));
+            assert!(line.chars().count() < 4 * VALUE_CHARS);
+        }
+    }
 }
