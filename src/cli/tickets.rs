@@ -261,7 +261,7 @@ fn show_message(out: &mut Out<'_>, m: &MessageRow) -> std::io::Result<()> {
 /// The timeline: one line per entry (time, actor, what happened), and an
 /// indented line of details where there are some.
 fn show_timeline(out: &mut Out<'_>, timeline: &[TimelineEntry]) -> std::io::Result<()> {
-    writeln!(out, "\n--- timeline (UTC) ---")?;
+    writeln!(out, "\n--- history (UTC) ---")?;
     for e in timeline {
         let (what, more) = describe(e);
         writeln!(

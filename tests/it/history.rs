@@ -60,7 +60,7 @@ fn show_json(dir: &Path, number: i64) -> Value {
 
 /// The timeline part of `tickets show`.
 fn timeline(text: &str) -> &str {
-    let at = text.find("--- timeline (UTC) ---").expect("a timeline");
+    let at = text.find("--- history (UTC) ---").expect("a timeline");
     &text[at..]
 }
 
