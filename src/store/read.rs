@@ -527,3 +527,107 @@ impl Store {
         all(&rows, QuarantineRow::from_row)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn detail(events: Vec<EventRow>, mail: Vec<OutboxSummary>) -> TicketDetail {
+        TicketDetail {
+            ticket: TicketSummary {
+                number: 1000,
+                tag: "[ISDA #1000]".into(),
+                desk: "isda".into(),
+                queue: "Customer-Support".into(),
+                kind: "bug".into(),
+                status: Status::Open,
+                requester: "ann@customer.example".into(),
+                requester_name: None,
+                subject: "Map broken".into(),
+                mailbox: "isda-support".into(),
+                created_at: 10,
+                updated_at: 30,
+                urgency: None,
+                impact: None,
+                priority: None,
+                due_at: None,
+                tags: Vec::new(),
+                alert_key: None,
+                first_response_at: None,
+                owner: None,
+            },
+            recipients: Vec::new(),
+            mail,
+            messages: Vec::new(),
+            events,
+            links: Vec::new(),
+        }
+    }
+
+    fn event(at: i64, kind: &str, actor: &str, detail: serde_json::Value) -> EventRow {
+        EventRow {
+            at,
+            kind: kind.into(),
+            actor: actor.into(),
+            detail,
+        }
+    }
+
+    #[test]
+    fn timeline_merges_events_and_mail_in_time_order() {
+        let mail = OutboxSummary {
+            id: 7,
+            ticket_number: Some(1000),
+            kind: "acknowledgement".into(),
+            rcpt: vec!["ann@customer.example".into()],
+            subject: "[ISDA #1000] Map broken".into(),
+            message_id: "m@example.edu".into(),
+            status: "sent".into(),
+            attempts: 1,
+            next_attempt_at: 10,
+            last_error: None,
+            created_at: 10,
+            sent_at: Some(20),
+        };
+        let t = detail(
+            vec![
+                event(10, "created", "ann@customer.example", json!({})),
+                event(
+                    10,
+                    "mail suppressed",
+                    "",
+                    json!({"kind": "queue notification"}),
+                ),
+                event(
+                    20,
+                    "mail sent",
+                    "triaged",
+                    json!({"outbox": 7, "kind": "acknowledgement"}),
+                ),
+                event(30, "reply", "ann@customer.example", json!({})),
+            ],
+            vec![mail],
+        );
+        let timeline = t.timeline();
+        let kinds: Vec<(i64, &str, &str)> = timeline
+            .iter()
+            .map(|e| (e.at, e.kind.as_str(), e.actor.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (10, "created", "ann@customer.example"),
+                (10, "mail suppressed", SYSTEM_ACTOR),
+                (10, "mail queued", SYSTEM_ACTOR),
+                (20, "mail sent", "triaged"),
+                (30, "reply", "ann@customer.example"),
+            ]
+        );
+        assert_eq!(timeline[2].details["rcpt"], json!(["ann@customer.example"]));
+        assert_eq!(timeline[2].details["status"], "sent");
+        // The sent event names its recipients and subject.
+        assert_eq!(timeline[3].details["rcpt"], json!(["ann@customer.example"]));
+        assert_eq!(timeline[3].details["subject"], "[ISDA #1000] Map broken");
+    }
+}
