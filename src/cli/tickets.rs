@@ -7,11 +7,17 @@ use super::TicketsCommand;
 use super::text::{
     format_duration, format_ms, format_time, json_visible, parse_number, truncate, vis, visible,
 };
+use crate::calendar::Calendar;
+use crate::config::Config;
 use crate::store::{MessageRow, Store, TicketDetail, TicketFilter, TimelineEntry};
 
 type Out<'a> = std::io::StdoutLock<'a>;
 
-pub(super) async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn tickets(
+    store: &Store,
+    config: &Config,
+    command: TicketsCommand,
+) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match command {
         TicketsCommand::List {
@@ -27,7 +33,7 @@ pub(super) async fn tickets(store: &Store, command: TicketsCommand) -> anyhow::R
             };
             list(&mut out, store, &filter, json).await
         }
-        TicketsCommand::Show { number, json } => show(&mut out, store, &number, json).await,
+        TicketsCommand::Show { number, json } => show(&mut out, store, config, &number, json).await,
     }
 }
 
@@ -65,6 +71,7 @@ async fn list(
 async fn show(
     out: &mut Out<'_>,
     store: &Store,
+    config: &Config,
     number: &str,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -88,7 +95,8 @@ async fn show(
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    show_fields(out, &t)?;
+    let business = config.calendars.get(&t.ticket.desk);
+    show_fields(out, &t, business)?;
     for (i, m) in t.messages.iter().enumerate() {
         writeln!(
             out,
@@ -132,7 +140,11 @@ fn header(s: &str) -> String {
 }
 
 /// The ticket's own fields, one per line.
-fn show_fields(out: &mut Out<'_>, t: &TicketDetail) -> std::io::Result<()> {
+fn show_fields(
+    out: &mut Out<'_>,
+    t: &TicketDetail,
+    business: Option<&Calendar>,
+) -> std::io::Result<()> {
     let k = &t.ticket;
     writeln!(out, "{} {}", vis(&k.tag), bounded(&k.subject))?;
     writeln!(out, "  status:    {}", k.status)?;
@@ -160,9 +172,17 @@ fn show_fields(out: &mut Out<'_>, t: &TicketDetail) -> std::io::Result<()> {
     match k.first_response_at {
         Some(at) => writeln!(
             out,
-            "  responded: {} ({} after arrival)",
+            "  responded: {} ({} after arrival{}{})",
             format_ms(at),
-            format_duration(at - k.created_at)
+            format_duration(at - k.created_at),
+            business_delay(business, k.created_at, at)
+                .map(|d| format!(", {} of business hours", format_duration(d)))
+                .unwrap_or_default(),
+            match k.due_at {
+                Some(due) if at <= due => ", in time",
+                Some(_) => ", late",
+                None => "",
+            }
         )?,
         None => writeln!(out, "  responded: not yet")?,
     }
@@ -201,6 +221,16 @@ fn show_fields(out: &mut Out<'_>, t: &TicketDetail) -> std::io::Result<()> {
     writeln!(out, "  created:   {}", format_ms(k.created_at))?;
     writeln!(out, "  updated:   {}", format_ms(k.updated_at))?;
     Ok(())
+}
+
+/// The business time between two instants (ms) by the desk's calendar,
+/// when it has opening hours.
+fn business_delay(calendar: Option<&Calendar>, from: i64, to: i64) -> Option<i64> {
+    let calendar = calendar.filter(|c| c.has_hours())?;
+    let from = jiff::Timestamp::from_millisecond(from).ok()?;
+    let to = jiff::Timestamp::from_millisecond(to).ok()?;
+    let d = calendar.elapsed(from, to).ok()?;
+    i64::try_from(d.as_millis()).ok()
 }
 
 /// One message of the ticket: its headers, attachments, problems and body.

@@ -222,8 +222,10 @@ async fn ticket(
 ) -> Result<(i64, Outcome), StoreError> {
     let found = tx.thread_found(keys, decision.alert_key.as_deref()).await?;
     let sender = parsed.from.as_ref().map(|a| a.address.as_str());
-    // The history's actor of what this message does: its sender.
-    let by = sender.map_or_else(|| "unknown".to_string(), str::to_ascii_lowercase);
+    // The history's actor of what this message does: who wrote it.
+    let by = parsed
+        .requester()
+        .map_or_else(|| "unknown".to_string(), |a| a.address.to_ascii_lowercase());
     let team = |desk: &str, sender: &str| config.is_team_member(desk, sender);
     let threading = thread::decide(
         &found,

@@ -120,7 +120,10 @@ fn a_conversation_reads_as_one_timeline() {
     let text = show(d, 1000);
     assert!(text.contains("  owner:     (nobody)"), "{text}");
     assert!(text.contains("  responded: 20"), "{text}");
-    assert!(text.contains(" after arrival)"), "{text}");
+    // The delay, in wall-clock and in the desk's business hours, and
+    // against the due time.
+    assert!(text.contains(" after arrival, "), "{text}");
+    assert!(text.contains(" of business hours, in time)"), "{text}");
     assert!(
         !text.contains("--- history ---") && !text.contains("--- mail ---"),
         "{text}"
