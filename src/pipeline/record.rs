@@ -222,6 +222,10 @@ async fn ticket(
 ) -> Result<(i64, Outcome), StoreError> {
     let found = tx.thread_found(keys, decision.alert_key.as_deref()).await?;
     let sender = parsed.from.as_ref().map(|a| a.address.as_str());
+    // The history's actor of what this message does: who wrote it.
+    let by = parsed
+        .requester()
+        .map_or_else(|| "unknown".to_string(), |a| a.address.to_ascii_lowercase());
     let team = |desk: &str, sender: &str| config.is_team_member(desk, sender);
     let threading = thread::decide(
         &found,
@@ -272,9 +276,10 @@ async fn ticket(
     let reason = threading.reason();
     match &threading {
         Threading::New { link } => {
-            tx.event(
+            tx.event_by(
                 number,
                 "created",
+                &by,
                 &json!({
                     "message": message,
                     "mailbox": p.mailbox,
@@ -315,9 +320,10 @@ async fn ticket(
                     "a reply to a resolved ticket, within the reopen window",
                 )
                 .await?;
-                tx.event(
+                tx.event_by(
                     number,
                     "reopened",
+                    &by,
                     &json!({"message": message, "status": Status::Open, "reason": "a reply to a resolved ticket, within the reopen window"}),
                 )
                 .await?;
@@ -327,9 +333,10 @@ async fn ticket(
                 Via::Alert => "alert key",
                 Via::Reference(_) => "references",
             };
-            tx.event(
+            tx.event_by(
                 number,
                 "reply",
+                &by,
                 &json!({"message": message, "mailbox": p.mailbox, "origin": origin, "thread": thread, "reason": reason}),
             )
             .await?;

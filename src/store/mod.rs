@@ -34,8 +34,8 @@ pub use conversation::{ThreadMail, TicketState};
 pub use in_flight::InFlight;
 pub use outbox::{NewMail, OutboxMail, OutboxSummary};
 pub use read::{
-    AttachmentRow, Counts, EventRow, LinkRow, MessageRow, QuarantineRow, TicketDetail,
-    TicketFilter, TicketSummary,
+    AttachmentRow, Counts, EventRow, LinkRow, MessageRow, QuarantineRow, SYSTEM_ACTOR,
+    TicketDetail, TicketFilter, TicketSummary, TimelineEntry,
 };
 pub use write::{NewMessage, NewQuarantine, Seen, Tx};
 

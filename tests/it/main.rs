@@ -4,6 +4,7 @@ mod conversation_threading;
 mod correspondence;
 mod durability;
 mod harness;
+mod history;
 mod hostile;
 mod identity;
 mod imap;
