@@ -71,8 +71,12 @@ pub(super) async fn record(
         } => {
             let (number, outcome) = ticket(tx, config, p, &fresh, parsed, decision, keys).await?;
             if let Some(reason) = alert_quiet(decision, outcome) {
-                tx.event(number, "mail suppressed", &json!({"kind": "all", "reason": reason}))
-                    .await?;
+                tx.event(
+                    number,
+                    "mail suppressed",
+                    &json!({"kind": "all", "reason": reason}),
+                )
+                .await?;
                 return Ok(Recorded { outcome, queued: 0 });
             }
             let state = match outcome {

@@ -145,7 +145,9 @@ fn nothing_to_monitoring(desk: &Desk) {
         );
         if let Some(rcpt) = m["rcpt"].as_array() {
             assert!(
-                !rcpt.iter().any(|r| r.as_str().is_some_and(|r| r.contains(NAGIOS))),
+                !rcpt
+                    .iter()
+                    .any(|r| r.as_str().is_some_and(|r| r.contains(NAGIOS))),
                 "{m:#}"
             );
         }
@@ -159,7 +161,12 @@ fn nothing_to_monitoring(desk: &Desk) {
 
 async fn fifty_alerts_one_ticket_and_the_recovery_resolves_it(desk: &Desk) {
     let alerts: Vec<Vec<u8>> = (0..50)
-        .map(|i| nagios(&format!("problem-{i}"), "PROBLEM: registration-app-02 is DOWN"))
+        .map(|i| {
+            nagios(
+                &format!("problem-{i}"),
+                "PROBLEM: registration-app-02 is DOWN",
+            )
+        })
         .collect();
     let s = desk.ingest("map-support", &alerts);
     assert_eq!(s["new_tickets"], 1, "{s}");
@@ -191,7 +198,10 @@ async fn fifty_alerts_one_ticket_and_the_recovery_resolves_it(desk: &Desk) {
         .iter()
         .find(|e| e["detail"]["to"] == "resolved")
         .unwrap_or_else(|| panic!("no status event to resolved: {first:#}"));
-    assert_eq!(resolved["detail"]["reason"], "recovery message", "{first:#}");
+    assert_eq!(
+        resolved["detail"]["reason"], "recovery message",
+        "{first:#}"
+    );
     assert_eq!(resolved["actor"], NAGIOS, "{first:#}");
     assert_eq!(events(&first, "recovered").len(), 1, "{first:#}");
     assert_eq!(
@@ -204,7 +214,10 @@ async fn fifty_alerts_one_ticket_and_the_recovery_resolves_it(desk: &Desk) {
     // resolved.
     let s = desk.ingest(
         "map-support",
-        &[nagios("problem-again", "PROBLEM: registration-app-02 is DOWN")],
+        &[nagios(
+            "problem-again",
+            "PROBLEM: registration-app-02 is DOWN",
+        )],
     );
     assert_eq!(s["new_tickets"], 1, "{s}");
     let second = desk.ticket(1001);
