@@ -4,14 +4,16 @@
 //! sends nothing; a problem after that opens a new ticket; a recovery with no
 //! open ticket of its key is recorded on a ticket of its own, created
 //! resolved. No mail ever goes to a monitoring system, even when a team
-//! member answers on an alert ticket.
+//! member answers on an alert ticket. The same over IMAP, with the daemon.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::harness::{PgDb, bin, message};
+use std::time::Duration;
+
+use crate::harness::{Mailbox, PgDb, World, bin, message, wait_for};
 
 const MAP: &str = "map-support@example.edu";
 const NAGIOS: &str = "nagios@monitor.example.edu";
@@ -267,4 +269,76 @@ async fn fifty_alerts_one_ticket_and_the_recovery_resolves_it_postgres() {
     let db = PgDb::create("alerts").await;
     fifty_alerts_one_ticket_and_the_recovery_resolves_it(&Desk::new(Some(&db.url))).await;
     db.drop_db().await;
+}
+
+/// The same over IMAP: the daemon takes 50 alerts and the recovery from the
+/// map-support mailbox; one ticket, resolved, nothing queued for the
+/// monitoring system.
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_and_recovery_over_imap() {
+    let world = World::new(
+        &[Mailbox {
+            name: "map-support",
+            user: MAP,
+            queue: "ProductionDefect",
+            after: "move",
+        }],
+        None,
+        "",
+    );
+    let daemon = world.start_daemon();
+    let alerts: Vec<Vec<u8>> = (0..50)
+        .map(|i| {
+            nagios(
+                &format!("imap-problem-{i}"),
+                "PROBLEM: registration-app-02 is DOWN",
+            )
+        })
+        .collect();
+    world
+        .dovecot
+        .append(MAP, "INBOX", &alerts)
+        .await
+        .expect("append");
+    let messages_in = |w: &World| w.stats()["messages"].as_i64().unwrap_or(0);
+    assert!(
+        wait_for(Duration::from_secs(60), || messages_in(&world) == 50),
+        "50 alerts not taken; log:\n{}",
+        daemon.log()
+    );
+    world
+        .dovecot
+        .append(
+            MAP,
+            "INBOX",
+            &[nagios(
+                "imap-recovery",
+                "RECOVERY: registration-app-02 is UP",
+            )],
+        )
+        .await
+        .expect("append");
+    assert!(
+        wait_for(Duration::from_secs(30), || messages_in(&world) == 51),
+        "recovery not taken; log:\n{}",
+        daemon.log()
+    );
+    let tickets = world.tickets();
+    assert_eq!(tickets.len(), 1, "{tickets:#?}");
+    let number = tickets[0]["number"].as_i64().expect("number");
+    let t = world.json(&["tickets", "show", &number.to_string(), "--json"]);
+    assert_eq!(messages(&t), 51, "{t:#}");
+    assert_eq!(t["status"], "resolved", "{t:#}");
+    assert!(mails(&t, "acknowledgement").is_empty(), "{t:#}");
+    let outbox = match world.json(&["outbox", "list", "--json", "--limit", "10000"]) {
+        Value::Array(v) => v,
+        other => panic!("{other:#}"),
+    };
+    assert!(
+        !outbox
+            .iter()
+            .any(|m| m["rcpt"].to_string().contains(NAGIOS)),
+        "{outbox:#?}"
+    );
+    assert!(daemon.terminate(Duration::from_secs(20)).success());
 }
