@@ -212,6 +212,12 @@ pub async fn classify(
     if let Some(k) = &d.alert_key {
         writeln!(out, "alert key:  {k}")?;
     }
+    if d.recovery {
+        writeln!(
+            out,
+            "recovery:   yes, resolves the open ticket of its alert key"
+        )?;
+    }
     writeln!(out, "because:")?;
     for line in &d.explanation {
         writeln!(out, "  - {line}")?;
@@ -316,6 +322,7 @@ const KEYS: &[&str] = &[
     "tags",
     "suppress_ack",
     "alert_key",
+    "recovery",
     "matched",
 ];
 
@@ -459,6 +466,7 @@ fn comparable(d: &Decision) -> Vec<(&'static str, String)> {
         ("tags", d.tags.join(", ")),
         ("suppress_ack", d.suppress_ack.to_string()),
         ("alert_key", d.alert_key.clone().unwrap_or_default()),
+        ("recovery", d.recovery.to_string()),
     ]
 }
 

@@ -1,5 +1,6 @@
 //! All integration tests, in one test binary (one link, shared harness).
 
+mod alerts;
 mod conversation_threading;
 mod correspondence;
 mod durability;
