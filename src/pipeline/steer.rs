@@ -293,6 +293,27 @@ async fn one(
     })
 }
 
+/// A ticket's routing as a [`classify::Decision`] (what notify composes
+/// queue notifications and transfer notices from), with its tag and
+/// recipient list.
+pub fn decision_of(r: &Routing, desk_tag: &str, recipients: &[String]) -> classify::Decision {
+    classify::Decision {
+        desk: r.desk.clone(),
+        desk_tag: desk_tag.to_string(),
+        queue: r.queue.clone(),
+        kind: r.kind,
+        urgency: r.urgency.unwrap_or(crate::priority::Urgency::Medium),
+        impact: r.impact.unwrap_or(crate::priority::Impact::Moderate),
+        priority: r.priority.unwrap_or(crate::priority::Priority::Medium),
+        due_ms: r.due_at,
+        recipients: recipients.to_vec(),
+        tags: Vec::new(),
+        suppress_ack: true,
+        alert_key: None,
+        explanation: Vec::new(),
+    }
+}
+
 /// What the commands of one team member's reply did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ByMail {

@@ -286,6 +286,19 @@ impl Tx {
         Ok(())
     }
 
+    /// The raw bytes of a ticket's first message, if it has one.
+    pub async fn first_message_raw(&mut self, number: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let row =
+            sqlx::query("SELECT raw FROM messages WHERE ticket_number = $1 ORDER BY id LIMIT 1")
+                .bind(number)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("raw")?),
+            None => None,
+        })
+    }
+
     /// Takes addresses off a ticket's recipient list; how many were on it.
     pub async fn remove_recipients(
         &mut self,
