@@ -26,6 +26,8 @@ pub struct Steering<'a> {
     /// An internal note, and its author's display name.
     pub note: Option<&'a str>,
     pub note_author: Option<&'a str>,
+    /// Who steered (lower-case address): never sent their own note.
+    pub sender: Option<&'a str>,
 }
 
 impl Notifier {
@@ -148,13 +150,14 @@ impl Notifier {
 
         // 4. An internal note: the team and the owner, never the author.
         if let Some(note) = s.note {
-            let author = s.note_author.unwrap_or("");
+            let author = s.note_author.or(s.sender).unwrap_or("");
+            let sender = s.sender.unwrap_or("").to_ascii_lowercase();
             let mut to: Vec<String> = Vec::new();
             let team = self.config.desk_team(&d.desk).iter();
             let owner = state.and_then(|t| t.owner.as_ref());
             for a in team.chain(owner) {
                 let a = a.to_ascii_lowercase();
-                if a.contains('@') && a != author && !to.contains(&a) {
+                if a.contains('@') && a != sender && !to.contains(&a) {
                     to.push(a);
                 }
             }
@@ -180,4 +183,166 @@ impl Notifier {
 fn is_robot(address: &str) -> bool {
     let probe = crate::parse::parse(format!("From: {address}\n\n").as_bytes());
     policy::no_reply_reason(&probe, &[]).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::classify::Classifier;
+    use crate::config::Config;
+    use crate::notify::OutboundMail;
+    use crate::parse::parse;
+    use crate::store::{Status, TicketState};
+
+    fn state() -> TicketState {
+        TicketState {
+            number: 1042,
+            desk: "isda".into(),
+            desk_tag: "ISDA".into(),
+            queue: "ProductionDefect".into(),
+            status: Status::Open,
+            requester: "ann@example.org".into(),
+            requester_name: Some("Ann".into()),
+            subject: "Portal down".into(),
+            owner: Some("tkim@example.edu".into()),
+            first_response_at: None,
+            recipients: vec![
+                "ann@example.org".into(),
+                "bob@partner.example".into(),
+                "isda-pipeline@example.edu".into(),
+                "mgarcia@example.edu".into(),
+            ],
+            thread: Vec::new(),
+        }
+    }
+
+    fn compose(raw: &str, s: &Steering<'_>) -> Vec<Outgoing> {
+        let config = Arc::new(Config::load(None).expect("built-in config"));
+        let n = super::super::notifier(&config).expect("templates");
+        let parsed = parse(raw.as_bytes());
+        let first = parse(b"From: Ann <ann@example.org>\nSubject: Portal down\nMessage-ID: <f@example.org>\n\nThe portal is down.\n");
+        let mailbox = config.mailbox("isda-support").expect("mailbox").clone();
+        let mut decision = Classifier::load(&config)
+            .expect("rules")
+            .classify(&first, &mailbox, 0, &config);
+        decision.queue = "ProductionDefect".into();
+        let state = state();
+        let ev = TicketEvent {
+            created: false,
+            number: 1042,
+            mailbox: "isda-support",
+            decision: &decision,
+            parsed: &parsed,
+            recent_acks: 0,
+            recent_notified_sender: 0,
+            recent_notified_alert: 0,
+            now: 0,
+            raw: raw.as_bytes(),
+            ticket: Some(&state),
+        };
+        n.compose_steering(&ev, Some(&first), s)
+    }
+
+    fn mails(out: &[Outgoing]) -> Vec<&OutboundMail> {
+        out.iter()
+            .filter_map(|o| match o {
+                Outgoing::Mail(m) => Some(m),
+                Outgoing::Suppressed { .. } => None,
+            })
+            .collect()
+    }
+
+    const REPLY: &str = "From: Jane Lee <jlee@example.edu>\nSubject: Re: Portal down\nMessage-ID: <r@example.edu>\n\n/queue ProductionDefect\nOn it.\n";
+
+    #[test]
+    fn a_transfer_tells_the_list_and_the_new_queue_never_the_requester() {
+        let out = compose(
+            REPLY,
+            &Steering {
+                transfer: Some(("Customer-Support", "ProductionDefect")),
+                ..Steering::default()
+            },
+        );
+        let m = mails(&out);
+        let notices: Vec<&&OutboundMail> =
+            m.iter().filter(|m| m.kind == "transfer_notice").collect();
+        // Internal addresses together, the partner alone, Ann never.
+        assert_eq!(notices.len(), 2, "{out:#?}");
+        assert_eq!(
+            notices[0].rcpt,
+            vec!["isda-pipeline@example.edu", "mgarcia@example.edu"]
+        );
+        assert_eq!(notices[1].rcpt, vec!["bob@partner.example"]);
+        assert!(
+            m.iter()
+                .all(|m| !m.rcpt.contains(&"ann@example.org".to_string()))
+        );
+        let q = m
+            .iter()
+            .find(|m| m.kind == "queue_notification")
+            .expect("queue notification");
+        assert_eq!(q.rcpt, vec!["amit-auto-defect@example.edu"]);
+        let text = String::from_utf8_lossy(&q.raw);
+        assert!(text.contains("The portal is down."), "{text}");
+        assert!(text.contains("Transferred") || q.subject.contains("ProductionDefect"));
+    }
+
+    #[test]
+    fn refusals_go_to_the_team_member_alone_and_stay_bounded() {
+        let refused: Vec<Refused> = (0..1000)
+            .map(|i| Refused {
+                line: format!("/queue {}", "Q".repeat(5000)),
+                reason: format!("there is no queue number {i}\r\nBcc: evil@example.org"),
+            })
+            .collect();
+        let out = compose(
+            REPLY,
+            &Steering {
+                refused: &refused,
+                answer_to: Some("jlee@example.edu"),
+                ..Steering::default()
+            },
+        );
+        let m = mails(&out);
+        assert_eq!(m.len(), 1, "{out:#?}");
+        assert_eq!(m[0].kind, "command_refused");
+        assert_eq!(m[0].rcpt, vec!["jlee@example.edu"]);
+        assert!(m[0].raw.len() < 40_000, "{}", m[0].raw.len());
+        let text = String::from_utf8_lossy(&m[0].raw);
+        assert!(!text.contains("\r\nBcc:"), "{text}");
+        assert!(text.contains("980 more"), "{text}");
+        // Nobody to answer (a sender outside the team): no mail.
+        let out = compose(
+            REPLY,
+            &Steering {
+                refused: &refused,
+                answer_to: None,
+                ..Steering::default()
+            },
+        );
+        assert!(mails(&out).is_empty());
+    }
+
+    #[test]
+    fn a_note_goes_to_the_team_and_the_owner_not_the_author_nor_the_customer() {
+        let out = compose(
+            REPLY,
+            &Steering {
+                note: Some("Customer is on the old release."),
+                note_author: Some("Jane Lee"),
+                sender: Some("jlee@example.edu"),
+                ..Steering::default()
+            },
+        );
+        let m = mails(&out);
+        assert_eq!(m.len(), 1, "{out:#?}");
+        assert_eq!(m[0].kind, "comment");
+        assert!(m[0].rcpt.contains(&"mgarcia@example.edu".to_string()));
+        assert!(m[0].rcpt.contains(&"tkim@example.edu".to_string()));
+        assert!(!m[0].rcpt.contains(&"jlee@example.edu".to_string()));
+        assert!(!m[0].rcpt.contains(&"ann@example.org".to_string()));
+        assert!(String::from_utf8_lossy(&m[0].raw).contains("old release"));
+    }
 }

@@ -92,9 +92,12 @@ pub(super) async fn record(
                         // The sender meant something that did not happen:
                         // hold the relay (they are told why, and can send
                         // again).
-                        Some(st) if st.any_refused() => {
+                        Some(st) if st.any_refused() || st.block.comment => {
                             let reason = match &st.unauthorized {
                                 Some(why) => format!("not relayed: commands refused: {why}"),
+                                None if st.block.comment => {
+                                    "not relayed: an internal note".to_string()
+                                }
                                 None => "not relayed: some commands were refused".to_string(),
                             };
                             let kind = "correspondence".to_string();
@@ -431,7 +434,20 @@ async fn steer_reply(
     if correspondent(config, &state.desk, parsed) != Correspondent::Team {
         return Ok(None);
     }
-    let new_text = crate::notify::relay_text(parsed);
+    let mut new_text = crate::notify::relay_text(parsed);
+    // Mail to the desk's comment address is an internal note as a whole.
+    let comment_address = config
+        .desk(&state.desk)
+        .and_then(|d| d.comment_address.as_deref());
+    if let Some(c) = comment_address
+        && parsed
+            .to
+            .iter()
+            .chain(&parsed.cc)
+            .any(|a| a.address.eq_ignore_ascii_case(c))
+    {
+        new_text = format!("/comment\n{new_text}");
+    }
     steer::by_mail(tx, config, number, &state.desk, parsed, &new_text).await
 }
 
@@ -477,6 +493,7 @@ async fn steering_mail(
             .filter(|a| !a.is_empty()),
         note,
         note_author: author.as_deref(),
+        sender: Some(s.sender.as_str()).filter(|a| !a.is_empty()),
     };
     let event = TicketEvent {
         created: false,
