@@ -683,6 +683,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_megabyte_queue_argument_is_refused_and_bounded() {
+        let (_d, store, config, n) = setup().await;
+        let raw = format!(
+            "{AUTH}From: jlee@example.edu\nSubject: Re: x\n\n/queue {}\nHello.\n",
+            "P".repeat(1_000_000)
+        );
+        let m = mail(&store, &config, n, raw).await.expect("commands");
+        assert!(m.any_refused() || !m.block.refused.is_empty());
+        assert!(!m.block.may_relay());
+        let all = m.refusals();
+        assert_eq!(all.len(), 1, "{:?}", all.len());
+        assert!(all[0].line.len() <= 4 * SHOWN_LINE + 8);
+        assert!(all[0].reason.len() < 500);
+        let d = detail(&store, n).await;
+        assert_eq!(d.ticket.queue, "Customer-Support");
+        let size: usize = d.events.iter().map(|e| e.detail.to_string().len()).sum();
+        assert!(size < 10_000, "{size}");
+    }
+
+    #[tokio::test]
     async fn ten_thousand_command_lines_stay_bounded() {
         let (_d, store, config, n) = setup().await;
         let mut raw = format!("{AUTH}From: jlee@example.edu\nSubject: Re: x\n\n");

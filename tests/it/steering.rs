@@ -207,3 +207,116 @@ async fn an_integrator_steers_by_mail_and_a_forged_from_moves_nothing() {
     assert_eq!(inbox(&world.dovecot, DEFECTS).await.len(), 1);
     assert!(daemon.terminate(Duration::from_secs(20)).success());
 }
+
+/// Through `triaged ingest` (no servers): hostile command blocks (10,000
+/// command lines; a `/queue` with a 1 MB argument) are refused in bounded
+/// form, move nothing, relay nothing; a `/comment` is recorded and goes to
+/// the team, never to the customer.
+#[test]
+fn hostile_blocks_and_comments_through_ingest() {
+    let w = World::new(
+        &[],
+        None,
+        &format!("[commands]\ntrusted_authserv_ids = [\"{MX}\"]\n"),
+    );
+    let text = std::fs::read_to_string(&w.config).expect("config");
+    let desk =
+        "[[desks]]\nname = \"isda\"\ntag = \"ISDA\"\naddresses = [\"isda-support@example.edu\"]\n";
+    std::fs::write(
+        &w.config,
+        text.replace(
+            desk,
+            &format!("{desk}team = [\"{INTEGRATOR}\", \"{COLLEAGUE}\"]\n"),
+        ),
+    )
+    .expect("config");
+    let ingest = |name: &str, raw: Vec<u8>| {
+        let path = w.dir.path().join(name);
+        std::fs::write(&path, raw).expect("write");
+        let out = w.triaged(&["ingest", "--json", path.to_str().expect("path")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ingest(
+        "1.eml",
+        message("h-1@customer.example", CUSTOMER, SUPPORT, "Help", "Hello."),
+    );
+    let number = w.tickets()[0]["number"].as_i64().expect("number");
+    let show = || w.json(&["tickets", "show", &number.to_string(), "--json"]);
+    let auth = format!(
+        "Authentication-Results: {MX}; dkim=pass header.d=example.edu\r\nIn-Reply-To: <h-1@customer.example>\r\n"
+    );
+
+    // 10,000 command lines, then a sentence.
+    let mut body = String::new();
+    for _ in 0..10_000 {
+        body.push_str("/urgency high\r\n");
+    }
+    body.push_str("Sentence after the flood.");
+    ingest(
+        "2.eml",
+        reply("h-2@example.edu", INTEGRATOR, "Re: Help", &body, &auth),
+    );
+    // A 1 MB queue name.
+    let body = format!(
+        "/queue {}\r\nSentence after the big queue.",
+        "P".repeat(1_000_000)
+    );
+    ingest(
+        "3.eml",
+        reply("h-3@example.edu", INTEGRATOR, "Re: Help", &body, &auth),
+    );
+    let s = show();
+    assert_eq!(s["queue"], "Customer-Support", "{s:#}");
+    let events = s["events"].as_array().cloned().unwrap_or_default();
+    assert!(events.len() < 200, "{}", events.len());
+    let size: usize = events.iter().map(|e| e.to_string().len()).sum();
+    assert!(size < 100_000, "{size}");
+    let mail = s["mail"].as_array().cloned().unwrap_or_default();
+    // Nothing relayed to the customer from either (both hold refused lines).
+    assert!(
+        mail.iter()
+            .filter(|m| m["kind"] == "correspondence")
+            .count()
+            == 0,
+        "{mail:#?}"
+    );
+
+    // A note: recorded, to the team, not to the customer.
+    ingest(
+        "4.eml",
+        reply(
+            "h-4@example.edu",
+            INTEGRATOR,
+            "Re: Help",
+            "/comment the customer is on the old release",
+            &auth,
+        ),
+    );
+    let s = show();
+    let events = s["events"].as_array().cloned().unwrap_or_default();
+    assert!(
+        events.iter().any(|e| e["kind"] == "comment"
+            && e["detail"]["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("old release")),
+        "{s:#}"
+    );
+    let mail = s["mail"].as_array().cloned().unwrap_or_default();
+    let comments: Vec<&serde_json::Value> =
+        mail.iter().filter(|m| m["kind"] == "comment").collect();
+    assert_eq!(comments.len(), 1, "{mail:#?}");
+    assert!(
+        !comments[0].to_string().contains(CUSTOMER),
+        "{:#}",
+        comments[0]
+    );
+    assert!(
+        mail.iter().all(|m| m["kind"] != "correspondence"),
+        "{mail:#?}"
+    );
+}
