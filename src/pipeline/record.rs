@@ -1,7 +1,10 @@
 //! Recording one prepared message inside the batch's transaction, through
 //! the store's primitives: dedupe (one key, one ticket), quarantine, or a
 //! ticket (new, or a reply on the ticket its thread keys name) with its
-//! message and history, then the mail notify composes for the event.
+//! message and history, then the mail notify composes for the event. A team
+//! member's reply first steers its ticket (`steer::by_mail`: commands
+//! authorized and applied, an internal note recorded); refused commands or a
+//! note hold the relay to the customer.
 
 use serde_json::json;
 
