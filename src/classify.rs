@@ -42,6 +42,10 @@ pub struct Decision {
     /// Repeated alerts with the same key belong on one open ticket.
     #[serde(default)]
     pub alert_key: Option<String>,
+    /// A recovery (a rule said so): the problem of its alert key is over, and
+    /// the open ticket of that key is resolved. Never without an alert key.
+    #[serde(default)]
+    pub recovery: bool,
     /// One line per reason, in the order they applied.
     pub explanation: Vec<String>,
 }
@@ -206,6 +210,7 @@ pub fn complete(
         tags: ev.tags.clone(),
         suppress_ack: ev.suppress_ack.unwrap_or(false),
         alert_key: ev.alert_key.clone(),
+        recovery: ev.recovery.unwrap_or(false) && ev.alert_key.is_some(),
         explanation,
     }
 }

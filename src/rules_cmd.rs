@@ -55,15 +55,11 @@ async fn thread_view(config: &Config, msg: &ParsedMessage, decision: &Decision) 
         note: None,
     };
     let url = &config.store.database_url;
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
+    if let Some(path) = crate::store::sqlite_file(url)
+        && !Path::new(path).exists()
     {
-        let path = path.split('?').next().unwrap_or(path);
-        if !Path::new(path).exists() {
-            view.note = Some("no store yet: thread keys only".to_string());
-            return view;
-        }
+        view.note = Some("no store yet: thread keys only".to_string());
+        return view;
     }
     match against_store(config, msg, decision, &keys).await {
         Ok(reason) => view.decision = Some(reason),
@@ -216,6 +212,12 @@ pub async fn classify(
     if let Some(k) = &d.alert_key {
         writeln!(out, "alert key:  {k}")?;
     }
+    if d.recovery {
+        writeln!(
+            out,
+            "recovery:   yes, resolves the open ticket of its alert key"
+        )?;
+    }
     writeln!(out, "because:")?;
     for line in &d.explanation {
         writeln!(out, "  - {line}")?;
@@ -320,6 +322,7 @@ const KEYS: &[&str] = &[
     "tags",
     "suppress_ack",
     "alert_key",
+    "recovery",
     "matched",
 ];
 
@@ -463,6 +466,7 @@ fn comparable(d: &Decision) -> Vec<(&'static str, String)> {
         ("tags", d.tags.join(", ")),
         ("suppress_ack", d.suppress_ack.to_string()),
         ("alert_key", d.alert_key.clone().unwrap_or_default()),
+        ("recovery", d.recovery.to_string()),
     ]
 }
 

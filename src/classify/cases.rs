@@ -49,6 +49,8 @@ struct Expect {
     suppress_ack: Option<bool>,
     /// `""` expects no alert key.
     alert_key: Option<String>,
+    /// Whether the message is a recovery.
+    recovery: Option<bool>,
     /// The names of the rules that match, in order.
     matched: Option<Vec<String>>,
 }
@@ -321,6 +323,9 @@ fn compare(
             format!("{k:?}"),
             format!("{:?}", d.alert_key.clone().unwrap_or_default()),
         );
+    }
+    if let Some(r) = e.recovery {
+        diff("recovery", r.to_string(), d.recovery.to_string());
     }
     if let Some(m) = &e.matched {
         let got: Vec<String> = ev.matched.iter().map(|m| m.rule.clone()).collect();

@@ -298,7 +298,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             ingest::ingest(path, args).await
         }
         Command::Tickets { command } => {
-            with_store(path, async |store| tickets::tickets(store, command).await).await
+            let config = load_config(path)?;
+            let store = open_store(&config).await?;
+            let code = tickets::tickets(&store, &config, command).await;
+            store.close().await;
+            code
         }
         Command::Stats { json } => stats(path, json).await,
         Command::Classify {

@@ -22,6 +22,30 @@ pub fn format_ms(ms: i64) -> String {
         .unwrap_or_else(|_| ms.to_string())
 }
 
+/// A time for a table: `2026-11-23 10:02:11` (UTC, said once above it).
+pub(super) fn format_time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// A wall-clock delay: `45s`, `12m 5s`, `3h 20m`, `2d 4h`; negative as `-`.
+pub(super) fn format_duration(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let s = ms.unsigned_abs() / 1000;
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    let text = if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {sec}s")
+    } else {
+        format!("{sec}s")
+    };
+    format!("{sign}{text}")
+}
+
 pub(super) use crate::text::truncate;
 
 /// Text from mail as it may reach a terminal: every control character (C0,
@@ -111,6 +135,16 @@ pub fn json_visible<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(format_duration(45_000), "45s");
+        assert_eq!(format_duration(12 * 60_000 + 5_000), "12m 5s");
+        assert_eq!(format_duration(3 * 3_600_000 + 20 * 60_000), "3h 20m");
+        assert_eq!(format_duration(2 * 86_400_000 + 4 * 3_600_000 + 1), "2d 4h");
+        assert_eq!(format_duration(-90_000), "-1m 30s");
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+    }
 
     #[test]
     fn ticket_number_forms() {

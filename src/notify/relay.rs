@@ -313,6 +313,7 @@ impl Notifier {
                 for a in std::iter::once(&state.requester).chain(&state.recipients) {
                     let a = a.to_ascii_lowercase();
                     if a == sender_address
+                        || (state.alert && a == state.requester)
                         || seen.contains(&a)
                         || self.is_internal_anywhere(&a)
                         || robot(&a)
@@ -562,6 +563,7 @@ mod tests {
                 "isda-pipeline@example.edu".into(),
                 "mgarcia@example.edu".into(),
             ],
+            alert: false,
             thread: vec![
                 ThreadMail {
                     message_id: "first@example.org".into(),

@@ -208,6 +208,7 @@ mod tests {
             subject: "Portal down".into(),
             owner: Some("tkim@example.edu".into()),
             first_response_at: None,
+            alert: false,
             recipients: vec![
                 "ann@example.org".into(),
                 "bob@partner.example".into(),

@@ -76,6 +76,15 @@ pub(super) async fn record(
             keys,
         } => {
             let (number, outcome) = ticket(tx, config, p, &fresh, parsed, decision, keys).await?;
+            if let Some(reason) = alert_quiet(decision, outcome) {
+                tx.event(
+                    number,
+                    "mail suppressed",
+                    &json!({"kind": "all", "reason": reason}),
+                )
+                .await?;
+                return Ok(Recorded { outcome, queued: 0 });
+            }
             let steering = match outcome {
                 Outcome::Reply(_) => steer_reply(tx, config, number, parsed).await?,
                 _ => None,
@@ -261,6 +270,10 @@ async fn ticket(
 ) -> Result<(i64, Outcome), StoreError> {
     let found = tx.thread_found(keys, decision.alert_key.as_deref()).await?;
     let sender = parsed.from.as_ref().map(|a| a.address.as_str());
+    // The history's actor of what this message does: who wrote it.
+    let by = parsed
+        .requester()
+        .map_or_else(|| "unknown".to_string(), |a| a.address.to_ascii_lowercase());
     let team = |desk: &str, sender: &str| config.is_team_member(desk, sender);
     let threading = thread::decide(
         &found,
@@ -311,9 +324,10 @@ async fn ticket(
     let reason = threading.reason();
     match &threading {
         Threading::New { link } => {
-            tx.event(
+            tx.event_by(
                 number,
                 "created",
+                &by,
                 &json!({
                     "message": message,
                     "mailbox": p.mailbox,
@@ -354,9 +368,10 @@ async fn ticket(
                     "a reply to a resolved ticket, within the reopen window",
                 )
                 .await?;
-                tx.event(
+                tx.event_by(
                     number,
                     "reopened",
+                    &by,
                     &json!({"message": message, "status": Status::Open, "reason": "a reply to a resolved ticket, within the reopen window"}),
                 )
                 .await?;
@@ -366,15 +381,61 @@ async fn ticket(
                 Via::Alert => "alert key",
                 Via::Reference(_) => "references",
             };
-            tx.event(
+            tx.event_by(
                 number,
                 "reply",
+                &by,
                 &json!({"message": message, "mailbox": p.mailbox, "origin": origin, "thread": thread, "reason": reason}),
             )
             .await?;
         }
     }
+    if decision.recovery {
+        recover(tx, number, sender, message).await?;
+    }
     Ok((number, outcome))
+}
+
+/// A recovery (a rule said so) resolves its ticket: the open ticket of its
+/// alert key it joined, or the ticket just made for it when none was open
+/// (created resolved: recorded, asking nothing of anyone). The actor is the
+/// monitoring sender.
+async fn recover(
+    tx: &mut Tx,
+    number: i64,
+    sender: Option<&str>,
+    message: i64,
+) -> Result<(), StoreError> {
+    let actor = sender.unwrap_or("unknown").to_ascii_lowercase();
+    for from in [Status::New, Status::Open, Status::Stalled] {
+        if tx
+            .move_status(number, from, Status::Resolved, &actor, "recovery message")
+            .await?
+        {
+            tx.event(
+                number,
+                "recovered",
+                &json!({"message": message, "status": Status::Resolved, "reason": "recovery message"}),
+            )
+            .await?;
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Alert mail that sends nothing, and why: a recovery never causes mail; a
+/// repeated alert joined to its ticket is recorded there, not relayed (the
+/// first alert made the ticket and its notification). Nothing ever goes to a
+/// monitoring system.
+fn alert_quiet(decision: &Decision, outcome: Outcome) -> Option<&'static str> {
+    if decision.recovery {
+        Some("a recovery message: no mail is sent for it")
+    } else if decision.alert_key.is_some() && matches!(outcome, Outcome::Reply(_)) {
+        Some("a repeated alert on its open ticket: recorded, not relayed")
+    } else {
+        None
+    }
 }
 
 /// A reply on a ticket, as a conversation: a team member's reply is

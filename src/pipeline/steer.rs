@@ -310,6 +310,7 @@ pub fn decision_of(r: &Routing, desk_tag: &str, recipients: &[String]) -> classi
         tags: Vec::new(),
         suppress_ack: true,
         alert_key: None,
+        recovery: false,
         explanation: Vec::new(),
     }
 }

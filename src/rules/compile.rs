@@ -709,6 +709,7 @@ impl Compiler<'_> {
             stop: r.stop,
             override_: r.override_,
             suppress_ack: r.suppress_ack,
+            recovery: r.recovery.as_ref().map(|v| *v.get_ref()),
             ..Actions::default()
         };
         if let Some(q) = &r.queue {
@@ -764,6 +765,17 @@ impl Compiler<'_> {
                 Err(reason) => self.problem(k.span(), format!("alert_key: {reason}")),
             }
         }
+        // A recovery resolves the open ticket of its alert key: the rule that
+        // says so must give the key itself, so the two cannot come apart.
+        if let Some(v) = &r.recovery
+            && *v.get_ref()
+            && r.alert_key.is_none()
+        {
+            self.problem(
+                v.span(),
+                "recovery = true needs an alert_key in the same rule (a recovery resolves the open ticket of its alert key)".to_string(),
+            );
+        }
         if a.queue.is_none()
             && a.kind.is_none()
             && a.urgency.is_none()
@@ -772,6 +784,7 @@ impl Compiler<'_> {
             && a.tags.is_empty()
             && a.suppress_ack.is_none()
             && a.alert_key.is_none()
+            && a.recovery.is_none()
             && !a.stop
         {
             self.problem(

@@ -313,6 +313,12 @@ impl RuleSet {
             &mut by.suppress_ack,
             a.suppress_ack.as_ref(),
         );
+        w.set(
+            "recovery",
+            &mut ev.recovery,
+            &mut by.recovery,
+            a.recovery.as_ref(),
+        );
         if let Some(t) = &a.alert_key {
             // Captures run only when the key will actually be used.
             if ev.alert_key.is_none() || a.override_ {
@@ -585,6 +591,7 @@ struct Setters {
     impact: Option<usize>,
     suppress_ack: Option<usize>,
     alert_key: Option<usize>,
+    recovery: Option<usize>,
 }
 
 /// The message being evaluated: its true atoms, its mailbox and the message.

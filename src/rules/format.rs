@@ -36,6 +36,8 @@ pub(crate) struct RuleDe {
     pub tags: Vec<String>,
     pub suppress_ack: Option<bool>,
     pub alert_key: Option<Spanned<String>>,
+    /// A recovery: resolves the open ticket of its alert key.
+    pub recovery: Option<Spanned<bool>>,
     #[serde(default)]
     pub stop: bool,
     #[serde(default, rename = "override")]

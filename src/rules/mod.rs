@@ -135,6 +135,9 @@ pub struct Evaluation {
     pub tags: Vec<String>,
     pub suppress_ack: Option<bool>,
     pub alert_key: Option<String>,
+    /// The message reports a recovery (the problem of its alert key is over).
+    #[serde(default)]
+    pub recovery: Option<bool>,
     /// The rules that matched, in evaluation order.
     pub matched: Vec<MatchedRule>,
 }
@@ -355,6 +358,7 @@ struct Actions {
     tags: Vec<String>,
     suppress_ack: Option<bool>,
     alert_key: Option<Template>,
+    recovery: Option<bool>,
     stop: bool,
     override_: bool,
 }

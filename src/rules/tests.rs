@@ -823,3 +823,52 @@ fn effects_say_what_each_rule_did() {
         ]
     );
 }
+
+#[test]
+fn recovery_marks_the_message_and_needs_an_alert_key() {
+    let r = rules(
+        r#"
+[[rule]]
+name = "recovery"
+when.subject.regex = '^RECOVERY: (?P<host>\S+) is UP'
+kind = "alert"
+alert_key = "nagios:{host}"
+recovery = true
+stop = true
+
+[[rule]]
+name = "problem"
+when.subject.regex = '^PROBLEM: (?P<host>\S+) is DOWN'
+kind = "alert"
+alert_key = "nagios:{host}"
+stop = true
+"#,
+    );
+    let up = r.evaluate("help", &msg(&["Subject: RECOVERY: web1 is UP"], ""));
+    assert_eq!(up.recovery, Some(true));
+    assert_eq!(up.alert_key.as_deref(), Some("nagios:web1"));
+    assert!(
+        up.explanation()[0].contains("recovery"),
+        "{:#?}",
+        up.explanation()
+    );
+    let down = r.evaluate("help", &msg(&["Subject: PROBLEM: web1 is DOWN"], ""));
+    assert_eq!(down.recovery, None);
+    assert_eq!(down.alert_key.as_deref(), Some("nagios:web1"));
+
+    // Without an alert key in the same rule, a recovery resolves nothing:
+    // refused at its line.
+    check_problem(
+        "[[rule]]\nname = 'a'\nwhen.subject = 'x'\nkind = 'alert'\nrecovery = true\n",
+        "t.toml:5: recovery = true needs an alert_key in the same rule",
+    );
+    // A key from an earlier rule does not count either.
+    check_problem(
+        "[[rule]]\nname = 'a'\nwhen.subject = 'x'\nalert_key = 'k'\n\n[[rule]]\nname = 'b'\nwhen.subject = 'y'\nrecovery = true\n",
+        "t.toml:9: recovery = true needs an alert_key in the same rule",
+    );
+    // recovery alone is an action; `false` needs no key.
+    assert!(load("[[rule]]\nname = 'a'\nwhen.subject = 'x'\nrecovery = false\n").is_ok());
+    // Not a boolean: refused.
+    assert!(load("[[rule]]\nname = 'a'\nwhen.subject = 'x'\nrecovery = 'yes'\n").is_err());
+}

@@ -75,6 +75,21 @@ pub(super) async fn connect(url: &str, first_number: i64) -> Result<Store, Store
             // and then reports only the timeout; one direct connection first
             // gives the real reason (read-only file or directory, no space)
             // at once.
+            // A file that exists but cannot be written is refused at once:
+            // SQLite opens it read-only without complaint, and a probe
+            // transaction on it may come back busy rather than read-only.
+            if let Some(path) = super::sqlite_file(&url)
+                && let Err(e) = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(StoreError::Redacted {
+                    message: format!("unable to open database file {path} for writing: {e}"),
+                    retryable: false,
+                });
+            }
             let mut probe = AnyConnection::connect(&url).await?;
             let probed = async {
                 sqlite_setup(&mut probe).await?;

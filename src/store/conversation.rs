@@ -38,6 +38,9 @@ pub struct TicketState {
     pub first_response_at: Option<i64>,
     /// Its recipient list (lower-case).
     pub recipients: Vec<String>,
+    /// An alert ticket (it has an alert key): its requester is a monitoring
+    /// system, never mailed.
+    pub alert: bool,
     /// The newest mails of its thread with a Message-ID (at most
     /// [`THREAD_MAILS`]), oldest first: received messages and our mail.
     pub thread: Vec<ThreadMail>,
@@ -82,7 +85,7 @@ impl Tx {
     /// A ticket's conversation state, `None` if there is no such ticket.
     pub async fn ticket_state(&mut self, number: i64) -> Result<Option<TicketState>, StoreError> {
         let Some(row) = sqlx::query(
-            "SELECT number, desk, desk_tag, queue, status, requester, requester_name, subject, owner, first_response_at
+            "SELECT number, desk, desk_tag, queue, status, requester, requester_name, subject, owner, first_response_at, alert_key
              FROM tickets WHERE number = $1",
         )
         .bind(number)
@@ -138,6 +141,7 @@ impl Tx {
             owner: row.try_get("owner")?,
             first_response_at: row.try_get("first_response_at")?,
             recipients,
+            alert: row.try_get::<Option<String>, _>("alert_key")?.is_some(),
             thread,
         }))
     }

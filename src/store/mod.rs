@@ -34,8 +34,8 @@ pub use conversation::{Routing, RoutingUpdate, ThreadMail, TicketState};
 pub use in_flight::InFlight;
 pub use outbox::{NewMail, OutboxMail, OutboxSummary};
 pub use read::{
-    AttachmentRow, Counts, EventRow, LinkRow, MessageRow, QuarantineRow, TicketDetail,
-    TicketFilter, TicketSummary,
+    AttachmentRow, Counts, EventRow, LinkRow, MessageRow, QuarantineRow, SYSTEM_ACTOR,
+    TicketDetail, TicketFilter, TicketSummary, TimelineEntry,
 };
 pub use write::{NewMessage, NewQuarantine, Seen, Tx};
 
@@ -295,6 +295,16 @@ impl Store {
             Err(e) => Err(self.failed(e).await),
         }
     }
+}
+
+/// The file of a SQLite URL (`sqlite://PATH` or `sqlite:PATH`, without its
+/// `?options`); `None` for other backends and in-memory databases.
+pub fn sqlite_file(url: &str) -> Option<&str> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty() && !path.contains(":memory:")).then_some(path)
 }
 
 /// PostgreSQL text cannot hold NUL; nothing else is changed.

@@ -110,6 +110,86 @@ pub struct TicketDetail {
     pub links: Vec<LinkRow>,
 }
 
+/// One entry of a ticket's timeline: an event of its history, or a mail
+/// queued about it (from the outbox), in one machine format.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineEntry {
+    /// ms since the epoch.
+    pub at: i64,
+    /// Who did it: an address, or `triaged` for the system.
+    pub actor: String,
+    /// The event's kind (`created`, `reply`, `status`, ...), or `mail queued`.
+    pub kind: String,
+    pub details: serde_json::Value,
+}
+
+/// The actor of what the system does by itself.
+pub const SYSTEM_ACTOR: &str = "triaged";
+
+impl TicketDetail {
+    /// The history and the mail in one list, oldest first: each event, and
+    /// each outbox row as a `mail queued` entry at its creation (after the
+    /// events of the same moment, which queued it). `mail sent` and `mail
+    /// failed` events gain the mail's recipients and subject.
+    pub fn timeline(&self) -> Vec<TimelineEntry> {
+        let mail_by_id = |id: Option<i64>| id.and_then(|id| self.mail.iter().find(|m| m.id == id));
+        let mut entries: Vec<(i64, u8, TimelineEntry)> =
+            Vec::with_capacity(self.events.len() + self.mail.len());
+        for e in &self.events {
+            let mut details = e.detail.clone();
+            if (e.kind == "mail sent" || e.kind == "mail failed")
+                && let Some(m) = mail_by_id(details.get("outbox").and_then(|v| v.as_i64()))
+                && let Some(obj) = details.as_object_mut()
+            {
+                obj.entry("rcpt")
+                    .or_insert_with(|| serde_json::json!(m.rcpt));
+                obj.entry("subject")
+                    .or_insert_with(|| serde_json::json!(m.subject));
+            }
+            let actor = if e.actor.trim().is_empty() {
+                SYSTEM_ACTOR.to_string()
+            } else {
+                e.actor.clone()
+            };
+            entries.push((
+                e.at,
+                0,
+                TimelineEntry {
+                    at: e.at,
+                    actor,
+                    kind: e.kind.clone(),
+                    details,
+                },
+            ));
+        }
+        for m in &self.mail {
+            entries.push((
+                m.created_at,
+                1,
+                TimelineEntry {
+                    at: m.created_at,
+                    actor: SYSTEM_ACTOR.to_string(),
+                    kind: "mail queued".to_string(),
+                    details: serde_json::json!({
+                        "outbox": m.id,
+                        "kind": m.kind,
+                        "rcpt": m.rcpt,
+                        "subject": m.subject,
+                        "message_id": m.message_id,
+                        "status": m.status,
+                        "attempts": m.attempts,
+                        "last_error": m.last_error,
+                        "sent_at": m.sent_at,
+                    }),
+                },
+            ));
+        }
+        // Stable: events keep their recorded order within one moment.
+        entries.sort_by_key(|(at, src, _)| (*at, *src));
+        entries.into_iter().map(|(_, _, e)| e).collect()
+    }
+}
+
 /// A link between two tickets, seen from one of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LinkRow {
@@ -445,5 +525,109 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         all(&rows, QuarantineRow::from_row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn detail(events: Vec<EventRow>, mail: Vec<OutboxSummary>) -> TicketDetail {
+        TicketDetail {
+            ticket: TicketSummary {
+                number: 1000,
+                tag: "[ISDA #1000]".into(),
+                desk: "isda".into(),
+                queue: "Customer-Support".into(),
+                kind: "bug".into(),
+                status: Status::Open,
+                requester: "ann@customer.example".into(),
+                requester_name: None,
+                subject: "Map broken".into(),
+                mailbox: "isda-support".into(),
+                created_at: 10,
+                updated_at: 30,
+                urgency: None,
+                impact: None,
+                priority: None,
+                due_at: None,
+                tags: Vec::new(),
+                alert_key: None,
+                first_response_at: None,
+                owner: None,
+            },
+            recipients: Vec::new(),
+            mail,
+            messages: Vec::new(),
+            events,
+            links: Vec::new(),
+        }
+    }
+
+    fn event(at: i64, kind: &str, actor: &str, detail: serde_json::Value) -> EventRow {
+        EventRow {
+            at,
+            kind: kind.into(),
+            actor: actor.into(),
+            detail,
+        }
+    }
+
+    #[test]
+    fn timeline_merges_events_and_mail_in_time_order() {
+        let mail = OutboxSummary {
+            id: 7,
+            ticket_number: Some(1000),
+            kind: "acknowledgement".into(),
+            rcpt: vec!["ann@customer.example".into()],
+            subject: "[ISDA #1000] Map broken".into(),
+            message_id: "m@example.edu".into(),
+            status: "sent".into(),
+            attempts: 1,
+            next_attempt_at: 10,
+            last_error: None,
+            created_at: 10,
+            sent_at: Some(20),
+        };
+        let t = detail(
+            vec![
+                event(10, "created", "ann@customer.example", json!({})),
+                event(
+                    10,
+                    "mail suppressed",
+                    "",
+                    json!({"kind": "queue notification"}),
+                ),
+                event(
+                    20,
+                    "mail sent",
+                    "triaged",
+                    json!({"outbox": 7, "kind": "acknowledgement"}),
+                ),
+                event(30, "reply", "ann@customer.example", json!({})),
+            ],
+            vec![mail],
+        );
+        let timeline = t.timeline();
+        let kinds: Vec<(i64, &str, &str)> = timeline
+            .iter()
+            .map(|e| (e.at, e.kind.as_str(), e.actor.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (10, "created", "ann@customer.example"),
+                (10, "mail suppressed", SYSTEM_ACTOR),
+                (10, "mail queued", SYSTEM_ACTOR),
+                (20, "mail sent", "triaged"),
+                (30, "reply", "ann@customer.example"),
+            ]
+        );
+        assert_eq!(timeline[2].details["rcpt"], json!(["ann@customer.example"]));
+        assert_eq!(timeline[2].details["status"], "sent");
+        // The sent event names its recipients and subject.
+        assert_eq!(timeline[3].details["rcpt"], json!(["ann@customer.example"]));
+        assert_eq!(timeline[3].details["subject"], "[ISDA #1000] Map broken");
     }
 }

@@ -1,9 +1,11 @@
 //! All integration tests, in one test binary (one link, shared harness).
 
+mod alerts;
 mod conversation_threading;
 mod correspondence;
 mod durability;
 mod harness;
+mod history;
 mod hostile;
 mod identity;
 mod imap;

@@ -213,8 +213,35 @@ async fn customer_gets_acknowledgement_and_queue_list_is_told() {
         1,
         "one acknowledgement only"
     );
+    // One acknowledgement per ticket (none for the reply), one queue
+    // notification; whatever else the rules send (urgent notices, the
+    // reply relayed to the team) never goes to the customer.
     let sent = world.json(&["outbox", "list", "--status", "sent", "--json"]);
-    assert_eq!(sent.as_array().map(|a| a.len()), Some(3), "{sent:#}");
+    let of_kind = |kind: &str| -> Vec<String> {
+        sent.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["kind"] == kind)
+            .flat_map(|m| m["rcpt"].as_array().cloned().unwrap_or_default())
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    assert_eq!(
+        of_kind("acknowledgement"),
+        vec!["ann@customer.example", "ops@ops.example.edu"],
+        "{sent:#}"
+    );
+    assert_eq!(of_kind("queue_notification"), vec![DEFECT_LIST], "{sent:#}");
+    for m in sent.as_array().into_iter().flatten() {
+        if m["kind"] != "acknowledgement" {
+            assert!(
+                !m["rcpt"].to_string().contains("ann@customer.example"),
+                "{m:#}"
+            );
+        }
+    }
     assert!(daemon.terminate(Duration::from_secs(20)).success());
 }
 
