@@ -178,36 +178,11 @@ pub fn complete(
         }
     };
 
-    let resolved = config.priority.resolve(&queue, kind, ev.urgency, ev.impact);
-    explanation.extend(resolved.explanation.iter().cloned());
-    let (target, why_target) = config
-        .targets
-        .target(&desk_name, &queue, kind, resolved.priority);
-    explanation.push(why_target);
-    let due_ms = match (
-        config.calendars.get(&desk_name),
-        jiff::Timestamp::from_millisecond(arrival_ms),
-    ) {
-        (Some(calendar), Ok(arrival)) => match calendar.due(arrival, target) {
-            Ok(due) => {
-                explanation.push(format!(
-                    "due {}: {} of business time after arrival",
-                    due.to_zoned(calendar.time_zone().clone())
-                        .strftime("%Y-%m-%d %H:%M %Z"),
-                    humanize(target)
-                ));
-                Some(due.as_millisecond())
-            }
-            Err(e) => {
-                explanation.push(format!("no due time: {e}"));
-                None
-            }
-        },
-        _ => {
-            explanation.push(format!("no due time: desk {desk_name} has no calendar"));
-            None
-        }
-    };
+    let a = assess(
+        config, &desk_name, &queue, kind, ev.urgency, ev.impact, arrival_ms,
+    );
+    explanation.extend(a.explanation);
+    let (resolved, due_ms) = (a.resolved, a.due_ms);
 
     // An urgent response's list starts with its initiator (DOMAIN.md).
     let mut recipients = Vec::new();
@@ -236,6 +211,67 @@ pub fn complete(
         suppress_ack: ev.suppress_ack.unwrap_or(false),
         alert_key: ev.alert_key.clone(),
         recovery: ev.recovery.unwrap_or(false) && ev.alert_key.is_some(),
+        explanation,
+    }
+}
+
+/// A ticket's priority and response-due time, from its queue, kind and
+/// (when set) urgency and impact: the priority defaults and matrix, the
+/// response target, and the desk's calendar counted from `arrival_ms`.
+/// Shared by [`complete`] and a transfer or `/urgency` on an existing
+/// ticket, so both compute them the same way.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub resolved: crate::priority::Resolved,
+    pub due_ms: Option<i64>,
+    /// One line per reason.
+    pub explanation: Vec<String>,
+}
+
+/// See [`Assessment`].
+pub fn assess(
+    config: &Config,
+    desk_name: &str,
+    queue: &str,
+    kind: Kind,
+    urgency: Option<Urgency>,
+    impact: Option<Impact>,
+    arrival_ms: i64,
+) -> Assessment {
+    let mut explanation = Vec::new();
+    let resolved = config.priority.resolve(queue, kind, urgency, impact);
+    explanation.extend(resolved.explanation.iter().cloned());
+    let (target, why_target) = config
+        .targets
+        .target(desk_name, queue, kind, resolved.priority);
+    explanation.push(why_target);
+    let due_ms = match (
+        config.calendars.get(desk_name),
+        jiff::Timestamp::from_millisecond(arrival_ms),
+    ) {
+        (Some(calendar), Ok(arrival)) => match calendar.due(arrival, target) {
+            Ok(due) => {
+                explanation.push(format!(
+                    "due {}: {} of business time after arrival",
+                    due.to_zoned(calendar.time_zone().clone())
+                        .strftime("%Y-%m-%d %H:%M %Z"),
+                    humanize(target)
+                ));
+                Some(due.as_millisecond())
+            }
+            Err(e) => {
+                explanation.push(format!("no due time: {e}"));
+                None
+            }
+        },
+        _ => {
+            explanation.push(format!("no due time: desk {desk_name} has no calendar"));
+            None
+        }
+    };
+    Assessment {
+        resolved,
+        due_ms,
         explanation,
     }
 }

@@ -8,6 +8,7 @@
 //! outbox sender if anything was queued.
 
 mod record;
+pub mod steer;
 
 use std::sync::{Arc, RwLock};
 

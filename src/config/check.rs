@@ -229,6 +229,29 @@ pub(super) fn smtp(smtp: Option<&Spanned<super::SmtpConfig>>, found: &mut Found)
     }
 }
 
+/// `[commands]`: authserv-ids are tokens (RFC 8601 `value`: no white space,
+/// no `;`). An empty list with `require_authenticated` is allowed (every
+/// command is then refused, with that reason, until one is named).
+pub(super) fn commands(c: Option<&Spanned<super::CommandsConfig>>, found: &mut Found) {
+    let Some(c) = c else {
+        return;
+    };
+    let cfg = c.get_ref();
+    for id in &cfg.trusted_authserv_ids {
+        let t = id.trim();
+        if t.is_empty()
+            || t.len() > 255
+            || t.chars()
+                .any(|ch| ch.is_whitespace() || ch.is_control() || ch == ';')
+        {
+            found.at(
+                c.span(),
+                format!("commands.trusted_authserv_ids: {id:?} is not an authserv-id (a host name, no spaces or ';')"),
+            );
+        }
+    }
+}
+
 /// `[priority]` and `[targets]`, when given, name only known queues and desks.
 pub(super) fn priority_and_targets(raw: &ConfigFile, found: &mut Found) {
     let queue_list: Vec<&str> = raw

@@ -390,6 +390,32 @@ pub struct NotifyConfig {
     pub max_relayed_attachment_bytes: u64,
 }
 
+/// Commands by mail (`[commands]`): who may steer a ticket with command
+/// lines at the top of a reply (`/take`, `/queue ...`; see `commands`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandsConfig {
+    /// A team member's commands are obeyed only when the message carries an
+    /// `Authentication-Results` header from one of `trusted_authserv_ids`
+    /// showing DKIM, SPF or DMARC pass for the From domain.
+    #[serde(default = "default_true")]
+    pub require_authenticated: bool,
+    /// The authserv-id(s) of the receiving server(s) whose
+    /// `Authentication-Results` headers are believed (usually the MX host
+    /// name); headers from anyone else are ignored.
+    #[serde(default)]
+    pub trusted_authserv_ids: Vec<String>,
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        CommandsConfig {
+            require_authenticated: true,
+            trusted_authserv_ids: Vec::new(),
+        }
+    }
+}
+
 /// Who hears a requester's reply (`[notify] relay_requester_replies_to`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -467,6 +493,7 @@ struct ConfigFile {
     smtp: Option<Spanned<SmtpConfig>>,
     #[serde(default)]
     notify: NotifyConfig,
+    commands: Option<Spanned<CommandsConfig>>,
     /// Absent: the defaults of DOMAIN.md, which may name queues a smaller
     /// deployment lacks; present: checked against the queues and desks.
     priority: Option<crate::priority::PriorityConfig>,
@@ -532,6 +559,7 @@ pub struct Config {
     pub tickets: TicketsConfig,
     pub smtp: Option<SmtpConfig>,
     pub notify: NotifyConfig,
+    pub commands: CommandsConfig,
     pub priority: crate::priority::PriorityConfig,
     pub targets: crate::priority::TargetsConfig,
     pub desks: Vec<DeskConfig>,
@@ -594,6 +622,7 @@ impl Config {
             .collect();
         let mailboxes = check::mailboxes(&raw, &desk_names, &queue_names, &mut found);
         check::smtp(raw.smtp.as_ref(), &mut found);
+        check::commands(raw.commands.as_ref(), &mut found);
         check::priority_and_targets(&raw, &mut found);
         check::essentials(&raw, &mut found);
         found.finish()?;
@@ -605,6 +634,7 @@ impl Config {
             tickets: raw.tickets,
             smtp: raw.smtp.map(Spanned::into_inner),
             notify: raw.notify,
+            commands: raw.commands.map(Spanned::into_inner).unwrap_or_default(),
             priority: raw.priority.unwrap_or_default(),
             targets: raw.targets.unwrap_or_default(),
             calendars,
@@ -762,6 +792,34 @@ mod tests {
         let c = Config::parse(DEFAULT_CONFIG, "default").unwrap_or_else(|e| panic!("{e}"));
         assert!(c.mailboxes.len() >= 4);
         assert!(c.desk_tags().contains(&"ISDA".to_string()));
+    }
+
+    #[test]
+    fn commands_section_defaults_and_checks() {
+        let c = Config::parse(DEFAULT_CONFIG, "default").unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.commands.require_authenticated);
+        assert_eq!(c.commands.trusted_authserv_ids, vec!["mx.example.edu"]);
+        // Absent: on, with nothing trusted (every command refused).
+        let start = DEFAULT_CONFIG.find("[commands]").unwrap_or(0);
+        let end = DEFAULT_CONFIG.find("# Priority = urgency").unwrap_or(0);
+        let without = format!("{}{}", &DEFAULT_CONFIG[..start], &DEFAULT_CONFIG[end..]);
+        let c = Config::parse(&without, "t").unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.commands.require_authenticated);
+        assert!(c.commands.trusted_authserv_ids.is_empty());
+        let bad = DEFAULT_CONFIG.replace(
+            "trusted_authserv_ids = [\"mx.example.edu\"]",
+            "trusted_authserv_ids = [\"mx.example.edu; dkim=pass\"]",
+        );
+        let e = Config::parse(&bad, "t")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("trusted_authserv_ids"), "{e}");
+        let unknown = DEFAULT_CONFIG.replace(
+            "require_authenticated = true",
+            "require_authenticated_x = true",
+        );
+        assert!(Config::parse(&unknown, "t").is_err());
     }
 
     #[test]

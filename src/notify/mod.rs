@@ -16,6 +16,7 @@ mod event;
 pub mod policy;
 mod relay;
 pub mod sender;
+mod steering;
 pub mod templates;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::parse::ParsedMessage;
 use crate::thread::format_tag;
 pub use event::{OutboundMail, Outgoing, TicketEvent};
 pub use relay::{Correspondent, RELAYED_TEXT_CHARS, correspondent, human_size, relay_text};
+pub use steering::Steering;
 use templates::{
     REFLECTED_BODY_CHARS, REFLECTED_ID_CHARS, REFLECTED_NAME_CHARS, REFLECTED_SUBJECT_CHARS,
     Rendered, Templates, reflect_line, reflect_text,

@@ -24,6 +24,8 @@ pub const KINDS: &[&str] = &[
     "escalation",
     "correspondence",
     "requester_reply",
+    "command_refused",
+    "comment",
 ];
 
 macro_rules! builtin {
@@ -53,6 +55,10 @@ pub const BUILTIN: &[(&str, &str)] = builtin!(
     "correspondence.txt",
     "requester_reply.subject",
     "requester_reply.txt",
+    "command_refused.subject",
+    "command_refused.txt",
+    "comment.subject",
+    "comment.txt",
 );
 
 /// A rendered mail, before addressing.
@@ -357,6 +363,8 @@ pub fn sample_context() -> Value {
         },
         recipients => vec!["ann@example.org", "isda-pipeline@example.edu"],
         transfer => minijinja::context! { from_queue => "Customer-Support", to_queue => "ProductionDefect", note => "" },
+        refused => vec![minijinja::context! { line => "/queue Nowhere", reason => "there is no queue \"Nowhere\"" }],
+        refused_more => 0,
         relay => minijinja::context! {
             author => "Jane Lee", text => "We restarted the portal; please try again.",
             attachments => vec![minijinja::context! { name => "log.txt", size => "2 KiB" }],

@@ -1,14 +1,20 @@
 //! Recording one prepared message inside the batch's transaction, through
 //! the store's primitives: dedupe (one key, one ticket), quarantine, or a
 //! ticket (new, or a reply on the ticket its thread keys name) with its
-//! message and history, then the mail notify composes for the event.
+//! message and history, then the mail notify composes for the event. A team
+//! member's reply first steers its ticket (`steer::by_mail`: commands
+//! authorized and applied, an internal note recorded); refused commands or a
+//! note hold the relay to the customer.
 
 use serde_json::json;
 
+use super::steer::{self, ByMail};
 use super::{Action, Outcome, Prepared, content_hash};
 use crate::classify::Decision;
 use crate::config::Config;
-use crate::notify::{CAP_WINDOW_MS, Correspondent, Notifier, Outgoing, TicketEvent, correspondent};
+use crate::notify::{
+    CAP_WINDOW_MS, Correspondent, Notifier, Outgoing, Steering, TicketEvent, correspondent,
+};
 use crate::parse::{self, ParsedMessage};
 use crate::store::{NewMail, NewMessage, NewQuarantine, Status, StoreError, TicketState, Tx};
 use crate::thread::{self, ThreadKeys, Threading, Via};
@@ -79,13 +85,46 @@ pub(super) async fn record(
                 .await?;
                 return Ok(Recorded { outcome, queued: 0 });
             }
-            let state = match outcome {
-                Outcome::Reply(_) => converse(tx, config, number, parsed).await?,
+            let steering = match outcome {
+                Outcome::Reply(_) => steer_reply(tx, config, number, parsed).await?,
+                _ => None,
+            };
+            let state = match (outcome, &steering) {
+                // Commands from a sender who may not give them: the message
+                // is recorded, and moves nothing (not even the status).
+                (Outcome::Reply(_), Some(s)) if s.unauthorized.is_some() => {
+                    tx.ticket_state(number).await?
+                }
+                (Outcome::Reply(_), _) => converse(tx, config, number, parsed).await?,
                 _ => None,
             };
             let queued = match notifier {
                 Some(notifier) => {
-                    notify(tx, notifier, p, outcome, parsed, decision, state.as_ref()).await?
+                    let mut queued = match &steering {
+                        // The sender meant something that did not happen:
+                        // hold the relay (they are told why, and can send
+                        // again).
+                        Some(st) if st.any_refused() || st.block.comment => {
+                            let reason = match &st.unauthorized {
+                                Some(why) => format!("not relayed: commands refused: {why}"),
+                                None if st.block.comment => {
+                                    "not relayed: an internal note".to_string()
+                                }
+                                None => "not relayed: some commands were refused".to_string(),
+                            };
+                            let kind = "correspondence".to_string();
+                            queue_all(tx, number, vec![Outgoing::Suppressed { kind, reason }])
+                                .await?
+                        }
+                        _ => {
+                            notify(tx, notifier, p, outcome, parsed, decision, state.as_ref())
+                                .await?
+                        }
+                    };
+                    if let Some(s) = &steering {
+                        queued += steering_mail(tx, notifier, p, number, parsed, s).await?;
+                    }
+                    queued
                 }
                 None => 0,
             };
@@ -444,6 +483,99 @@ async fn converse(
     tx.ticket_state(number).await
 }
 
+/// The command block of a reply from a member of the ticket's desk's team
+/// (`steer::by_mail`), authorized and applied; `None` for anyone else's
+/// reply, or one without commands or a note.
+async fn steer_reply(
+    tx: &mut Tx,
+    config: &Config,
+    number: i64,
+    parsed: &ParsedMessage,
+) -> Result<Option<ByMail>, StoreError> {
+    let Some(state) = tx.ticket_state(number).await? else {
+        return Ok(None);
+    };
+    if correspondent(config, &state.desk, parsed) != Correspondent::Team {
+        return Ok(None);
+    }
+    let mut new_text = crate::notify::relay_text(parsed);
+    // Mail to the desk's comment address is an internal note as a whole.
+    let comment_address = config
+        .desk(&state.desk)
+        .and_then(|d| d.comment_address.as_deref());
+    if let Some(c) = comment_address
+        && parsed
+            .to
+            .iter()
+            .chain(&parsed.cc)
+            .any(|a| a.address.eq_ignore_ascii_case(c))
+    {
+        new_text = format!("/comment\n{new_text}");
+    }
+    steer::by_mail(tx, config, number, &state.desk, parsed, &new_text).await
+}
+
+/// The mail that steering a ticket makes (a transfer's notices, a refusal's
+/// reply to the team member, an internal note to the team), queued.
+async fn steering_mail(
+    tx: &mut Tx,
+    notifier: &Notifier,
+    p: &Prepared,
+    number: i64,
+    parsed: &ParsedMessage,
+    s: &ByMail,
+) -> Result<usize, StoreError> {
+    let (Some(routing), Some(state)) = (tx.routing(number).await?, tx.ticket_state(number).await?)
+    else {
+        return Ok(0);
+    };
+    let decision = steer::decision_of(&routing, &state.desk_tag, &state.recipients);
+    let first = match s.steered.transfer {
+        Some(_) => tx
+            .first_message_raw(number)
+            .await?
+            .map(|raw| parse::parse(&raw)),
+        None => None,
+    };
+    let refused = s.refusals();
+    let note = (s.block.comment && s.unauthorized.is_none() && s.block.refused.is_empty())
+        .then_some(s.block.text.as_str());
+    let author = parsed
+        .from
+        .as_ref()
+        .map(|a| a.name.clone().unwrap_or_else(|| a.address.clone()));
+    let steering = Steering {
+        transfer: s
+            .steered
+            .transfer
+            .as_ref()
+            .map(|t| (t.from_queue.as_str(), t.to_queue.as_str())),
+        refused: &refused,
+        answer_to: s
+            .answer
+            .then_some(s.sender.as_str())
+            .filter(|a| !a.is_empty()),
+        note,
+        note_author: author.as_deref(),
+        sender: Some(s.sender.as_str()).filter(|a| !a.is_empty()),
+    };
+    let event = TicketEvent {
+        created: false,
+        number,
+        mailbox: &p.mailbox,
+        decision: &decision,
+        parsed,
+        recent_acks: 0,
+        recent_notified_sender: 0,
+        recent_notified_alert: 0,
+        now: tx.now(),
+        raw: &p.raw,
+        ticket: Some(&state),
+    };
+    let out = notifier.compose_steering(&event, first.as_ref(), &steering);
+    queue_all(tx, number, out).await
+}
+
 /// Asks notify for the mail of this ticket event (with the caps' counts read
 /// in this transaction) and queues it, or records why it was suppressed.
 /// Returns how many mails were queued.
@@ -488,8 +620,15 @@ async fn notify(
         raw: &p.raw,
         ticket,
     };
+    let out = notifier.compose(&event);
+    queue_all(tx, number, out).await
+}
+
+/// Queues each composed mail in the outbox, or records why it was
+/// suppressed. How many were queued.
+async fn queue_all(tx: &mut Tx, number: i64, out: Vec<Outgoing>) -> Result<usize, StoreError> {
     let mut queued = 0;
-    for out in notifier.compose(&event) {
+    for out in out {
         match out {
             Outgoing::Mail(m) => {
                 // The outbox row is the record that the mail was queued; the

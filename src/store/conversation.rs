@@ -6,6 +6,7 @@
 use sqlx::Row;
 
 use super::{Status, StoreError, Tx, opt_text, text};
+use crate::priority::{Impact, Kind, Priority, Urgency};
 
 /// One mail of a ticket's thread, oldest first (see [`TicketState::thread`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,38 @@ pub struct TicketState {
     /// The newest mails of its thread with a Message-ID (at most
     /// [`THREAD_MAILS`]), oldest first: received messages and our mail.
     pub thread: Vec<ThreadMail>,
+}
+
+/// Where a ticket is routed and how it is weighed (what a transfer or a
+/// `/urgency` recomputes from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routing {
+    pub desk: String,
+    pub queue: String,
+    pub kind: Kind,
+    /// `None` on tickets recorded before urgency was kept.
+    pub urgency: Option<Urgency>,
+    pub impact: Option<Impact>,
+    pub priority: Option<Priority>,
+    pub due_at: Option<i64>,
+    pub status: Status,
+    /// When it was made (ms): due times count from here.
+    pub created_at: i64,
+}
+
+/// What [`Tx::set_routing`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutingUpdate<'a> {
+    pub queue: &'a str,
+    pub kind: Kind,
+    pub urgency: Urgency,
+    pub impact: Impact,
+    pub priority: Priority,
+    pub due_at: Option<i64>,
+}
+
+fn parsed<T: std::str::FromStr>(v: Option<String>) -> Option<T> {
+    v.and_then(|s| s.parse().ok())
 }
 
 /// How many of a thread's mails [`Tx::ticket_state`] reads.
@@ -196,6 +229,98 @@ impl Tx {
             .await?;
         self.event_by(number, "owner", actor, &serde_json::json!({"owner": owner}))
             .await
+    }
+
+    /// A ticket's routing, `None` if there is no such ticket.
+    pub async fn routing(&mut self, number: i64) -> Result<Option<Routing>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT desk, queue, kind, urgency, impact, priority, due_at, status, created_at
+             FROM tickets WHERE number = $1",
+        )
+        .bind(number)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let kind: String = row.try_get("kind")?;
+        let status: String = row.try_get("status")?;
+        Ok(Some(Routing {
+            desk: row.try_get("desk")?,
+            queue: row.try_get("queue")?,
+            kind: kind.parse().unwrap_or(Kind::DEFAULT),
+            urgency: parsed(row.try_get("urgency")?),
+            impact: parsed(row.try_get("impact")?),
+            priority: parsed(row.try_get("priority")?),
+            due_at: row.try_get("due_at")?,
+            status: status.parse().unwrap_or(Status::Open),
+            created_at: row.try_get("created_at")?,
+        }))
+    }
+
+    /// Sets a ticket's queue, kind, urgency, impact, priority and due time
+    /// (the caller records why: a `transfer`, `urgency`, ... event).
+    pub async fn set_routing(
+        &mut self,
+        number: i64,
+        r: &RoutingUpdate<'_>,
+    ) -> Result<(), StoreError> {
+        let RoutingUpdate {
+            queue,
+            kind,
+            urgency,
+            impact,
+            priority,
+            due_at,
+        } = *r;
+        sqlx::query(
+            "UPDATE tickets SET queue = $1, kind = $2, urgency = $3, impact = $4, priority = $5,
+             due_at = $6, updated_at = $7 WHERE number = $8",
+        )
+        .bind(text(queue))
+        .bind(kind.as_str())
+        .bind(urgency.as_str())
+        .bind(impact.as_str())
+        .bind(priority.as_str())
+        .bind(due_at)
+        .bind(self.now)
+        .bind(number)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The raw bytes of a ticket's first message, if it has one.
+    pub async fn first_message_raw(&mut self, number: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let row =
+            sqlx::query("SELECT raw FROM messages WHERE ticket_number = $1 ORDER BY id LIMIT 1")
+                .bind(number)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("raw")?),
+            None => None,
+        })
+    }
+
+    /// Takes addresses off a ticket's recipient list; how many were on it.
+    pub async fn remove_recipients(
+        &mut self,
+        number: i64,
+        addresses: &[String],
+    ) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for address in addresses {
+            removed += sqlx::query(
+                "DELETE FROM ticket_recipients WHERE ticket_number = $1 AND address = $2",
+            )
+            .bind(number)
+            .bind(text(&address.to_ascii_lowercase()))
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        }
+        Ok(removed)
     }
 
     /// Appends to a ticket's history with a named actor (an address, or

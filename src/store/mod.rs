@@ -30,7 +30,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-pub use conversation::{ThreadMail, TicketState};
+pub use conversation::{Routing, RoutingUpdate, ThreadMail, TicketState};
 pub use in_flight::InFlight;
 pub use outbox::{NewMail, OutboxMail, OutboxSummary};
 pub use read::{

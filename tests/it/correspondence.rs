@@ -50,7 +50,7 @@ fn with_team(w: World) -> World {
     w
 }
 
-async fn smtp_send(port: u16, from: &str, to: &str, raw: &[u8]) {
+pub(crate) async fn smtp_send(port: u16, from: &str, to: &str, raw: &[u8]) {
     let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
         .port(port)
         .build();
@@ -62,7 +62,7 @@ async fn smtp_send(port: u16, from: &str, to: &str, raw: &[u8]) {
     transport.send_raw(&envelope, raw).await.expect("smtp send");
 }
 
-async fn inbox(dovecot: &Dovecot, user: &str) -> Vec<String> {
+pub(crate) async fn inbox(dovecot: &Dovecot, user: &str) -> Vec<String> {
     let mut s = dovecot.session(user).await.expect("session");
     s.select("INBOX").await.expect("select");
     let mut out = Vec::new();
@@ -78,7 +78,12 @@ async fn inbox(dovecot: &Dovecot, user: &str) -> Vec<String> {
     out
 }
 
-async fn wait_inbox(dovecot: &Dovecot, user: &str, n: usize, limit: Duration) -> Vec<String> {
+pub(crate) async fn wait_inbox(
+    dovecot: &Dovecot,
+    user: &str,
+    n: usize,
+    limit: Duration,
+) -> Vec<String> {
     let deadline = std::time::Instant::now() + limit;
     loop {
         let got = if search(dovecot, user, "INBOX", "ALL").await >= n {
@@ -93,7 +98,7 @@ async fn wait_inbox(dovecot: &Dovecot, user: &str, n: usize, limit: Duration) ->
     }
 }
 
-fn head(raw: &str) -> &str {
+pub(crate) fn head(raw: &str) -> &str {
     let end = raw
         .find("\r\n\r\n")
         .or_else(|| raw.find("\n\n"))
@@ -102,7 +107,7 @@ fn head(raw: &str) -> &str {
 }
 
 /// A header's value (first occurrence, unfolded).
-fn header(raw: &str, name: &str) -> Option<String> {
+pub(crate) fn header(raw: &str, name: &str) -> Option<String> {
     let mut lines = head(raw).lines().peekable();
     while let Some(l) = lines.next() {
         if l.len() > name.len()

@@ -14,5 +14,6 @@ mod outbound;
 mod outbox_claim;
 mod poison;
 mod rules;
+mod steering;
 mod store;
 mod threading;
