@@ -8,7 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use triaged::classify::Classifier;
 use triaged::config::Config;
-use triaged::rules::{Known, RuleSet};
+use triaged::rules::RuleSet;
 use triaged_fuzz::{
     ARRIVAL_MS, check_decision, check_problems, sample_messages, shipped_classifier,
 };

@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use triaged::classify::{Classifier, complete};
-use triaged::rules::{Known, RuleSet};
+use triaged::rules::RuleSet;
 use triaged_fuzz::{ARRIVAL_MS, check_decision, check_problems, default_config, sample_messages};
 
 fuzz_target!(
