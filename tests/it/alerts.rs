@@ -6,106 +6,14 @@
 //! resolved. No mail ever goes to a monitoring system, even when a team
 //! member answers on an alert ticket. The same over IMAP, with the daemon.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
 use serde_json::Value;
 
 use std::time::Duration;
 
-use crate::harness::{Mailbox, PgDb, World, bin, message, wait_for};
+use crate::harness::{Mailbox, PgDb, ShippedDesk as Desk, World, message, wait_for};
 
 const MAP: &str = "map-support@example.edu";
 const NAGIOS: &str = "nagios@monitor.example.edu";
-
-/// The shipped deployment (no IMAP, no SMTP) on a database of the test's.
-struct Desk {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    url: String,
-}
-
-impl Desk {
-    fn new(url: Option<&str>) -> Desk {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = url
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("t.db").display()));
-        let shipped = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/triaged.example.toml"),
-        )
-        .expect("example config");
-        let mut text = String::new();
-        let mut skipping = false;
-        for line in shipped.lines() {
-            if line.starts_with('[') {
-                skipping = matches!(line.trim(), "[imap]" | "[smtp]" | "[mailboxes.imap]");
-            }
-            if !skipping {
-                text.push_str(line);
-                text.push('\n');
-            }
-        }
-        let config = dir.path().join("triaged.toml");
-        std::fs::write(&config, text).expect("write config");
-        Desk { dir, config, url }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .current_dir(self.dir.path())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("TRIAGED_DATABASE_URL", &self.url)
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run triaged")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "triaged {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("json output")
-    }
-
-    /// Ingests the messages (one folder, one run) into `mailbox`; the
-    /// summary line.
-    fn ingest(&self, mailbox: &str, raws: &[Vec<u8>]) -> Value {
-        let batch = tempfile::tempdir_in(self.dir.path()).expect("batch dir");
-        for (i, raw) in raws.iter().enumerate() {
-            std::fs::write(batch.path().join(format!("{i:03}.eml")), raw).expect("write");
-        }
-        let p = batch.path().display().to_string();
-        let out = self.run(&["ingest", "--json", "--mailbox", mailbox, &p]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .and_then(|l| serde_json::from_str(l).ok())
-            .unwrap_or(Value::Null)
-    }
-
-    fn ticket(&self, number: i64) -> Value {
-        self.json(&["tickets", "show", &number.to_string(), "--json"])
-    }
-
-    /// Every mail in the outbox, as `triaged outbox list --json` shows it.
-    fn outbox(&self) -> Vec<Value> {
-        match self.json(&["outbox", "list", "--json", "--limit", "10000"]) {
-            Value::Array(v) => v,
-            other => panic!("outbox list is not an array: {other:#}"),
-        }
-    }
-}
 
 fn messages(t: &Value) -> usize {
     t["messages"].as_array().map(Vec::len).unwrap_or(0)

@@ -6,96 +6,22 @@
 //! itself (the urgent notice to map-support@, a watched mailbox) is never
 //! recorded as a message. The store's part runs on SQLite and PostgreSQL.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
 use sqlx::Connection;
 use triaged::dev::devstack::{Dovecot, Smtpd};
 
-use crate::harness::{Mailbox, PgDb, World, bin, message, wait_for};
+use crate::harness::{Mailbox, PgDb, ShippedDesk as Desk, World, message, wait_for};
 
 const SUPPORT: &str = "isda-support@example.edu";
 const MAP: &str = "map-support@example.edu";
 const DAY_MS: i64 = 86_400_000;
 
-/// The shipped deployment (no IMAP, no SMTP) on a database of the test's.
-struct Desk {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    url: String,
-}
-
 impl Desk {
-    fn new(url: Option<&str>) -> Desk {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = url
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("t.db").display()));
-        let shipped = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/triaged.example.toml"),
-        )
-        .expect("example config");
-        let mut text = String::new();
-        let mut skipping = false;
-        for line in shipped.lines() {
-            if line.starts_with('[') {
-                skipping = matches!(line.trim(), "[imap]" | "[smtp]" | "[mailboxes.imap]");
-            }
-            if !skipping {
-                text.push_str(line);
-                text.push('\n');
-            }
-        }
-        let config = dir.path().join("triaged.toml");
-        std::fs::write(&config, text).expect("write config");
-        Desk { dir, config, url }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .current_dir(self.dir.path())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("TRIAGED_DATABASE_URL", &self.url)
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run triaged")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "triaged {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("json output")
-    }
-
-    /// Ingests one message into `mailbox`; its outcome ("new ticket #N", ...).
-    fn ingest(&self, mailbox: &str, raw: &[u8]) -> Value {
-        let batch = tempfile::tempdir_in(self.dir.path()).expect("batch dir");
-        let p = batch.path().join("m.eml");
-        std::fs::write(&p, raw).expect("write message");
-        let p = p.display().to_string();
-        let out = self.run(&["ingest", "--json", "--mailbox", mailbox, &p]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .and_then(|l| serde_json::from_str(l).ok())
-            .unwrap_or(Value::Null)
-    }
-
-    fn ticket(&self, number: i64) -> Value {
-        self.json(&["tickets", "show", &number.to_string(), "--json"])
+    /// Ingests one message into `mailbox`; its outcome line.
+    fn ingest_one(&self, mailbox: &str, raw: &[u8]) -> Value {
+        self.ingest(mailbox, &[raw.to_vec()])
     }
 
     fn show_text(&self, number: i64) -> String {
@@ -166,7 +92,7 @@ fn reply_with(id: &str, from: &str, subject: &str, body: &str, refs: &str) -> Ve
 /// Stranger with the tag; the requester with the tag alone; a client that
 /// strips the tag but keeps References.
 async fn tag_needs_a_participant(desk: &Desk) {
-    created(&desk.ingest(
+    created(&desk.ingest_one(
         "isda-support",
         &message(
             "first@customer.example",
@@ -180,7 +106,7 @@ async fn tag_needs_a_participant(desk: &Desk) {
     assert_eq!(first["tag"], "[ISDA #1000]", "{first:#}");
 
     // A stranger quotes the tag: a new ticket, linked, and nothing of the first.
-    let s = desk.ingest(
+    let s = desk.ingest_one(
         "isda-support",
         &reply_with(
             "stranger@elsewhere.example",
@@ -275,7 +201,7 @@ async fn tag_needs_a_participant(desk: &Desk) {
     }
 
     // The requester with the tag alone (no References): joins.
-    let s = desk.ingest(
+    let s = desk.ingest_one(
         "isda-support",
         &reply_with(
             "again@customer.example",
@@ -310,7 +236,7 @@ async fn tag_needs_a_participant(desk: &Desk) {
     } else {
         format!("<{ack_id}>")
     };
-    let s = desk.ingest(
+    let s = desk.ingest_one(
         "isda-support",
         &reply_with(
             "phone@mobile.example",
@@ -353,7 +279,7 @@ async fn tag_needs_a_participant_postgres() {
 /// 40 days after resolve: a new ticket linked to the old one; 10 days after:
 /// the ticket is reopened.
 async fn reopen_window(desk: &Desk) {
-    created(&desk.ingest(
+    created(&desk.ingest_one(
         "isda-support",
         &message(
             "old@customer.example",
@@ -364,7 +290,7 @@ async fn reopen_window(desk: &Desk) {
         ),
     ));
     desk.resolve_days_ago(1000, 40).await;
-    let s = desk.ingest(
+    let s = desk.ingest_one(
         "isda-support",
         &reply_with(
             "late@customer.example",
@@ -390,7 +316,7 @@ async fn reopen_window(desk: &Desk) {
 
     // Within the window: the same ticket, open again.
     desk.resolve_days_ago(1001, 10).await;
-    let s = desk.ingest(
+    let s = desk.ingest_one(
         "isda-support",
         &reply_with(
             "soon@customer.example",

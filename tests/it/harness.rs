@@ -327,3 +327,92 @@ pub fn run_in(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
     }
     child.wait_with_output().expect("wait")
 }
+
+/// The shipped deployment (no IMAP, no SMTP) on a database of the test's.
+pub struct ShippedDesk {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub url: String,
+}
+
+impl ShippedDesk {
+    pub fn new(url: Option<&str>) -> ShippedDesk {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = url
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("t.db").display()));
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/triaged.example.toml"),
+        )
+        .expect("example config");
+        let mut text = String::new();
+        let mut skipping = false;
+        for line in shipped.lines() {
+            if line.starts_with('[') {
+                skipping = matches!(line.trim(), "[imap]" | "[smtp]" | "[mailboxes.imap]");
+            }
+            if !skipping {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        let config = dir.path().join("triaged.toml");
+        std::fs::write(&config, text).expect("write config");
+        ShippedDesk { dir, config, url }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .current_dir(self.dir.path())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("TRIAGED_DATABASE_URL", &self.url)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run triaged")
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "triaged {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json output")
+    }
+
+    /// Ingests the messages (one folder, one run) into `mailbox`; the
+    /// last line `ingest --json` prints.
+    pub fn ingest(&self, mailbox: &str, raws: &[Vec<u8>]) -> Value {
+        let batch = tempfile::tempdir_in(self.dir.path()).expect("batch dir");
+        for (i, raw) in raws.iter().enumerate() {
+            std::fs::write(batch.path().join(format!("{i:03}.eml")), raw).expect("write");
+        }
+        let p = batch.path().display().to_string();
+        let out = self.run(&["ingest", "--json", "--mailbox", mailbox, &p]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn ticket(&self, number: i64) -> Value {
+        self.json(&["tickets", "show", &number.to_string(), "--json"])
+    }
+
+    /// Every mail in the outbox, as `triaged outbox list --json` shows it.
+    pub fn outbox(&self) -> Vec<Value> {
+        match self.json(&["outbox", "list", "--json", "--limit", "10000"]) {
+            Value::Array(v) => v,
+            other => panic!("outbox list is not an array: {other:#}"),
+        }
+    }
+}
