@@ -34,7 +34,7 @@ pub(super) async fn record(
     notifier: Option<&Notifier>,
     p: &Prepared,
 ) -> Result<Recorded, StoreError> {
-    if let Some(outcome) = own_mail(tx, p).await? {
+    if let Some(outcome) = own_mail(tx, config, p).await? {
         return Ok(Recorded { outcome, queued: 0 });
     }
     let fresh = match dedupe(tx, p).await? {
@@ -137,7 +137,11 @@ pub(super) async fn record(
 /// back through a watched mailbox: never a customer's message, never
 /// acknowledged or relayed. Recorded as an `own mail seen` event on its
 /// ticket, with a duplicate's outcome.
-async fn own_mail(tx: &mut Tx, p: &Prepared) -> Result<Option<Outcome>, StoreError> {
+async fn own_mail(
+    tx: &mut Tx,
+    config: &Config,
+    p: &Prepared,
+) -> Result<Option<Outcome>, StoreError> {
     let Action::Ticket { parsed, .. } = &p.action else {
         return Ok(None);
     };
@@ -147,6 +151,18 @@ async fn own_mail(tx: &mut Tx, p: &Prepared) -> Result<Option<Outcome>, StoreErr
     let Some(number) = tx.own_mail(message_id).await? else {
         return Ok(None);
     };
+    // Our mail is always From one of the desks' own addresses. Anything else
+    // carrying one of our Message-IDs (a client that copies the ID it
+    // answers, or a forgery) is somebody's message and is recorded as such.
+    let from_us = parsed.from.as_ref().is_some_and(|a| {
+        config
+            .own_addresses()
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(&a.address))
+    });
+    if !from_us {
+        return Ok(None);
+    }
     tx.event(
         number,
         "own mail seen",

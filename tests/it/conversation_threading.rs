@@ -449,3 +449,42 @@ async fn own_mail_is_not_recorded() {
     );
     assert!(daemon.terminate(Duration::from_secs(20)).success());
 }
+
+/// A customer's message that carries one of our Message-IDs (a client that
+/// copies the ID it answers, or a forgery) is still the customer's message:
+/// only mail From the desk's own addresses is recognised as our own.
+#[test]
+fn our_message_id_from_a_stranger_is_still_recorded() {
+    let desk = Desk::new(None);
+    created(&desk.ingest_one(
+        "isda-support",
+        &message(
+            "first@customer.example",
+            "Ann Lee <ann@customer.example>",
+            SUPPORT,
+            "Cannot print transcripts",
+            "The print button does nothing.",
+        ),
+    ));
+    let outbox = desk.json(&["outbox", "list", "--json"]);
+    let ours = outbox
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(|m| m["message_id"].as_str())
+        .expect("an acknowledgement in the outbox")
+        .to_string();
+    let s = desk.ingest_one(
+        "isda-support",
+        &message(
+            &ours,
+            "Eve <eve@elsewhere.example>",
+            SUPPORT,
+            "Another question",
+            "Where is my diploma?",
+        ),
+    );
+    created(&s);
+    let second = desk.ticket(1001);
+    assert_eq!(second["requester"], "eve@elsewhere.example", "{second:#}");
+    assert!(events(&desk.ticket(1000), "own mail seen").is_empty());
+}
