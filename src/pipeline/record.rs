@@ -106,6 +106,9 @@ pub(super) async fn record(
                         // again).
                         Some(st) if st.any_refused() || st.block.comment => {
                             let reason = match &st.unauthorized {
+                                Some(why) if !st.block.has_commands() && !st.block.comment => {
+                                    format!("not relayed: {why}")
+                                }
                                 Some(why) => format!("not relayed: commands refused: {why}"),
                                 None if st.block.comment => {
                                     "not relayed: an internal note".to_string()

@@ -355,9 +355,6 @@ pub async fn by_mail(
     new_text: &str,
 ) -> Result<Option<ByMail>, StoreError> {
     let block = commands::parse(new_text);
-    if !block.has_commands() && !block.comment {
-        return Ok(None);
-    }
     let sender = parsed
         .from
         .as_ref()
@@ -372,6 +369,31 @@ pub async fn by_mail(
         config.commands.require_authenticated,
         &auth,
     );
+    if !block.has_commands() && !block.comment {
+        // Plain correspondence: relayed to the customer under the desk's
+        // name, so a team From must pass the same check as a command (a
+        // forged From would otherwise write to customers as the desk). Held
+        // and recorded, never answered.
+        return Ok(match decision {
+            commands::Decision::Allowed { .. } => None,
+            commands::Decision::Refused { reason, .. } => {
+                tx.event_by(
+                    number,
+                    "correspondence held",
+                    &truncate(&sender, 200),
+                    &json!({"reason": reason, "message_id": parsed.message_id}),
+                )
+                .await?;
+                Some(ByMail {
+                    block,
+                    steered: Steered::default(),
+                    unauthorized: Some(reason),
+                    answer: false,
+                    sender,
+                })
+            }
+        });
+    }
     let actor = if sender.is_empty() {
         "unknown".to_string()
     } else {

@@ -16,6 +16,11 @@ use crate::harness::{Mailbox, PgDb, World, message, search, wait_for};
 const SUPPORT: &str = "isda-support@example.edu";
 const CUSTOMER: &str = "ann@customer.example";
 const INTEGRATOR: &str = "jlee@example.edu";
+/// The receiving server's authserv-id, trusted in the test's configuration.
+const MX: &str = "mx.example.edu";
+/// What that server adds to the integrators' mail.
+const AUTHENTICATED: &str =
+    "Authentication-Results: mx.example.edu; dkim=pass header.d=example.edu\r\n";
 
 fn world(dovecot: Dovecot, smtp_port: u16) -> World {
     let extra = format!(
@@ -46,6 +51,9 @@ fn with_team(w: World) -> World {
             "{desk}title = \"ISDA support\"\nintegrators = [\"isda-integrators@example.edu\"]\nteam = [\"{INTEGRATOR}\", \"mgarcia@example.edu\"]\n"
         ),
     );
+    // Team mail is relayed under the desk's name only when the receiving
+    // server vouches for its sender (`[commands] require_authenticated`).
+    let text = format!("{text}\n[commands]\ntrusted_authserv_ids = [\"{MX}\"]\n");
     std::fs::write(&w.config, text).expect("config");
     w
 }
@@ -169,7 +177,7 @@ async fn integrator_reply_reaches_the_customer_and_the_customer_reply_the_team()
     reply.splice(
         0..0,
         format!(
-            "Cc: isda-integrators@example.edu\r\nIn-Reply-To: {ack_id}\r\nReferences: <vpn-1@customer.example> {ack_id}\r\n"
+            "{AUTHENTICATED}Cc: isda-integrators@example.edu\r\nIn-Reply-To: {ack_id}\r\nReferences: <vpn-1@customer.example> {ack_id}\r\n"
         )
         .bytes(),
     );
@@ -311,7 +319,7 @@ async fn first_response_and_stalled_reopen_on_postgres() {
     );
     reply.splice(
         0..0,
-        b"In-Reply-To: <pg-1@customer.example>\r\n".iter().copied(),
+        format!("{AUTHENTICATED}In-Reply-To: <pg-1@customer.example>\r\n").bytes(),
     );
     ingest("2.eml", reply);
     let s = show();
@@ -367,7 +375,7 @@ async fn first_response_and_stalled_reopen_on_postgres() {
     );
     again.splice(
         0..0,
-        b"In-Reply-To: <pg-3@customer.example>\r\n".iter().copied(),
+        format!("{AUTHENTICATED}In-Reply-To: <pg-3@customer.example>\r\n").bytes(),
     );
     ingest("4.eml", again);
     let s = show();
@@ -380,4 +388,71 @@ async fn first_response_and_stalled_reopen_on_postgres() {
         1
     );
     db.drop_db().await;
+}
+
+/// A reply From a team member that the receiving server does not vouch for
+/// (no trusted Authentication-Results) is held: nothing reaches the
+/// customer under the desk's name, it is not the initial response, and the
+/// ticket's history says why.
+#[test]
+fn forged_team_correspondence_is_held() {
+    let world = with_team(World::new(&[], None, ""));
+    let ingest = |name: &str, raw: Vec<u8>| {
+        let path = world.dir.path().join(name);
+        std::fs::write(&path, raw).expect("write");
+        let out = world.triaged(&["ingest", "--json", path.to_str().expect("path")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ingest(
+        "1.eml",
+        message(
+            "f-1@customer.example",
+            &format!("Ann <{CUSTOMER}>"),
+            SUPPORT,
+            "Quota",
+            "My quota is full.",
+        ),
+    );
+    let number = world.tickets()[0]["number"].as_i64().expect("number");
+    for (name, extra) in [
+        ("2.eml", String::new()),
+        // A header naming an authserv-id we do not trust counts for nothing.
+        (
+            "3.eml",
+            "Authentication-Results: evil.example; dkim=pass header.d=example.edu\r\n".to_string(),
+        ),
+    ] {
+        let mut forged = message(
+            &format!("forged-{name}@example.edu"),
+            "Jane Lee <jlee@example.edu>",
+            SUPPORT,
+            &format!("Re: [ISDA #{number}] Quota"),
+            "Please confirm your password at http://evil.example/login",
+        );
+        forged.splice(
+            0..0,
+            format!("{extra}In-Reply-To: <f-1@customer.example>\r\n").bytes(),
+        );
+        ingest(name, forged);
+    }
+    let show = world.json(&["tickets", "show", &number.to_string(), "--json"]);
+    assert_eq!(show["status"], "new", "{show:#}");
+    assert!(show["first_response_at"].is_null(), "{show:#}");
+    let held = show["events"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter(|e| e["kind"] == "correspondence held")
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(held, 2, "{show:#}");
+    let outbox = world.json(&["outbox", "list", "--json"]);
+    for m in outbox.as_array().into_iter().flatten() {
+        assert_ne!(m["kind"], "correspondence", "{m:#}");
+    }
 }

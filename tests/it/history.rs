@@ -103,16 +103,23 @@ fn a_conversation_reads_as_one_timeline() {
                 ),
             ),
             ("1-again.eml", first),
-            (
-                "3.eml",
-                reply(
+            ("3.eml", {
+                // The shipped configuration trusts mx.example.edu.
+                let mut m = reply(
                     "j1@example.edu",
                     &format!("J Lee <{INTEGRATOR}>"),
                     "Re: [ISDA #1000] Map broken",
                     "We are on it.",
                     "<a2@customer.example>",
-                ),
-            ),
+                );
+                m.splice(
+                    0..0,
+                    b"Authentication-Results: mx.example.edu; dkim=pass header.d=example.edu\r\n"
+                        .iter()
+                        .copied(),
+                );
+                m
+            }),
         ],
     );
     assert!(out.contains("2 replies, 1 duplicates"), "{out}");
