@@ -346,7 +346,26 @@ async fn with_store(
 /// `triaged run`: the daemon until SIGTERM or SIGINT.
 async fn run_daemon(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let config = load_config(path)?;
-    let store = open_store(&config).await?;
+    // A daemon that starts while another process holds the database (a
+    // migration, a command's write) waits for it a little rather than exit:
+    // only errors worth retrying are retried, a few times.
+    let mut attempt = 0u32;
+    let store = loop {
+        match Store::open(&config.store.database_url, config.tickets.first_number).await {
+            Ok(store) => break store,
+            Err(e) if e.is_retryable() && !e.is_resource() && attempt < 5 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "opening the database failed; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(500 << attempt)).await;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "opening database {}",
+                    crate::config::redact_url(&config.store.database_url)
+                )));
+            }
+        }
+    };
     let shutdown = CancellationToken::new();
     crate::daemon::spawn_signal_handler(shutdown.clone());
     crate::daemon::run(config, store, shutdown).await?;

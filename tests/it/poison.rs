@@ -258,7 +258,11 @@ async fn poison_message_is_set_aside_after_restarts(database_url: Option<&str>) 
             break;
         }
         if let Ok(Some(status)) = daemon.child.try_wait() {
-            deaths.push(status.to_string());
+            // An exit (not the abort the fault hook causes) says why in its log.
+            deaths.push(match status.code() {
+                Some(_) => format!("{status}; log:\n{}", daemon.log()),
+                None => status.to_string(),
+            });
             assert!(
                 deaths.len() <= 5,
                 "the poison message stopped the mailbox: {deaths:?}; {}; log:\n{}",
