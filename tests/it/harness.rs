@@ -361,16 +361,20 @@ impl ShippedDesk {
         ShippedDesk { dir, config, url }
     }
 
-    pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .current_dir(self.dir.path())
+    /// `triaged` with this desk's configuration and database, not yet run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.current_dir(self.dir.path())
             .arg("--config")
             .arg(&self.config)
             .args(args)
             .env("TRIAGED_DATABASE_URL", &self.url)
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run triaged")
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run triaged")
     }
 
     pub fn json(&self, args: &[&str]) -> Value {
@@ -387,11 +391,20 @@ impl ShippedDesk {
     /// last line `ingest --json` prints.
     pub fn ingest(&self, mailbox: &str, raws: &[Vec<u8>]) -> Value {
         let batch = tempfile::tempdir_in(self.dir.path()).expect("batch dir");
+        let mut args = vec![
+            "ingest".to_string(),
+            "--json".to_string(),
+            "--mailbox".to_string(),
+            mailbox.to_string(),
+        ];
+        // One file each, named in order and passed in order.
         for (i, raw) in raws.iter().enumerate() {
-            std::fs::write(batch.path().join(format!("{i:03}.eml")), raw).expect("write");
+            let p = batch.path().join(format!("{i:05}.eml"));
+            std::fs::write(&p, raw).expect("write message");
+            args.push(p.display().to_string());
         }
-        let p = batch.path().display().to_string();
-        let out = self.run(&["ingest", "--json", "--mailbox", mailbox, &p]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.run(&args);
         assert!(
             out.status.success(),
             "{}",
@@ -402,6 +415,13 @@ impl ShippedDesk {
             .last()
             .and_then(|l| serde_json::from_str(l).ok())
             .unwrap_or(Value::Null)
+    }
+
+    pub fn tickets(&self) -> Vec<Value> {
+        match self.json(&["tickets", "list", "--json"]) {
+            Value::Array(a) => a,
+            other => panic!("not a list: {other}"),
+        }
     }
 
     pub fn ticket(&self, number: i64) -> Value {

@@ -2,114 +2,16 @@
 //! another's Message-ID, database URLs in every output, who gets no automatic
 //! reply, and caps on the desk's mail to one sender or one alert.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{PgDb, bin, wait_for};
+use crate::harness::{PgDb, ShippedDesk as Desk, wait_for};
 
 const SECRET: &str = "S3cretPW";
 
-/// The shipped deployment without IMAP or SMTP (nothing is watched; mail
-/// stays in the outbox), on a database of our choosing.
-struct Desk {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    url: String,
-}
-
 impl Desk {
-    fn new(url: Option<&str>, extra: &str) -> Desk {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = url
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("t.db").display()));
-        let shipped = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/triaged.example.toml"),
-        )
-        .expect("example config");
-        let mut text = String::new();
-        let mut skipping = false;
-        for line in shipped.lines() {
-            if line.starts_with('[') {
-                skipping = matches!(line.trim(), "[imap]" | "[smtp]" | "[mailboxes.imap]");
-            }
-            if !skipping {
-                text.push_str(line);
-                text.push('\n');
-            }
-        }
-        let text = format!("{extra}\n{text}");
-        let config = dir.path().join("triaged.toml");
-        std::fs::write(&config, text).expect("write config");
-        Desk { dir, config, url }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
-        c.current_dir(self.dir.path())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("TRIAGED_DATABASE_URL", &self.url)
-            .env_remove("RUST_LOG");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run triaged")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "triaged {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("json output")
-    }
-
-    /// Ingests these messages (in order, one file each) into `mailbox`.
-    fn ingest(&self, mailbox: &str, messages: &[Vec<u8>]) -> Value {
-        let batch = tempfile::tempdir_in(self.dir.path()).expect("batch dir");
-        let mut args = vec![
-            "ingest".to_string(),
-            "--json".to_string(),
-            "--mailbox".to_string(),
-            mailbox.to_string(),
-        ];
-        for (i, m) in messages.iter().enumerate() {
-            let p = batch.path().join(format!("{i:05}.eml"));
-            std::fs::write(&p, m).expect("write message");
-            args.push(p.display().to_string());
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.json(&args)
-    }
-
-    fn tickets(&self) -> Vec<Value> {
-        match self.json(&["tickets", "list", "--json"]) {
-            Value::Array(a) => a,
-            other => panic!("not a list: {other}"),
-        }
-    }
-
-    fn ticket(&self, number: i64) -> Value {
-        self.json(&["tickets", "show", &number.to_string(), "--json"])
-    }
-}
-
-impl Desk {
-    fn outbox(&self) -> Vec<Value> {
-        match self.json(&["outbox", "list", "--json"]) {
-            Value::Array(a) => a,
-            other => panic!("not a list: {other}"),
-        }
-    }
-
     /// The "mail suppressed" events of a ticket: (kind, reason).
     fn suppressed(&self, number: i64) -> Vec<(String, String)> {
         self.ticket(number)["events"]
@@ -143,7 +45,7 @@ fn text(out: &Output) -> String {
 #[test]
 fn misspelled_scheme_does_not_print_the_password() {
     let url = format!("postgress://u:{SECRET}@127.0.0.1/db");
-    let desk = Desk::new(Some(&url), "");
+    let desk = Desk::new(Some(&url));
     for args in [&["stats"][..], &["stats", "--json"], &["tickets", "list"]] {
         let out = desk.run(args);
         let all = text(&out);
@@ -171,7 +73,7 @@ fn password_parameters_are_redacted_in_errors_and_check() {
         format!("postgres:u:{SECRET}@127.0.0.1/db"),
         format!("sqlite:///nonexistent-dir/db?mode=bogus&pwd={SECRET}"),
     ] {
-        let desk = Desk::new(Some(&url), "");
+        let desk = Desk::new(Some(&url));
         for args in [&["stats"][..], &["check"]] {
             let out = desk.run(args);
             let all = text(&out);
@@ -197,7 +99,7 @@ async fn postgres_connection_failure_does_not_print_the_password() {
         format!("postgres://no_such_role_x@{host}/test?password={SECRET}&sslmode=disable"),
         format!("postgres://postgres:{SECRET}@{host}/no_such_database_x"),
     ] {
-        let desk = Desk::new(Some(&url), "");
+        let desk = Desk::new(Some(&url));
         let out = desk.run(&["stats"]);
         let all = text(&out);
         assert!(!out.status.success(), "{url}: {all}");
@@ -223,7 +125,7 @@ async fn run_logs_the_database_redacted() {
         }
         None => panic!("odd url {base}"),
     };
-    let desk = Desk::new(Some(&url), "");
+    let desk = Desk::new(Some(&url));
     // One watched mailbox (on a closed loopback port: it only retries), so
     // that the daemon runs.
     let mut config = std::fs::read_to_string(&desk.config).expect("config");
@@ -358,13 +260,13 @@ fn collision(desk: &Desk) {
 
 #[test]
 fn reused_message_id_with_other_content_is_a_new_message_sqlite() {
-    collision(&Desk::new(None, ""));
+    collision(&Desk::new(None));
 }
 
 #[tokio::test]
 async fn reused_message_id_with_other_content_is_a_new_message_postgres() {
     let db = PgDb::create("identity_mid").await;
-    let desk = Desk::new(Some(&db.url), "");
+    let desk = Desk::new(Some(&db.url));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| collision(&desk)));
     db.drop_db().await;
     if let Err(e) = result {
@@ -377,7 +279,7 @@ async fn reused_message_id_with_other_content_is_a_new_message_postgres() {
 #[tokio::test]
 async fn rows_from_before_content_hashes_are_still_recognised() {
     use sqlx::Connection;
-    let desk = Desk::new(None, "");
+    let desk = Desk::new(None);
     let m = mail(
         "old@x",
         "ann@customer.example",
@@ -431,7 +333,7 @@ fn number_of(desk: &Desk, requester: &str) -> i64 {
 
 #[test]
 fn automated_senders_get_no_acknowledgement() {
-    let desk = Desk::new(None, "");
+    let desk = Desk::new(None);
     // (sender, extra headers, what the suppression names)
     let cases = [
         (
@@ -535,7 +437,7 @@ fn automated_senders_get_no_acknowledgement() {
 
 #[test]
 fn a_flood_from_one_sender_does_not_flood_the_lists() {
-    let desk = Desk::new(None, "");
+    let desk = Desk::new(None);
     let messages: Vec<Vec<u8>> = (0..200)
         .map(|i| {
             mail(
@@ -586,7 +488,7 @@ fn a_flood_from_one_sender_does_not_flood_the_lists() {
 #[tokio::test]
 async fn a_flapping_alert_is_notified_a_bounded_number_of_times() {
     use sqlx::Connection;
-    let desk = Desk::new(None, "");
+    let desk = Desk::new(None);
     let mut numbers = Vec::new();
     for round in 0..5 {
         let m = mail(
