@@ -7,8 +7,11 @@
 //! each ticket event and queues it, commits with the cursor, then wakes the
 //! outbox sender if anything was queued.
 
+mod by_hand;
 mod record;
 pub mod steer;
+
+pub use by_hand::{ByHandError, VOUCHED};
 
 use std::sync::{Arc, RwLock};
 
@@ -25,9 +28,20 @@ use crate::thread::{self, ThreadKeys};
 /// Where a message came from, for audit and for logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    Imap { uidvalidity: u32, uid: u32 },
-    File { path: String },
-    Stdin { index: usize },
+    Imap {
+        uidvalidity: u32,
+        uid: u32,
+    },
+    File {
+        path: String,
+    },
+    Stdin {
+        index: usize,
+    },
+    /// Written with `triaged tickets reply` by `user` (who ran it).
+    CommandLine {
+        user: String,
+    },
 }
 
 impl std::fmt::Display for Origin {
@@ -38,6 +52,7 @@ impl std::fmt::Display for Origin {
             }
             Origin::File { path } => write!(f, "file {path}"),
             Origin::Stdin { index } => write!(f, "stdin #{index}"),
+            Origin::CommandLine { user } => write!(f, "command line ({user})"),
         }
     }
 }

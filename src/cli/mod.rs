@@ -12,6 +12,7 @@
 mod ingest;
 mod outbox;
 mod quarantine;
+mod steer;
 mod text;
 mod tickets;
 
@@ -149,6 +150,77 @@ pub enum TicketsCommand {
         number: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Reply on a ticket as someone (a team member's reply is correspondence:
+    /// relayed to the customer from the desk, and may start with command
+    /// lines such as /take), exactly as if they had replied by mail.
+    Reply {
+        number: String,
+        /// Who writes: `Name <address>` or an address.
+        #[arg(long)]
+        from: String,
+        /// The text (default: stdin).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Add an internal note: recorded, and mailed to the team only.
+    Comment {
+        number: String,
+        /// Who writes it (default: your login name).
+        #[arg(long, alias = "from")]
+        by: Option<String>,
+        /// The text (default: stdin).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Change a ticket as the mail commands do (/queue, /owner, ...): the
+    /// same events, the same transfer notice and queue notification.
+    Set {
+        number: String,
+        /// Transfer to this queue (its desk's queues only).
+        #[arg(long)]
+        queue: Option<String>,
+        /// The tech lead: a member of the desk's team.
+        #[arg(long)]
+        owner: Option<String>,
+        /// open, stalled or resolved.
+        #[arg(long)]
+        status: Option<String>,
+        /// critical, high, medium or low.
+        #[arg(long)]
+        urgency: Option<String>,
+        /// extensive, significant, moderate or minor.
+        #[arg(long)]
+        impact: Option<String>,
+        /// incident, bug, deploy, service, alert, ...
+        #[arg(long)]
+        kind: Option<String>,
+        /// Who makes the change, for the history (default: your login name).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Add to or remove from a ticket's recipient list.
+    Recipients {
+        number: String,
+        #[command(subcommand)]
+        change: RecipientsChange,
+        /// Who makes the change, for the history (default: your login name).
+        #[arg(long, global = true)]
+        by: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecipientsChange {
+    /// Add these addresses.
+    Add {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Remove these addresses.
+    Remove {
+        #[arg(required = true)]
+        addresses: Vec<String>,
     },
 }
 
@@ -296,6 +368,44 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 paths,
             };
             ingest::ingest(path, args).await
+        }
+        Command::Tickets {
+            command: TicketsCommand::Reply { number, from, file },
+        } => steer::reply(path, &number, &from, file).await,
+        Command::Tickets {
+            command: TicketsCommand::Comment { number, by, file },
+        } => steer::comment(path, &number, by, file).await,
+        Command::Tickets {
+            command:
+                TicketsCommand::Set {
+                    number,
+                    queue,
+                    owner,
+                    status,
+                    urgency,
+                    impact,
+                    kind,
+                    by,
+                },
+        } => {
+            let args = steer::SetArgs {
+                queue,
+                owner,
+                urgency,
+                impact,
+                kind,
+                status,
+            };
+            steer::set(path, &number, args, by).await
+        }
+        Command::Tickets {
+            command: TicketsCommand::Recipients { number, change, by },
+        } => {
+            let (add, addresses) = match change {
+                RecipientsChange::Add { addresses } => (true, addresses),
+                RecipientsChange::Remove { addresses } => (false, addresses),
+            };
+            steer::recipients(path, &number, add, &addresses, by).await
         }
         Command::Tickets { command } => {
             let config = load_config(path)?;

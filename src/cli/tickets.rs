@@ -34,6 +34,13 @@ pub(super) async fn tickets(
             list(&mut out, store, &filter, json).await
         }
         TicketsCommand::Show { number, json } => show(&mut out, store, config, &number, json).await,
+        // Steering goes through the pipeline (`super::steer`).
+        TicketsCommand::Reply { .. }
+        | TicketsCommand::Comment { .. }
+        | TicketsCommand::Set { .. }
+        | TicketsCommand::Recipients { .. } => {
+            anyhow::bail!("internal: steering commands are dispatched to cli::steer")
+        }
     }
 }
 

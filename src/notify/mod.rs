@@ -371,7 +371,7 @@ impl header::Header for AutoResponseSuppress {
 }
 
 /// Our Message-ID for a new mail: unique per process run and ticket.
-fn new_message_id(number: i64, kind: &str, domain: &str) -> String {
+pub fn new_message_id(number: i64, kind: &str, domain: &str) -> String {
     let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

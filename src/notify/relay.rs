@@ -555,6 +555,7 @@ mod tests {
             requester: "ann@example.org".into(),
             requester_name: Some("Ann".into()),
             subject: "Portal down".into(),
+            mailbox: "isda-support".into(),
             owner: None,
             first_response_at: None,
             recipients: vec![

@@ -206,6 +206,7 @@ mod tests {
             requester: "ann@example.org".into(),
             requester_name: Some("Ann".into()),
             subject: "Portal down".into(),
+            mailbox: "isda-support".into(),
             owner: Some("tkim@example.edu".into()),
             first_response_at: None,
             alert: false,

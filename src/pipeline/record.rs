@@ -86,7 +86,9 @@ pub(super) async fn record(
                 return Ok(Recorded { outcome, queued: 0 });
             }
             let steering = match outcome {
-                Outcome::Reply(_) => steer_reply(tx, config, number, parsed).await?,
+                Outcome::Reply(_) => {
+                    steer_reply(tx, config, number, parsed, p.origin.vouched()).await?
+                }
                 _ => None,
             };
             let state = match (outcome, &steering) {
@@ -125,7 +127,16 @@ pub(super) async fn record(
                         }
                     };
                     if let Some(s) = &steering {
-                        queued += steering_mail(tx, notifier, p, number, parsed, s).await?;
+                        let by = Steerer {
+                            mailbox: &p.mailbox,
+                            parsed,
+                            raw: &p.raw,
+                            author: parsed
+                                .from
+                                .as_ref()
+                                .map(|a| a.name.clone().unwrap_or_else(|| a.address.clone())),
+                        };
+                        queued += steering_mail(tx, notifier, number, &by, s).await?;
                     }
                     queued
                 }
@@ -510,6 +521,7 @@ async fn steer_reply(
     config: &Config,
     number: i64,
     parsed: &ParsedMessage,
+    vouched: Option<&str>,
 ) -> Result<Option<ByMail>, StoreError> {
     let Some(state) = tx.ticket_state(number).await? else {
         return Ok(None);
@@ -531,19 +543,29 @@ async fn steer_reply(
     {
         new_text = format!("/comment\n{new_text}");
     }
-    steer::by_mail(tx, config, number, &state.desk, parsed, &new_text).await
+    steer::by_mail(tx, config, number, &state.desk, parsed, &new_text, vouched).await
+}
+
+/// What steered a ticket, for the mail about it: the message that carried
+/// the commands (or, from the command line, the ticket's first message),
+/// the mailbox it counts as arriving in, and the author's display name.
+pub(super) struct Steerer<'a> {
+    pub mailbox: &'a str,
+    pub parsed: &'a ParsedMessage,
+    pub raw: &'a [u8],
+    pub author: Option<String>,
 }
 
 /// The mail that steering a ticket makes (a transfer's notices, a refusal's
 /// reply to the team member, an internal note to the team), queued.
-async fn steering_mail(
+pub(super) async fn steering_mail(
     tx: &mut Tx,
     notifier: &Notifier,
-    p: &Prepared,
     number: i64,
-    parsed: &ParsedMessage,
+    by: &Steerer<'_>,
     s: &ByMail,
 ) -> Result<usize, StoreError> {
+    let parsed = by.parsed;
     let (Some(routing), Some(state)) = (tx.routing(number).await?, tx.ticket_state(number).await?)
     else {
         return Ok(0);
@@ -559,10 +581,6 @@ async fn steering_mail(
     let refused = s.refusals();
     let note = (s.block.comment && s.unauthorized.is_none() && s.block.refused.is_empty())
         .then_some(s.block.text.as_str());
-    let author = parsed
-        .from
-        .as_ref()
-        .map(|a| a.name.clone().unwrap_or_else(|| a.address.clone()));
     let steering = Steering {
         transfer: s
             .steered
@@ -575,20 +593,20 @@ async fn steering_mail(
             .then_some(s.sender.as_str())
             .filter(|a| !a.is_empty()),
         note,
-        note_author: author.as_deref(),
+        note_author: by.author.as_deref(),
         sender: Some(s.sender.as_str()).filter(|a| !a.is_empty()),
     };
     let event = TicketEvent {
         created: false,
         number,
-        mailbox: &p.mailbox,
+        mailbox: by.mailbox,
         decision: &decision,
         parsed,
         recent_acks: 0,
         recent_notified_sender: 0,
         recent_notified_alert: 0,
         now: tx.now(),
-        raw: &p.raw,
+        raw: by.raw,
         ticket: Some(&state),
     };
     let out = notifier.compose_steering(&event, first.as_ref(), &steering);
@@ -645,7 +663,11 @@ async fn notify(
 
 /// Queues each composed mail in the outbox, or records why it was
 /// suppressed. How many were queued.
-async fn queue_all(tx: &mut Tx, number: i64, out: Vec<Outgoing>) -> Result<usize, StoreError> {
+pub(super) async fn queue_all(
+    tx: &mut Tx,
+    number: i64,
+    out: Vec<Outgoing>,
+) -> Result<usize, StoreError> {
     let mut queued = 0;
     for out in out {
         match out {

@@ -79,6 +79,29 @@ pub async fn apply(
     Ok(out)
 }
 
+/// Records an internal note on ticket `number` (a `comment` event; the
+/// mail to the team is composed from the same text by `notify`).
+pub async fn note(
+    tx: &mut Tx,
+    number: i64,
+    actor: &str,
+    text: &str,
+    message_id: Option<&str>,
+    evidence: Option<&str>,
+) -> Result<(), StoreError> {
+    tx.event_by(
+        number,
+        "comment",
+        actor,
+        &json!({
+            "text": truncate(text, MAX_NOTE_CHARS),
+            "message_id": message_id,
+            "authenticated": evidence,
+        }),
+    )
+    .await
+}
+
 /// A configured queue named by a `/queue` argument: exactly, else ignoring
 /// case, spaces, `-` and `_` (`production defect` is `ProductionDefect`).
 pub fn find_queue<'a>(config: &'a Config, name: &str) -> Option<&'a QueueConfig> {
@@ -346,6 +369,11 @@ impl ByMail {
 /// The command block of a reply on ticket `number` of `desk` from a team
 /// member (`new_text` is the reply's new text: `reply::split`), authorized
 /// and applied. `None` when it holds no command line and no note.
+///
+/// `vouched` is the evidence of a sender the desk already trusts, for a
+/// message that did not come through a mail server (`triaged tickets
+/// reply`, run by someone with the store in hand): the sender must still
+/// be on the team, but no `Authentication-Results` is asked for.
 pub async fn by_mail(
     tx: &mut Tx,
     config: &Config,
@@ -353,6 +381,7 @@ pub async fn by_mail(
     desk: &str,
     parsed: &ParsedMessage,
     new_text: &str,
+    vouched: Option<&str>,
 ) -> Result<Option<ByMail>, StoreError> {
     let block = commands::parse(new_text);
     let sender = parsed
@@ -360,15 +389,30 @@ pub async fn by_mail(
         .as_ref()
         .map(|a| a.address.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    let domain = domain_of(&sender).unwrap_or_default();
-    let auth =
-        crate::authres::authenticated(parsed, &config.commands.trusted_authserv_ids, &domain);
-    let decision = commands::authorize(
-        &sender,
-        config.desk_team(desk),
-        config.commands.require_authenticated,
-        &auth,
-    );
+    let decision = match vouched {
+        Some(evidence) => {
+            match commands::authorize(&sender, config.desk_team(desk), false, &Err(String::new())) {
+                commands::Decision::Allowed { .. } => commands::Decision::Allowed {
+                    evidence: Some(evidence.to_string()),
+                },
+                refused => refused,
+            }
+        }
+        None => {
+            let domain = domain_of(&sender).unwrap_or_default();
+            let auth = crate::authres::authenticated(
+                parsed,
+                &config.commands.trusted_authserv_ids,
+                &domain,
+            );
+            commands::authorize(
+                &sender,
+                config.desk_team(desk),
+                config.commands.require_authenticated,
+                &auth,
+            )
+        }
+    };
     if !block.has_commands() && !block.comment {
         // Plain correspondence: relayed to the customer under the desk's
         // name, so a team From must pass the same check as a command (a
@@ -445,15 +489,13 @@ pub async fn by_mail(
             }
             let steered = apply(tx, config, number, &block.commands, &actor).await?;
             if block.comment && block.refused.is_empty() {
-                tx.event_by(
+                note(
+                    tx,
                     number,
-                    "comment",
                     &actor,
-                    &json!({
-                        "text": truncate(&block.text, MAX_NOTE_CHARS),
-                        "message_id": parsed.message_id,
-                        "authenticated": evidence,
-                    }),
+                    &block.text,
+                    parsed.message_id.as_deref(),
+                    evidence.as_deref(),
                 )
                 .await?;
             }
@@ -639,11 +681,44 @@ mod tests {
         let parsed = crate::parse::parse(raw.as_bytes());
         let new_text = crate::reply::split(&parsed).new_text;
         let mut tx = store.begin().await.expect("begin");
-        let out = by_mail(&mut tx, config, n, "isda", &parsed, &new_text)
+        let out = by_mail(&mut tx, config, n, "isda", &parsed, &new_text, None)
             .await
             .expect("by mail");
         tx.commit().await.expect("commit");
         out
+    }
+
+    #[tokio::test]
+    async fn a_vouched_origin_needs_no_header_but_still_the_team() {
+        let (_d, store, config, n) = setup().await;
+        let vouched = |raw: &str| {
+            let parsed = crate::parse::parse(raw.as_bytes());
+            let new_text = crate::reply::split(&parsed).new_text;
+            (parsed, new_text)
+        };
+        // A stranger's lines move nothing, vouched or not.
+        let (p, t) = vouched("From: eve@example.org\nSubject: x\n\n/take\n");
+        let mut tx = store.begin().await.expect("begin");
+        let m = by_mail(&mut tx, &config, n, "isda", &p, &t, Some("cli"))
+            .await
+            .expect("by mail")
+            .expect("commands");
+        tx.commit().await.expect("commit");
+        assert!(m.unauthorized.is_some(), "{m:?}");
+        assert_eq!(detail(&store, n).await.ticket.owner, None);
+        // A team member's, without any Authentication-Results: applied.
+        let (p, t) = vouched("From: jlee@example.edu\nSubject: x\n\n/take\n");
+        let mut tx = store.begin().await.expect("begin");
+        let m = by_mail(&mut tx, &config, n, "isda", &p, &t, Some("cli"))
+            .await
+            .expect("by mail")
+            .expect("commands");
+        tx.commit().await.expect("commit");
+        assert_eq!(m.unauthorized, None, "{m:?}");
+        assert_eq!(
+            detail(&store, n).await.ticket.owner.as_deref(),
+            Some("jlee@example.edu")
+        );
     }
 
     #[tokio::test]

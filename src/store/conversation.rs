@@ -32,6 +32,8 @@ pub struct TicketState {
     pub requester_name: Option<String>,
     /// The subject of its first message.
     pub subject: String,
+    /// The mailbox its first message arrived in.
+    pub mailbox: String,
     /// Who holds it (lower-case address), if anyone.
     pub owner: Option<String>,
     /// When the desk first answered (ms), if it has.
@@ -85,7 +87,7 @@ impl Tx {
     /// A ticket's conversation state, `None` if there is no such ticket.
     pub async fn ticket_state(&mut self, number: i64) -> Result<Option<TicketState>, StoreError> {
         let Some(row) = sqlx::query(
-            "SELECT number, desk, desk_tag, queue, status, requester, requester_name, subject, owner, first_response_at, alert_key
+            "SELECT number, desk, desk_tag, queue, status, requester, requester_name, subject, mailbox, owner, first_response_at, alert_key
              FROM tickets WHERE number = $1",
         )
         .bind(number)
@@ -138,6 +140,7 @@ impl Tx {
             requester: requester.to_ascii_lowercase(),
             requester_name: row.try_get("requester_name")?,
             subject: row.try_get("subject")?,
+            mailbox: row.try_get("mailbox")?,
             owner: row.try_get("owner")?,
             first_response_at: row.try_get("first_response_at")?,
             recipients,

@@ -320,3 +320,165 @@ fn hostile_blocks_and_comments_through_ingest() {
         "{mail:#?}"
     );
 }
+
+/// The same steering from the command line (`tickets recipients`, `set`,
+/// `reply`, `comment`) with the daemon running: the same events as by mail
+/// (`command` ... `applied`, `transfer`), the same mail through the real
+/// servers (the transfer notice to the recipient list, the new queue's
+/// notification, the reply relayed to the customer without its command
+/// line, the note to the team only). Bad values change nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_command_line_steers_as_mail_does() {
+    let dovecot = Dovecot::start().expect("dovecot");
+    let smtpd = Smtpd::start(&dovecot).expect("smtpd");
+    let world = world(dovecot, smtpd.port);
+    let daemon = world.start_daemon();
+
+    let first = message(
+        "cli-1@customer.example",
+        "Ann Lee <ann@customer.example>",
+        SUPPORT,
+        "Reports time out",
+        "The monthly report times out since Friday.",
+    );
+    smtp_send(smtpd.port, CUSTOMER, SUPPORT, &first).await;
+    let acks = wait_inbox(&world.dovecot, CUSTOMER, 1, Duration::from_secs(30)).await;
+    assert_eq!(acks.len(), 1, "daemon log:\n{}", daemon.log());
+    let number = world.tickets()[0]["number"].as_i64().expect("number");
+    let n = number.to_string();
+    let show = || world.json(&["tickets", "show", &n, "--json"]);
+    let run = |args: &[&str]| {
+        let out = world.triaged(args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+
+    // Bad values: refused before anything changes.
+    let before = show()["events"].as_array().map_or(0, Vec::len);
+    let (code, text) = run(&["tickets", "set", &n, "--queue", "Admin\n/resolve"]);
+    assert_eq!(code, Some(2), "{text}");
+    let (code, text) = run(&["tickets", "set", &n, "--status", "sleeping"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("unknown status"), "{text}");
+    let (code, text) = run(&["tickets", "set", "99999", "--status", "stalled"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("no ticket 99999"), "{text}");
+    assert_eq!(show()["events"].as_array().map_or(0, Vec::len), before);
+    // A queue of another desk is refused by the same code as by mail, and
+    // recorded as refused.
+    let (code, text) = run(&["tickets", "set", &n, "--queue", "Nowhere", "--by", "ops"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("refused"), "{text}");
+
+    // Steer: the colleague joins the list, the ticket moves queue.
+    let (code, text) = run(&["tickets", "recipients", &n, "add", COLLEAGUE, "--by", "ops"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run(&[
+        "tickets",
+        "set",
+        &n,
+        "--queue",
+        "ProductionDefect",
+        "--owner",
+        INTEGRATOR,
+        "--urgency",
+        "high",
+        "--by",
+        "ops",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let s = show();
+    assert_eq!(s["queue"], "ProductionDefect", "{s:#}");
+    assert_eq!(s["kind"], "bug", "{s:#}");
+    assert_eq!(s["owner"], INTEGRATOR, "{s:#}");
+    let events = s["events"].as_array().cloned().unwrap_or_default();
+    for (kind, result) in [("command", "applied"), ("command", "refused")] {
+        assert!(
+            events.iter().any(|e| e["kind"] == kind
+                && e["detail"]["result"] == result
+                && e["actor"] == "ops"),
+            "no {kind} {result} by ops in {events:#?}"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "transfer" && e["detail"]["to"] == "ProductionDefect"),
+        "{events:#?}"
+    );
+    let notice = wait_inbox(&world.dovecot, COLLEAGUE, 1, Duration::from_secs(30)).await;
+    assert_eq!(notice.len(), 1, "daemon log:\n{}", daemon.log());
+    assert!(
+        header(&notice[0], "Subject")
+            .unwrap_or_default()
+            .contains("Transferred to ProductionDefect"),
+        "{}",
+        notice[0]
+    );
+    let queue_mail = wait_inbox(&world.dovecot, DEFECTS, 1, Duration::from_secs(30)).await;
+    assert_eq!(queue_mail.len(), 1, "daemon log:\n{}", daemon.log());
+    assert!(queue_mail[0].contains("times out since Friday"));
+
+    // The integrator's reply, with a command line on top.
+    let sentence = "The report job was stuck; it runs again.";
+    let file = world.dir.path().join("reply.txt");
+    std::fs::write(&file, format!("/status stalled\n\n{sentence}\n")).expect("write");
+    let (code, text) = run(&[
+        "tickets",
+        "reply",
+        &n,
+        "--from",
+        "Jane Lee <jlee@example.edu>",
+        "--file",
+        file.to_str().expect("path"),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let got = wait_inbox(&world.dovecot, CUSTOMER, 2, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 2, "daemon log:\n{}", daemon.log());
+    let relayed = got
+        .iter()
+        .find(|m| m.contains(sentence))
+        .unwrap_or_else(|| panic!("no relayed sentence in {got:#?}"));
+    for hidden in ["/status", "jlee@", "ProductionDefect", "command line"] {
+        assert!(!relayed.contains(hidden), "{hidden} in\n{relayed}");
+    }
+    let s = show();
+    assert_eq!(s["status"], "stalled", "{s:#}");
+    assert!(s["first_response_at"].is_i64(), "{s:#}");
+
+    // A note: to the team (not its author), never to the customer.
+    let note = world.dir.path().join("note.txt");
+    std::fs::write(&note, "/resolve\nThe customer runs the old client.\n").expect("write");
+    let (code, text) = run(&[
+        "tickets",
+        "comment",
+        &n,
+        "--by",
+        COLLEAGUE,
+        "--file",
+        note.to_str().expect("path"),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let to_team = wait_inbox(&world.dovecot, INTEGRATOR, 1, Duration::from_secs(30)).await;
+    assert!(
+        to_team.iter().any(|m| m.contains("old client")),
+        "{to_team:#?}"
+    );
+    // The note's lines are a note: "/resolve" in it was not obeyed.
+    assert_eq!(show()["status"], "stalled");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let customer = inbox(&world.dovecot, CUSTOMER).await;
+    assert_eq!(customer.len(), 2, "{customer:#?}");
+    assert!(customer.iter().all(|m| !m.contains("old client")));
+    assert!(
+        inbox(&world.dovecot, COLLEAGUE)
+            .await
+            .iter()
+            .all(|m| !m.contains("old client")),
+        "the author got their own note"
+    );
+    assert!(daemon.terminate(Duration::from_secs(20)).success());
+}
