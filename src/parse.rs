@@ -139,6 +139,12 @@ pub struct ParsedMessage {
     pub headers: Vec<(String, String)>,
     pub body: String,
     pub body_source: BodySource,
+    /// The HTML the body was read from, when there was no text part
+    /// (`body_source` is `Html`): its quote markup (`blockquote`, Gmail's and
+    /// Outlook's containers) is what separates a reply from its history
+    /// (`reply::split`), and the text reduction loses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
     pub attachments: Vec<AttachmentMeta>,
     /// SHA-256 of the raw bytes, hex.
     pub sha256: String,
@@ -274,6 +280,7 @@ fn headers_only(raw: &[u8], sha256: String, size: u64, why: &str) -> ParsedMessa
                 .trim()
                 .to_string();
             parsed.body_source = BodySource::Raw;
+            parsed.html = None;
             parsed.attachments.clear();
             parsed
                 .problems
@@ -620,7 +627,7 @@ fn extract(msg: &mail_parser::Message<'_>, sha256: String, size: u64) -> ParsedM
         problems.push("no readable Date".to_string());
     }
 
-    let (body, body_source) = best_body(msg);
+    let (body, body_source, html) = best_body(msg);
 
     let total_attachments = msg.attachment_count();
     if total_attachments > MAX_ATTACHMENTS {
@@ -701,6 +708,7 @@ fn extract(msg: &mail_parser::Message<'_>, sha256: String, size: u64) -> ParsedM
         headers,
         body,
         body_source,
+        html,
         attachments,
         sha256,
         size,
@@ -730,6 +738,7 @@ fn unreadable(raw: &[u8], sha256: String, size: u64) -> ParsedMessage {
             BodySource::Raw
         },
         body: text,
+        html: None,
         attachments: Vec::new(),
         sha256,
         size,
@@ -737,21 +746,24 @@ fn unreadable(raw: &[u8], sha256: String, size: u64) -> ParsedMessage {
     }
 }
 
-/// The best text body: the first text/plain part, else HTML reduced to text.
-fn best_body(msg: &mail_parser::Message<'_>) -> (String, BodySource) {
+/// The best text body: the first text/plain part, else HTML reduced to text
+/// (and then the HTML too).
+fn best_body(msg: &mail_parser::Message<'_>) -> (String, BodySource, Option<String>) {
     let is_html = msg.text_part(0).map(|p| p.is_text_html()).unwrap_or(false);
     match msg.body_text(0) {
-        Some(text) => {
-            let source = if is_html {
-                BodySource::Html
-            } else {
-                BodySource::Plain
-            };
-            (text.trim_end().to_string(), source)
-        }
+        Some(text) if is_html => (
+            text.trim_end().to_string(),
+            BodySource::Html,
+            msg.body_html(0).map(|h| h.into_owned()),
+        ),
+        Some(text) => (text.trim_end().to_string(), BodySource::Plain, None),
         None => match msg.body_html(0) {
-            Some(html) => (html_to_text(&html), BodySource::Html),
-            None => (String::new(), BodySource::None),
+            Some(html) => (
+                html_to_text(&html),
+                BodySource::Html,
+                Some(html.into_owned()),
+            ),
+            None => (String::new(), BodySource::None, None),
         },
     }
 }

@@ -110,10 +110,13 @@ const MAX_HTML_STACK: usize = 256;
 /// HTML quote containers looked into for a forward; later ones are not.
 const MAX_FORWARD_PEEKS: usize = 16;
 
-/// Split a parsed message. Its body is text (a text/plain part, or HTML that
-/// the parser reduced to text); see [`split_bodies`] when the HTML is at hand.
+/// Split a parsed message: its text part, else the HTML it was read from
+/// (whose quote markup marks the history).
 pub fn split(msg: &ParsedMessage) -> Reply {
-    split_text(&msg.body)
+    match &msg.html {
+        Some(html) => split_html(html),
+        None => split_text(&msg.body),
+    }
 }
 
 /// Split a message given its text and HTML bodies: the text when there is

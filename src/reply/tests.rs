@@ -530,3 +530,74 @@ fn an_attribution_without_a_date_needs_quotes_below() {
     assert_eq!(r.new_text, "Status update.");
     assert_eq!(r.marker, Some(Marker::Attribution));
 }
+
+/// An HTML-only message (no text/plain part) is split from its HTML, with
+/// the quote markup, exactly as its body alone; quoted-printable and
+/// base64 transfer encodings included. Without the HTML at hand the parser's
+/// text reduction loses the markup, and quoted history would be relayed.
+#[test]
+fn html_only_messages_are_split_from_their_html() {
+    for name in [
+        "apple-nl.html",
+        "gmail-en.html",
+        "outlook-en.html",
+        "outlook-web-fr.html",
+        "thunderbird-sv.html",
+        "yahoo.html",
+    ] {
+        let html = fixture(name);
+        let expected = split_html(&html);
+        assert_eq!(expected.method, Method::Cut, "{name}: {expected:#?}");
+        for (encoding, body) in [
+            ("8bit", html.clone()),
+            ("base64", {
+                use std::fmt::Write;
+                let b64 = base64_lines(html.as_bytes());
+                let mut s = String::new();
+                for l in b64 {
+                    let _ = writeln!(s, "{l}");
+                }
+                s
+            }),
+        ] {
+            let raw = format!(
+                "From: Ann <ann@example.org>\r\nSubject: Re: [ISDA #1042] x\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n{body}"
+            );
+            let parsed = crate::parse::parse(raw.as_bytes());
+            assert!(parsed.html.is_some(), "{name} {encoding}");
+            let got = split(&parsed);
+            assert_eq!(got.new_text, expected.new_text, "{name} {encoding}");
+            assert_eq!(got.signature, expected.signature, "{name} {encoding}");
+        }
+    }
+    // A message with a text part keeps no HTML, and splits its text.
+    let raw = "From: a@example.org\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nNew text.\r\n\r\nOn Mon, Ann wrote:\r\n> old\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>New text.</p><blockquote>old</blockquote>\r\n--b--\r\n";
+    let parsed = crate::parse::parse(raw.as_bytes());
+    assert_eq!(parsed.html, None);
+    assert_eq!(split(&parsed).new_text, "New text.");
+}
+
+/// Base64 in 76-character lines (a test helper; no crate needed for this).
+fn base64_lines(bytes: &[u8]) -> Vec<String> {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out.as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect()
+}
