@@ -28,6 +28,10 @@ pub struct Steering<'a> {
     pub note_author: Option<&'a str>,
     /// Who steered (lower-case address): never sent their own note.
     pub sender: Option<&'a str>,
+    /// `command_refused` mails queued to `answer_to` within the cap window:
+    /// at `[notify] ack_limit_per_hour` no more are sent (a client that
+    /// resends, or a loop, cannot make the desk mail without end).
+    pub recent_refusals: i64,
 }
 
 impl Notifier {
@@ -138,10 +142,19 @@ impl Notifier {
                 refused_more => s.refused.len().saturating_sub(REFUSALS_LISTED),
             };
             let to = vec![to.to_ascii_lowercase()];
+            let limit = self.config.notify.ack_limit_per_hour;
             out.push(if policy::no_reply_reason(ev.parsed, &self.own).is_some() {
                 Outgoing::Suppressed {
                     kind: "command_refused".to_string(),
                     reason: "the sender must not get an automatic reply".to_string(),
+                }
+            } else if s.recent_refusals >= limit {
+                Outgoing::Suppressed {
+                    kind: "command_refused".to_string(),
+                    reason: format!(
+                        "{} refusals already sent to this sender within the hour (limit {limit})",
+                        s.recent_refusals
+                    ),
                 }
             } else {
                 render("command_refused", ev, &to, extra)
@@ -325,6 +338,23 @@ mod tests {
             },
         );
         assert!(mails(&out).is_empty());
+        // At the hourly cap: recorded as suppressed, not mailed.
+        let out = compose(
+            REPLY,
+            &Steering {
+                refused: &refused,
+                answer_to: Some("jlee@example.edu"),
+                recent_refusals: 5,
+                ..Steering::default()
+            },
+        );
+        assert!(mails(&out).is_empty(), "{out:#?}");
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Outgoing::Suppressed { kind, reason }
+                if kind == "command_refused" && reason.contains("limit 5"))),
+            "{out:#?}"
+        );
     }
 
     #[test]

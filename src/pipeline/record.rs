@@ -579,6 +579,13 @@ pub(super) async fn steering_mail(
         None => None,
     };
     let refused = s.refusals();
+    let recent_refusals = match (s.answer, refused.is_empty()) {
+        (true, false) if !s.sender.is_empty() => {
+            let since = tx.now() - CAP_WINDOW_MS;
+            tx.recent_mail("command_refused", &s.sender, since).await?
+        }
+        _ => 0,
+    };
     let note = (s.block.comment && s.unauthorized.is_none() && s.block.refused.is_empty())
         .then_some(s.block.text.as_str());
     let steering = Steering {
@@ -595,6 +602,7 @@ pub(super) async fn steering_mail(
         note,
         note_author: by.author.as_deref(),
         sender: Some(s.sender.as_str()).filter(|a| !a.is_empty()),
+        recent_refusals,
     };
     let event = TicketEvent {
         created: false,

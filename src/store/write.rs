@@ -483,10 +483,22 @@ impl Tx {
 
     /// Acknowledgements queued to `sender` (lower-cased) since `since`.
     pub async fn recent_acks(&mut self, sender: &str, since: i64) -> Result<i64, StoreError> {
+        self.recent_mail("acknowledgement", sender, since).await
+    }
+
+    /// Mails of `kind` queued to `rcpt` (lower-cased; the first recipient)
+    /// since `since`.
+    pub async fn recent_mail(
+        &mut self,
+        kind: &str,
+        rcpt: &str,
+        since: i64,
+    ) -> Result<i64, StoreError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM outbox WHERE kind = 'acknowledgement' AND first_rcpt = $1 AND created_at > $2",
+            "SELECT COUNT(*) AS n FROM outbox WHERE kind = $1 AND first_rcpt = $2 AND created_at > $3",
         )
-        .bind(text(sender))
+        .bind(kind)
+        .bind(text(rcpt))
         .bind(since)
         .fetch_one(&mut *self.tx)
         .await?;
