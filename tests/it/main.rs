@@ -4,6 +4,7 @@ mod alerts;
 mod conversation_threading;
 mod correspondence;
 mod durability;
+mod fleet;
 mod harness;
 mod history;
 mod hostile;
