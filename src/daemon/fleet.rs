@@ -43,12 +43,15 @@ const DAEMON_PREFIX: &str = "daemon:";
 
 /// This process's holder id: `host:pid:random`. Unique across hosts,
 /// processes and runs; the same for every lease this process takes (the
-/// scheduler's leader lease included).
+/// scheduler's leader lease included). `$TRIAGED_NODE_NAME` stands for the
+/// host name when set (containers whose host names repeat, or tests that
+/// play several hosts on one).
 pub fn holder() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        let host = std::env::var("TRIAGED_NODE_NAME")
             .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".to_string());

@@ -452,7 +452,12 @@ async fn three_daemons_share_twelve_mailboxes_and_survive_a_kill() {
             .collect();
         world.dovecot.deliver_files(user, &raws).expect("deliver");
     }
-    let mut daemons: Vec<_> = (0..3).map(|_| world.start_daemon()).collect();
+    // Three hosts' worth: the dead daemon is not recognised as a dead
+    // process of this host, its leases have to expire.
+    let mut daemons: Vec<_> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|node| world.start_daemon_with(&[("TRIAGED_NODE_NAME", node)]))
+        .collect();
     let logs = |daemons: &[crate::harness::Daemon]| {
         daemons
             .iter()
