@@ -199,11 +199,14 @@ impl Watcher {
             if self.shutdown.is_cancelled() {
                 return;
             }
-            if !first {
+            // A reconnect keeps the state of the failure (retrying,
+            // auth_failed, store_paused) until it succeeds or fails anew.
+            if first {
+                metrics::session(name, SessionState::Connecting);
+            } else {
                 metrics::reconnect(name);
             }
             first = false;
-            metrics::session(name, SessionState::Connecting);
             let mut progressed = false;
             match self.session(&mut progressed).await {
                 Ok(()) => return,

@@ -11,6 +11,7 @@ mod hostile;
 mod identity;
 mod imap;
 mod ingest;
+mod metrics;
 mod outbound;
 mod outbox_claim;
 mod poison;
