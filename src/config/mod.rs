@@ -995,6 +995,36 @@ mod tests {
     }
 
     #[test]
+    fn cluster_and_http() {
+        let c = Config::parse(DEFAULT_CONFIG, "t").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.cluster.lease(), std::time::Duration::from_secs(30));
+        assert!(c.http.is_none());
+        let text = format!(
+            "{DEFAULT_CONFIG}\n[http]\nlisten = \"127.0.0.1:9187\"\nretry_budget_secs = 5\n"
+        );
+        let c = Config::parse(&text, "t").unwrap_or_else(|e| panic!("{e}"));
+        let http = c.http.unwrap_or_else(|| panic!("no [http]"));
+        assert_eq!(http.listen.port(), 9187);
+        assert_eq!(http.retry_budget_secs, 5);
+        let bad = DEFAULT_CONFIG.replace("lease_secs = 30", "lease_secs = 1");
+        let e = Config::parse(&bad, "t.toml")
+            .err()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("cluster.lease_secs = 1: must be between 3 and 3600"),
+            "{e}"
+        );
+        assert!(e.starts_with("t.toml:"), "{e}");
+        let bad = format!("{DEFAULT_CONFIG}\n[http]\nlisten = \"localhost:x\"\n");
+        let e = Config::parse(&bad, "t.toml")
+            .err()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("socket address"), "{e}");
+    }
+
+    #[test]
     fn secret_never_prints() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
     }
