@@ -618,3 +618,90 @@ async fn three_daemons_share_twelve_mailboxes_and_survive_a_kill() {
     );
     db.drop_db().await;
 }
+
+/// A daemon whose mailbox lease is taken from it stops that watcher (takes
+/// no more mail from the mailbox), keeps trying, and watches again once the
+/// lease is free.
+#[tokio::test]
+async fn a_lost_lease_stops_the_watcher_until_it_is_taken_again() {
+    let db = PgDb::create("lost_lease").await;
+    let user = "lost@example.edu";
+    let world = World::new(
+        &[Mailbox {
+            name: "lost",
+            user,
+            queue: "Customer-Support",
+            after: "seen",
+        }],
+        Some(&db.url),
+        "[cluster]\nlease_secs = 3\n",
+    );
+    let daemon = world.start_daemon();
+    assert!(
+        wait_for(Duration::from_secs(20), || daemon
+            .log()
+            .contains("mailbox connected")),
+        "{}",
+        daemon.log()
+    );
+    let store = Store::open(&db.url, 1000).await.expect("open");
+    let lease = &store.leases("mailbox:lost").await.expect("leases")[0];
+    let thief = "elsewhere:1:feed";
+    let now = triaged::clock::now_ms();
+    assert!(
+        store
+            .take_over_lease_at(
+                "mailbox:lost",
+                &lease.holder,
+                thief,
+                now,
+                Duration::from_secs(600)
+            )
+            .await
+            .expect("steal")
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || daemon.log().contains(
+            "mailbox lease lost to another daemon; stopping its watcher"
+        )),
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || daemon
+            .log()
+            .contains("mailbox closed for shutdown")),
+        "{}",
+        daemon.log()
+    );
+    world
+        .dovecot
+        .append(
+            user,
+            "INBOX",
+            &[message(
+                "while-lost@x",
+                "c@customers.example",
+                user,
+                "While lost",
+                "Hi.",
+            )],
+        )
+        .await
+        .expect("append");
+    // Not its mailbox any more: nothing is taken while the thief holds it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(world.tickets().len(), 0, "{}", daemon.log());
+    store
+        .release_lease("mailbox:lost", thief)
+        .await
+        .expect("release");
+    assert!(
+        wait_for(Duration::from_secs(20), || world.tickets().len() == 1),
+        "not watched again: {}",
+        daemon.log()
+    );
+    store.close().await;
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    db.drop_db().await;
+}
