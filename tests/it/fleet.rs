@@ -575,32 +575,41 @@ async fn three_daemons_share_twelve_mailboxes_and_survive_a_kill() {
         .collect();
     assert_eq!(per_ticket.len(), MESSAGES);
 
-    // Delivered exactly once each: every ticket's tag in exactly one
-    // customer's mail.
-    let expected = MESSAGES;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let delivered = loop {
+    // Delivered once each: every ticket's tag in a customer's mail. The one
+    // exception is the at-least-once window of the outbox (ARCHITECTURE,
+    // "Mail commits with its cause"): a mail the killed daemon's sender had
+    // handed to the SMTP server but not yet marked sent is sent again by
+    // another daemon; at most one per SMTP lane (concurrency = 4).
+    let tags_of = |delivered: &[String]| {
+        let mut tags: BTreeMap<String, usize> = BTreeMap::new();
+        for subject in delivered {
+            if let Some(tag) = subject.split('[').nth(1).and_then(|t| t.split(']').next()) {
+                *tags.entry(tag.to_string()).or_default() += 1;
+            }
+        }
+        tags
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (delivered, tags) = loop {
         let d = acknowledgements(&world.dovecot).await;
-        if d.len() >= expected || Instant::now() > deadline {
-            break d;
+        let tags = tags_of(&d);
+        if tags.len() >= MESSAGES || Instant::now() > deadline {
+            break (d, tags);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let ok = delivered.len() == expected;
-    let mut tags: BTreeMap<String, usize> = BTreeMap::new();
-    for subject in &delivered {
-        if let Some(tag) = subject.split('[').nth(1).and_then(|t| t.split(']').next()) {
-            *tags.entry(tag.to_string()).or_default() += 1;
-        }
-    }
+    assert_eq!(
+        tags.len(),
+        MESSAGES,
+        "{} tickets' acknowledgements delivered of {MESSAGES}",
+        tags.len()
+    );
+    let resent = delivered.len() - MESSAGES;
     let repeated: Vec<_> = tags.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
-        ok,
-        "{} mails delivered for {expected} tickets",
-        delivered.len()
+        resent <= 4 && repeated.iter().all(|(_, n)| **n == 2),
+        "delivered more than once beyond the killed sender's lanes: {repeated:?}"
     );
-    assert!(repeated.is_empty(), "delivered twice: {repeated:?}");
-    assert_eq!(tags.len(), MESSAGES);
 
     for d in daemons {
         assert!(d.terminate(Duration::from_secs(60)).success());
@@ -610,7 +619,7 @@ async fn three_daemons_share_twelve_mailboxes_and_survive_a_kill() {
     eprintln!(
         "fleet: {MESSAGES} messages, {MAILBOXES} mailboxes, 3 daemons; tickets at kill: {}; \
          takeover {:.1} s after kill -9; all ticketed {:.1} s after the kill window opened; \
-         whole test {:.1} s",
+         {resent} acknowledgements resent (killed in the SMTP window); whole test {:.1} s",
         at_kill["tickets"],
         takeover.as_secs_f64(),
         ingested.as_secs_f64(),
