@@ -1,13 +1,17 @@
-//! The daemon: one watcher task per IMAP mailbox, a shared store, the
-//! outbox sender (woken by the pipeline's commits that queue mail), and a
-//! designed shutdown (cancel, let each watcher finish the chunk in hand, join
-//! every task against a deadline).
+//! The daemon: one watcher task per IMAP mailbox whose lease it holds
+//! ([`fleet`]: several daemons on one database share the mailboxes), a
+//! shared store, the outbox sender (woken by the pipeline's commits that
+//! queue mail), the optional HTTP listener (`http`: metrics and health), and
+//! a designed shutdown (cancel, let each watcher finish the chunk in hand,
+//! join every task against a deadline, release the leases).
+//!
+//! [`lock_sqlite`]: on SQLite, `triaged run` holds an exclusive lock file
+//! beside the database for its whole life; a second daemon refuses to start.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -15,7 +19,11 @@ use crate::config::Config;
 use crate::notify::sender::Sender;
 use crate::pipeline::Pipeline;
 use crate::sources::imap::Watcher;
-use crate::store::Store;
+use crate::store::{Backend, Store};
+
+pub mod fleet;
+
+use fleet::Fleet;
 
 /// How long shutdown waits for watchers to finish their chunk in hand.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(60);
@@ -65,39 +73,55 @@ pub async fn run(
             .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?
             .with_notifier(notifier, wake)
     };
-    let mut tasks = JoinSet::new();
+    // Every watched mailbox is checked (its password readable) before the
+    // daemon starts; the fleet task then starts the watchers of the
+    // mailboxes whose leases it holds.
+    let mut watched = Vec::new();
     for mailbox in &config.mailboxes {
-        let watcher = Watcher::new(pipeline.clone(), mailbox, shutdown.clone())
+        let watcher = Watcher::new(pipeline.clone(), mailbox, CancellationToken::new())
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("mailbox {:?}", mailbox.name))?;
-        let Some(watcher) = watcher else {
+        if watcher.is_none() {
             info!(mailbox = %mailbox.name, "mailbox has no [mailboxes.imap]; not watched");
             continue;
-        };
-        tasks.spawn(watcher.run());
+        }
+        watched.push(mailbox.clone());
     }
-    if tasks.is_empty() {
+    if watched.is_empty() {
         bail!(
             "no mailbox has an [mailboxes.imap] table in {}: nothing to watch",
             config.source
         );
     }
+    let http = match &config.http {
+        Some(h) => Some(
+            crate::http::start(h, store.clone(), shutdown.clone())
+                .await
+                .with_context(|| format!("[http] listen = {}", h.listen))?,
+        ),
+        None => None,
+    };
+    let mailboxes = watched.len();
+    let fleet = tokio::spawn(
+        Fleet {
+            pipeline: pipeline.clone(),
+            mailboxes: watched,
+            ttl: config.cluster.lease(),
+            exclusive: store.backend() == Backend::Sqlite,
+            shutdown: shutdown.clone(),
+            deadline: SHUTDOWN_DEADLINE,
+        }
+        .run(),
+    );
     let reloader = tokio::spawn(watch_rules(pipeline.clone(), shutdown.clone()));
-    info!(mailboxes = tasks.len(), database = %crate::config::redact_url(&config.store.database_url), "triaged running");
+    info!(mailboxes, holder = fleet::holder(), database = %crate::config::redact_url(&config.store.database_url), "triaged running");
 
     shutdown.cancelled().await;
     info!("shutting down: finishing messages in hand");
-    let joined = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
-        while let Some(r) = tasks.join_next().await {
-            if let Err(e) = r {
-                error!(error = %e, "watcher task failed");
-            }
-        }
-    })
-    .await;
-    if joined.is_err() {
-        warn!("watchers did not stop within {SHUTDOWN_DEADLINE:?}; aborting them");
-        tasks.abort_all();
+    // The fleet task stops its watchers within SHUTDOWN_DEADLINE and
+    // releases their leases.
+    if let Err(e) = fleet.await {
+        error!(error = %e, "fleet task failed");
     }
     if let Some(sender) = sender {
         // Let mail that is due now go out, within a deadline; the rest waits
@@ -118,9 +142,46 @@ pub async fn run(
         }
     }
     let _ = reloader.await;
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     store.close().await;
     info!("stopped");
     Ok(())
+}
+
+/// The lock file of a SQLite database: `PATH.lock` beside `PATH`.
+pub fn sqlite_lock_path(db: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("{db}.lock"))
+}
+
+/// On SQLite, takes the exclusive lock (flock) on the lock file beside the
+/// database, held as long as the returned file is open: one daemon per
+/// database file. `None` on PostgreSQL (any number of daemons share it) and
+/// for an in-memory database. Commands other than `run` never take it.
+pub fn lock_sqlite(database_url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(db) = crate::store::sqlite_file(database_url) else {
+        return Ok(None);
+    };
+    let path = sqlite_lock_path(db);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another `triaged run` is using the SQLite database {db} (it holds {}); \
+             only one daemon may run on a SQLite database: stop the other one, or use PostgreSQL \
+             to run several (see deploy/scaling.md)",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context(format!("locking {}", path.display())))
+        }
+    }
 }
 
 /// How often the rules folder is looked at for changes.

@@ -16,6 +16,9 @@
 //! - [`daemon`]: the running service: watchers, shutdown.
 //! - [`ingest`]: the file-ingest engine behind `triaged ingest` and the benchmark.
 //! - [`config`], [`telemetry`], [`cli`]: configuration, logs, command line.
+//! - [`metrics`] (the Prometheus registry and each mailbox session's state,
+//!   reported to by every layer) and [`http`] (`/metrics`, `/healthz`,
+//!   `/readyz`, started by the daemon).
 //! - Shared leaves every layer may use: [`problem`] (`file:line: reason`),
 //!   [`clock`] (the one clock, injectable for tests), [`text`] (truncation),
 //!   and [`automated`] (is this mail machine-sent?, over a parsed message;
@@ -31,10 +34,10 @@
 //!
 //! A module imports only modules of lower layers (lowest first): foundations
 //! ([`problem`], [`clock`], [`text`], [`priority`], [`calendar`]); [`parse`];
-//! [`thread`], [`telemetry`], [`automated`], [`reply`]; [`authres`];
+//! [`thread`], [`telemetry`], [`metrics`], [`automated`], [`reply`]; [`authres`];
 //! [`commands`]; [`rules`]; [`config`];
 //! [`classify`]; [`store`]; [`notify`]; [`pipeline`]; [`sources`];
-//! [`ingest`]; [`daemon`]; [`rules_cmd`]; `dev`; [`cli`]. `tests/tidy.rs`
+//! [`ingest`]; [`http`]; [`daemon`]; [`rules_cmd`]; `dev`; [`cli`]. `tests/tidy.rs`
 //! holds the table and fails on any other import.
 
 pub mod authres;
@@ -48,7 +51,9 @@ pub mod config;
 pub mod daemon;
 #[cfg(feature = "dev")]
 pub mod dev;
+pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod notify;
 pub mod parse;
 pub mod pipeline;

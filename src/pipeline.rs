@@ -335,7 +335,20 @@ impl Pipeline {
         batch: &[Prepared],
         cursor: Option<&Cursor>,
     ) -> Result<Vec<Outcome>, StoreError> {
-        match self.transaction_once(batch, cursor).await {
+        // Mails suppressed in this transaction are counted once it commits.
+        let done = record::SUPPRESSED
+            .scope(std::cell::RefCell::new(Vec::new()), async {
+                let done = self.transaction_once(batch, cursor).await;
+                if done.is_ok() {
+                    let kinds = record::SUPPRESSED.with(|k| k.take());
+                    for kind in kinds {
+                        crate::metrics::suppressed(&kind);
+                    }
+                }
+                done
+            })
+            .await;
+        match done {
             Ok((outcomes, queued)) => {
                 if let Some(wake) = &self.outbox_wake
                     && queued > 0

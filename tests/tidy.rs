@@ -25,8 +25,9 @@ const LAYERS: &[&[&str]] = &[
     &["parse"],
     // Pure functions of a parsed message (thread keys, is it machine-sent?,
     // the new text of a reply);
-    // the log setup that contains parser panics.
-    &["thread", "automated", "telemetry", "reply"],
+    // the log setup that contains parser panics; the metrics registry
+    // every layer above reports to.
+    &["thread", "automated", "telemetry", "metrics", "reply"],
     // Is the sender authenticated? (Authentication-Results, over a parsed
     // message.)
     &["authres"],
@@ -49,6 +50,9 @@ const LAYERS: &[&[&str]] = &[
     &["sources"],
     // `triaged ingest`'s engine.
     &["ingest"],
+    // `/metrics`, `/healthz`, `/readyz`: reads the metrics registry and the
+    // store; the daemon starts it.
+    &["http"],
     // The running service: watchers, sender, shutdown.
     &["daemon"],
     // `triaged classify`, `rules test`, `rules diff`.

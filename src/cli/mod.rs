@@ -9,6 +9,7 @@
 //! file (`ingest`, `tickets`, `outbox`, `quarantine`), and `text` shows mail
 //! safely on a terminal.
 
+mod backup;
 mod ingest;
 mod outbox;
 mod quarantine;
@@ -114,6 +115,12 @@ pub enum Command {
     Quarantine {
         #[command(subcommand)]
         command: QuarantineCommand,
+    },
+    /// Copy the database while the daemon runs (SQLite, with VACUUM INTO); refuses
+    /// an existing file. For PostgreSQL it says to use pg_dump (deploy/scaling.md).
+    Backup {
+        /// The new file.
+        path: PathBuf,
     },
     /// Measure throughput and memory (see benches/README.md).
     #[cfg(feature = "dev")]
@@ -434,6 +441,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             })
             .await
         }
+        Command::Backup { path: target } => {
+            with_store(path, async |store| backup::backup(store, &target).await).await
+        }
         #[cfg(feature = "dev")]
         Command::Bench { command } => crate::dev::bench::run(command).await,
         #[cfg(feature = "dev")]
@@ -456,6 +466,8 @@ async fn with_store(
 /// `triaged run`: the daemon until SIGTERM or SIGINT.
 async fn run_daemon(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let config = load_config(path)?;
+    // One daemon per SQLite file; held until the process ends.
+    let _lock = crate::daemon::lock_sqlite(&config.store.database_url)?;
     // A daemon that starts while another process holds the database (a
     // migration, a command's write) waits for it a little rather than exit:
     // only errors worth retrying are retried, a few times.

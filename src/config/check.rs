@@ -8,8 +8,8 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::{
-    AfterIngest, ConfigFile, DeskConfig, ImapConfig, ImapSettings, Mailbox, QueueConfig, Security,
-    is_loopback,
+    AfterIngest, ClusterConfig, ConfigFile, DeskConfig, ImapConfig, ImapSettings, Mailbox,
+    QueueConfig, Security, is_loopback,
 };
 use crate::calendar::Calendar;
 use crate::problem::{Problem, Problems, line_of, toml_reason};
@@ -329,4 +329,20 @@ fn imap(c: &ImapConfig) -> Result<ImapSettings, String> {
         fetch_batch,
         ca_file: c.ca_file.clone(),
     })
+}
+
+/// `[cluster]`: a lease long enough to be renewed (every third of it) over
+/// a slow database, short enough to take over a dead daemon's work.
+pub(super) fn cluster(cluster: Option<&Spanned<ClusterConfig>>, found: &mut Found) {
+    if let Some(c) = cluster
+        && !(3..=3600).contains(&c.get_ref().lease_secs)
+    {
+        found.at(
+            c.span(),
+            format!(
+                "cluster.lease_secs = {}: must be between 3 and 3600",
+                c.get_ref().lease_secs
+            ),
+        );
+    }
 }

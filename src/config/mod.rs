@@ -390,6 +390,53 @@ pub struct NotifyConfig {
     pub max_relayed_attachment_bytes: u64,
 }
 
+/// Several daemons on one database (`[cluster]`): each mailbox is watched by
+/// one daemon at a time, under a lease renewed every third of `lease_secs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// How long a lease lasts without renewal: a dead daemon's mailboxes are
+    /// taken over by another within this time.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+}
+
+fn default_lease_secs() -> u64 {
+    30
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            lease_secs: default_lease_secs(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The lease time.
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_secs)
+    }
+}
+
+/// The HTTP listener (`[http]`): `/metrics`, `/healthz`, `/readyz`. Absent:
+/// no listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address and port, e.g. `127.0.0.1:9187`.
+    pub listen: std::net::SocketAddr,
+    /// How long a mailbox may be retrying its connection before `/readyz`
+    /// reports it (a refused login is reported at once).
+    #[serde(default = "default_retry_budget_secs")]
+    pub retry_budget_secs: u64,
+}
+
+fn default_retry_budget_secs() -> u64 {
+    300
+}
+
 /// Commands by mail (`[commands]`): who may steer a ticket with command
 /// lines at the top of a reply (`/take`, `/queue ...`; see `commands`).
 #[derive(Debug, Clone, Deserialize)]
@@ -494,6 +541,8 @@ struct ConfigFile {
     #[serde(default)]
     notify: NotifyConfig,
     commands: Option<Spanned<CommandsConfig>>,
+    cluster: Option<Spanned<ClusterConfig>>,
+    http: Option<HttpConfig>,
     /// Absent: the defaults of DOMAIN.md, which may name queues a smaller
     /// deployment lacks; present: checked against the queues and desks.
     priority: Option<crate::priority::PriorityConfig>,
@@ -560,6 +609,9 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     pub notify: NotifyConfig,
     pub commands: CommandsConfig,
+    pub cluster: ClusterConfig,
+    /// `None`: no HTTP listener.
+    pub http: Option<HttpConfig>,
     pub priority: crate::priority::PriorityConfig,
     pub targets: crate::priority::TargetsConfig,
     pub desks: Vec<DeskConfig>,
@@ -623,6 +675,7 @@ impl Config {
         let mailboxes = check::mailboxes(&raw, &desk_names, &queue_names, &mut found);
         check::smtp(raw.smtp.as_ref(), &mut found);
         check::commands(raw.commands.as_ref(), &mut found);
+        check::cluster(raw.cluster.as_ref(), &mut found);
         check::priority_and_targets(&raw, &mut found);
         check::essentials(&raw, &mut found);
         found.finish()?;
@@ -635,6 +688,8 @@ impl Config {
             smtp: raw.smtp.map(Spanned::into_inner),
             notify: raw.notify,
             commands: raw.commands.map(Spanned::into_inner).unwrap_or_default(),
+            cluster: raw.cluster.map(Spanned::into_inner).unwrap_or_default(),
+            http: raw.http,
             priority: raw.priority.unwrap_or_default(),
             targets: raw.targets.unwrap_or_default(),
             calendars,
@@ -937,6 +992,36 @@ mod tests {
             c.mailbox_or_first(Some("x")).map(|m| m.name.as_str()),
             Err("unknown mailbox \"x\" (configured: quiet, m)".to_string())
         );
+    }
+
+    #[test]
+    fn cluster_and_http() {
+        let c = Config::parse(DEFAULT_CONFIG, "t").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.cluster.lease(), std::time::Duration::from_secs(30));
+        assert!(c.http.is_none());
+        let text = format!(
+            "{DEFAULT_CONFIG}\n[http]\nlisten = \"127.0.0.1:9187\"\nretry_budget_secs = 5\n"
+        );
+        let c = Config::parse(&text, "t").unwrap_or_else(|e| panic!("{e}"));
+        let http = c.http.unwrap_or_else(|| panic!("no [http]"));
+        assert_eq!(http.listen.port(), 9187);
+        assert_eq!(http.retry_budget_secs, 5);
+        let bad = DEFAULT_CONFIG.replace("lease_secs = 30", "lease_secs = 1");
+        let e = Config::parse(&bad, "t.toml")
+            .err()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("cluster.lease_secs = 1: must be between 3 and 3600"),
+            "{e}"
+        );
+        assert!(e.starts_with("t.toml:"), "{e}");
+        let bad = format!("{DEFAULT_CONFIG}\n[http]\nlisten = \"localhost:x\"\n");
+        let e = Config::parse(&bad, "t.toml")
+            .err()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("socket address"), "{e}");
     }
 
     #[test]

@@ -38,7 +38,9 @@ use crate::store::{OutboxMail, Store};
 const IDLE_WAIT: Duration = Duration::from_secs(5);
 const BATCH: i64 = 200;
 /// The shortest claim on a batch of mail.
-const MIN_CLAIM: Duration = Duration::from_secs(300);
+/// (With the default 30 s SMTP timeout a claim lasts 244 s; a dead
+/// daemon's claimed mail waits that long for another sender.)
+const MIN_CLAIM: Duration = Duration::from_secs(60);
 
 pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
 
@@ -175,10 +177,12 @@ impl Sender {
         let recorded = match &result {
             Delivery::Sent(response) => {
                 info!(outbox = mail.id, ticket = ?mail.ticket_number, kind = %mail.kind, to = ?mail.rcpt, "mail sent");
+                crate::metrics::mail_sent(&mail.kind);
                 self.store.outbox_sent(mail.id, response).await
             }
             Delivery::Failed(error) => {
                 warn!(outbox = mail.id, ticket = ?mail.ticket_number, error = %error, "mail failed for good");
+                crate::metrics::mail_failed(&mail.kind);
                 self.store.outbox_failed(mail.id, error).await
             }
             Delivery::Retry(error) => {
@@ -190,6 +194,7 @@ impl Sender {
                         age / 1000
                     );
                     warn!(outbox = mail.id, error = %why, "mail failed for good");
+                    crate::metrics::mail_failed(&mail.kind);
                     self.store.outbox_failed(mail.id, &why).await
                 } else {
                     let delay = backoff(&self.config, mail.attempts);

@@ -19,6 +19,12 @@ use crate::parse::{self, ParsedMessage};
 use crate::store::{NewMail, NewMessage, NewQuarantine, Status, StoreError, TicketState, Tx};
 use crate::thread::{self, ThreadKeys, Threading, Via};
 
+tokio::task_local! {
+    /// The kinds of mail suppressed in the transaction being recorded, for
+    /// the metrics once it has committed (see `Pipeline::transaction`).
+    pub(super) static SUPPRESSED: std::cell::RefCell<Vec<String>>;
+}
+
 /// What recording one message did.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Recorded {
@@ -697,6 +703,7 @@ pub(super) async fn queue_all(
                 queued += 1;
             }
             Outgoing::Suppressed { kind, reason } => {
+                let _ = SUPPRESSED.try_with(|k| k.borrow_mut().push(kind.clone()));
                 tx.event(
                     number,
                     "mail suppressed",

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{AfterIngest, ImapSettings, Mailbox, Secret, Security};
+use crate::metrics::{self, SessionState};
 use crate::pipeline::{Action, Origin, Outcome, Pipeline, Prepared};
 use crate::store::{Cursor, InFlight, StoreError};
 
@@ -89,10 +90,17 @@ pub async fn connect(s: &ImapSettings, password: &Secret) -> Result<ImapSession,
     if s.security != Security::Starttls {
         read_greeting(&mut client).await?;
     }
+    // A NO (or BAD) answer to LOGIN is the server refusing the credentials;
+    // anything else (a dropped connection) is an ordinary session error.
     client
         .login(&s.username, password.expose())
         .await
-        .map_err(|(e, _)| ImapError::Login(s.username.clone(), e.to_string()))
+        .map_err(|(e, _)| match e {
+            async_imap::error::Error::No(words) | async_imap::error::Error::Bad(words) => {
+                ImapError::Login(s.username.clone(), words)
+            }
+            other => ImapError::Imap(other),
+        })
 }
 
 async fn read_greeting<T>(client: &mut async_imap::Client<T>) -> Result<(), ImapError>
@@ -177,16 +185,44 @@ impl Watcher {
     /// mailbox is paused: nothing was acknowledged, the session ends, and the
     /// same messages are taken again after a growing delay (at most
     /// [`MAX_STORE_BACKOFF`]) until the store can commit them.
+    ///
+    /// Each state of the session is reported to [`metrics`]: connecting, up,
+    /// retrying, auth_failed (a refused login: logged at ERROR the first
+    /// time, then again only at the 2nd, 4th, 8th... refusal in a row, as
+    /// the retries back off), store_paused.
     pub async fn run(self) {
+        let name = self.mailbox.name.as_str();
         let mut backoff = Duration::from_secs(1);
+        let mut refusals: u32 = 0;
+        let mut first = true;
         loop {
             if self.shutdown.is_cancelled() {
                 return;
             }
+            // A reconnect keeps the state of the failure (retrying,
+            // auth_failed, store_paused) until it succeeds or fails anew.
+            if first {
+                metrics::session(name, SessionState::Connecting);
+            } else {
+                metrics::reconnect(name);
+            }
+            first = false;
             let mut progressed = false;
             match self.session(&mut progressed).await {
                 Ok(()) => return,
+                Err(ImapError::Login(user, words)) => {
+                    metrics::session(name, SessionState::AuthFailed);
+                    refusals = refusals.saturating_add(1);
+                    if refusals.is_power_of_two() {
+                        error!(mailbox = %name, user = %user, server_said = %words, refusals,
+                            retry_in_ms = backoff.as_millis() as u64,
+                            "IMAP login refused: check the mailbox's username and password; retrying with backoff");
+                    } else {
+                        debug!(mailbox = %name, refusals, "IMAP login refused again");
+                    }
+                }
                 Err(ImapError::Store(e)) if e.is_resource() => {
+                    metrics::session(name, SessionState::StorePaused);
                     // Connecting again is no progress while the store is down.
                     backoff = backoff.min(MAX_STORE_BACKOFF);
                     let counts = crate::store::metrics();
@@ -195,8 +231,10 @@ impl Watcher {
                         "store cannot commit (disk full, I/O error or read-only); mailbox paused, nothing acknowledged");
                 }
                 Err(e) => {
+                    metrics::session(name, SessionState::Retrying);
                     if progressed {
                         backoff = Duration::from_secs(1);
+                        refusals = 0;
                     }
                     warn!(mailbox = %self.mailbox.name, error = %e, retry_in_ms = backoff.as_millis() as u64,
                         "mailbox session ended; reconnecting");
@@ -228,6 +266,7 @@ impl Watcher {
         info!(mailbox = %self.mailbox.name, host = %s.host, security = ?s.security, folder = %s.folder, uidvalidity,
             idle = can_idle, "mailbox connected");
         *progressed = true;
+        metrics::session(&self.mailbox.name, SessionState::Up);
 
         let mut cursor = match self.pipeline.store().cursor(&self.mailbox.name).await? {
             Some(c) if c.uidvalidity == uidvalidity => c,
@@ -399,12 +438,21 @@ impl Watcher {
     ) -> Result<(), ImapError> {
         let limit = self.pipeline.config().ingest.max_message_bytes;
         let set = uid_set(chunk);
-        let sizes: Vec<(u32, u32)> = session
-            .uid_fetch(&set, "(UID RFC822.SIZE)")
+        // Sizes, and arrival times (INTERNALDATE) for the ingest-lag metric.
+        let fetched: Vec<(u32, u32, Option<i64>)> = session
+            .uid_fetch(&set, "(UID RFC822.SIZE INTERNALDATE)")
             .await?
-            .try_filter_map(|f| async move { Ok(f.uid.map(|u| (u, f.size.unwrap_or(0)))) })
+            .try_filter_map(|f| async move {
+                let arrived = f.internal_date().map(|d| d.timestamp_millis());
+                Ok(f.uid.map(|u| (u, f.size.unwrap_or(0), arrived)))
+            })
             .try_collect()
             .await?;
+        let arrivals: HashMap<u32, i64> = fetched
+            .iter()
+            .filter_map(|&(u, _, at)| at.map(|at| (u, at)))
+            .collect();
+        let sizes: Vec<(u32, u32)> = fetched.iter().map(|&(u, size, _)| (u, size)).collect();
         let (small, big): (Vec<_>, Vec<_>) = sizes
             .into_iter()
             .partition(|&(_, size)| u64::from(size) <= limit);
@@ -475,8 +523,13 @@ impl Watcher {
         let batch: Vec<Prepared> = prepared.iter().map(|(_, p)| p.clone()).collect();
         let outcomes = self.pipeline.commit(&batch, Some(&next)).await?;
         *cursor = next;
+        let committed = crate::clock::now_ms();
         for ((uid, p), outcome) in prepared.iter().zip(&outcomes) {
             log_outcome(&self.mailbox.name, *uid, p, outcome);
+            if let Some(&arrived) = arrivals.get(uid) {
+                let lag = u64::try_from(committed.saturating_sub(arrived)).unwrap_or(0);
+                metrics::ingest_lag(&self.mailbox.name, Duration::from_millis(lag));
+            }
         }
         self.acknowledge(session, chunk, can_move).await
     }
@@ -701,7 +754,17 @@ fn run_id() -> &'static str {
     ID.get_or_init(|| format!("{}-{}", std::process::id(), crate::clock::now_ms()))
 }
 
+/// Logs one committed message and counts it in the metrics.
 fn log_outcome(mailbox: &str, uid: u32, p: &Prepared, outcome: &Outcome) {
+    metrics::ingested(
+        mailbox,
+        match outcome {
+            Outcome::Created(_) => "created",
+            Outcome::Reply(_) => "reply",
+            Outcome::Duplicate(_) | Outcome::DuplicateQuarantined(_) => "duplicate",
+            Outcome::Quarantined(_) => "quarantined",
+        },
+    );
     let message_id = match &p.action {
         crate::pipeline::Action::Ticket { parsed, .. } => parsed.message_id.clone(),
         crate::pipeline::Action::Quarantine { message_id, .. } => message_id.clone(),

@@ -12,6 +12,9 @@
 //! - [`read`]: read models for the command line.
 //! - [`outbox`]: the outbox as a claimed queue, for the sender.
 //! - [`in_flight`]: markers of IMAP messages in hand.
+//! - [`lease`]: named leases with expiry (a mailbox watched by one daemon,
+//!   a daemon's liveness, the scheduler's leader).
+//! - [`ops`]: reachability, the gauges of a metrics scrape, SQLite backup.
 //!
 //! The store knows the pure types (`parse`, `classify`, `thread`) and nothing
 //! of sources, the pipeline, notify or the command line.
@@ -19,6 +22,8 @@
 mod conn;
 mod conversation;
 mod in_flight;
+mod lease;
+mod ops;
 mod outbox;
 mod read;
 mod write;
@@ -32,6 +37,8 @@ use sqlx::{AnyPool, Row};
 
 pub use conversation::{Routing, RoutingUpdate, ThreadMail, TicketState};
 pub use in_flight::InFlight;
+pub use lease::Lease;
+pub use ops::Gauges;
 pub use outbox::{NewMail, OutboxMail, OutboxSummary};
 pub use read::{
     AttachmentRow, Counts, EventRow, LinkRow, MessageRow, QuarantineRow, SYSTEM_ACTOR,

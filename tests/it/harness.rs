@@ -139,6 +139,11 @@ impl World {
 
     /// Starts the daemon; its log goes to `<tmp>/daemon-N.log`.
     pub fn start_daemon(&self) -> Daemon {
+        self.start_daemon_with(&[])
+    }
+
+    /// Starts the daemon with these environment variables set.
+    pub fn start_daemon_with(&self, env: &[(&str, &str)]) -> Daemon {
         let n = std::fs::read_dir(self.dir.path())
             .map(|d| d.count())
             .unwrap_or(0);
@@ -150,6 +155,7 @@ impl World {
             .arg("run")
             .env(PW_ENV, PASSWORD)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
