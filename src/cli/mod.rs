@@ -6,12 +6,13 @@
 
 //!
 //! `mod.rs` holds the clap definitions and dispatch; each larger command has a
-//! file (`ingest`, `tickets`, `outbox`, `quarantine`), and `text` shows mail
+//! file (`ingest`, `tickets`, `outbox`, `quarantine`, `report`), and `text` shows mail
 //! safely on a terminal.
 
 mod ingest;
 mod outbox;
 mod quarantine;
+mod report;
 mod text;
 mod tickets;
 
@@ -108,6 +109,30 @@ pub enum Command {
     Outbox {
         #[command(subcommand)]
         command: OutboxCommand,
+    },
+    /// The service report card: per queue and priority, the tickets opened
+    /// in the period and what became of them (initial responses within
+    /// target, median and 90th percentile response time in business hours,
+    /// escalations, open, resolved); per day, messages received per mailbox
+    /// and tickets opened per queue.
+    Report {
+        /// First day (YYYY-MM-DD, in the desk's time zone; default: six
+        /// days before --to).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: Option<String>,
+        /// Last day, included (default: today, or six days after --from).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        to: Option<String>,
+        /// Only this desk (default: every desk; days are then UTC days).
+        #[arg(long)]
+        desk: Option<String>,
+        /// RFC 4180 CSV for a spreadsheet: one table, its `table` column
+        /// naming the part of the card (queues, messages_per_day,
+        /// tickets_per_day).
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Messages set aside instead of ticketed, with the reason.
     Quarantine {
@@ -317,6 +342,33 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules { command } => rules(path, command).await,
         Command::Outbox { command } => {
             with_store(path, async |store| outbox::outbox(store, command).await).await
+        }
+        Command::Report {
+            from,
+            to,
+            desk,
+            csv,
+            json,
+        } => {
+            let args = report::ReportArgs {
+                from,
+                to,
+                desk,
+                csv,
+                json,
+            };
+            let config = load_config(path)?;
+            let plan = match report::plan(&config, &args, crate::clock::now_ms()) {
+                Ok(plan) => plan,
+                Err(reason) => {
+                    eprintln!("triaged: {reason}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let store = open_store(&config).await?;
+            let code = report::report(&store, &config, &plan, &args).await;
+            store.close().await;
+            code
         }
         Command::Quarantine { command } => {
             with_store(path, async |store| {

@@ -12,6 +12,7 @@
 //! - [`read`]: read models for the command line.
 //! - [`outbox`]: the outbox as a claimed queue, for the sender.
 //! - [`in_flight`]: markers of IMAP messages in hand.
+//! - [`report`]: the report card's aggregates (`triaged report`).
 //!
 //! The store knows the pure types (`parse`, `classify`, `thread`) and nothing
 //! of sources, the pipeline, notify or the command line.
@@ -21,6 +22,7 @@ mod conversation;
 mod in_flight;
 mod outbox;
 mod read;
+mod report;
 mod write;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +38,9 @@ pub use outbox::{NewMail, OutboxMail, OutboxSummary};
 pub use read::{
     AttachmentRow, Counts, EventRow, LinkRow, MessageRow, QuarantineRow, SYSTEM_ACTOR,
     TicketDetail, TicketFilter, TicketSummary, TimelineEntry,
+};
+pub use report::{
+    BUCKET_MS, BucketCount, EscalationRows, GroupCounts, ReportData, ReportQuery, ResponseRow,
 };
 pub use write::{NewMessage, NewQuarantine, Seen, Tx};
 
