@@ -263,6 +263,6 @@ mod tests {
             ],
             1,
         );
-        assert_eq!(t, "Queue      N\na\\x1b[2J  10\nbb          2\n");
+        assert_eq!(t, "Queue      N\na\\x1b[2J  10\nbb         2\n");
     }
 }
