@@ -736,3 +736,153 @@ async fn report_card_matches_the_hand_computed_week_postgres() {
     report_card(Some(&db.url)).await;
     db.drop_db().await;
 }
+
+/// Values no configuration would hold, straight in the store: a queue and a
+/// mailbox named like spreadsheet formulas, with commas, quotes, line
+/// breaks and terminal escapes; a 10 KB queue name; a response before its
+/// ticket and one in the year 9999. The card still comes out, quickly;
+/// the CSV defuses the formulas and parses back to the same names; the
+/// table shows controls as escapes.
+#[test]
+fn hostile_values_stay_inert() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let desk = ShippedDesk::new(None);
+    assert!(desk.run(&["stats"]).status.success());
+    let formula = "=1+2,\"q\"\n\u{1b}[2Jnext";
+    let long = "Q".repeat(10_000);
+    let mut sql = String::new();
+    for (number, queue, response) in [
+        (1, formula, Some("2026-11-09 10:00")),
+        (2, long.as_str(), Some("2026-11-09 08:00")),
+        (3, "Admin", None),
+    ] {
+        writeln!(
+            sql,
+            "INSERT INTO tickets (number, desk, desk_tag, queue, kind, status, requester, subject,
+               mailbox, created_at, updated_at, priority, due_at, first_response_at)
+             VALUES ({number}, 'isda', 'ISDA', {}, 'service', 'new', 'x', 'x', 'isda-support', {}, 0,
+               'high', NULL, {});",
+            sql_text(queue),
+            at("2026-11-09 09:00"),
+            opt_ms(response),
+        )
+        .expect("write");
+    }
+    // A response in the year 9999 on #3, the other two: one hour, and one
+    // before the ticket was opened.
+    writeln!(
+        sql,
+        "UPDATE tickets SET first_response_at = 253402300799000 WHERE number = 3;"
+    )
+    .expect("write");
+    message_sql(&mut sql, 1, "@SUM(A1),\"x\"", "2026-11-09 09:00", "mid:h1");
+    rt.block_on(load(&desk.url, &sql));
+    // Every desk: the mailbox that is no longer configured is shown.
+    let args = ["report", "--from", "2026-11-09", "--to", "2026-11-09"];
+
+    let started = std::time::Instant::now();
+    let out = desk.run(&[&args[..], &["--csv"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("record")).collect();
+    let queues: Vec<&str> = records.iter().map(|r| &r[2]).collect();
+    assert!(
+        queues.contains(&format!("'{formula}").as_str()),
+        "{queues:?}"
+    );
+    assert!(queues.contains(&long.as_str()));
+    let mailboxes: Vec<&str> = records.iter().map(|r| &r[5]).collect();
+    assert!(mailboxes.contains(&"'@SUM(A1),\"x\""), "{mailboxes:?}");
+    // No field starts a formula.
+    for r in &records {
+        for f in r.iter() {
+            assert!(
+                !f.starts_with(['=', '+', '@', '\t', '\r']),
+                "{f:?} in {r:?}"
+            );
+        }
+    }
+    let admin = records
+        .iter()
+        .find(|r| &r[0] == "queues" && &r[2] == "Admin" && &r[3] == "high")
+        .expect("Admin high");
+    // Monday 09:00 to the end of 9999, capped at ten years of business
+    // hours: some number of minutes, not a hang.
+    assert!(!admin[12].is_empty());
+
+    let out = desk.run(&args);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains('\u{1b}'), "{text}");
+    assert!(text.contains("=1+2,\"q\"\\n\\x1b[2Jnext"), "{text}");
+    assert!(!text.contains(&long), "a 10 KB name is cut in the table");
+    let json = desk.json(&[&args[..], &["--json"]].concat());
+    let names: Vec<&str> = json["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .filter_map(|r| r["queue"].as_str())
+        .collect();
+    assert!(names.contains(&formula), "JSON keeps the name as it is");
+    // The two answered tickets: one hour, and zero for the response
+    // before the ticket.
+    let all = json["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .find(|r| r["queue"] == formula && r["priority"] == "(all)")
+        .expect("formula queue");
+    assert_eq!(all["median_response_minutes"], 60.0);
+    let before = json["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .find(|r| r["queue"] == long.as_str() && r["priority"] == "(all)")
+        .expect("long queue");
+    assert_eq!(before["median_response_minutes"], 0.0);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
+
+/// Bad flags: exit 2 and a sentence saying what is wrong, before the
+/// database is touched.
+#[test]
+fn bad_flags_are_refused() {
+    let desk = ShippedDesk::new(Some("postgres://nobody@127.0.0.1:1/none"));
+    for (args, says) in [
+        (
+            &["--from", "2026-02-30"][..],
+            "--from \"2026-02-30\" is not a date of the calendar",
+        ),
+        (
+            &["--from", "11/09/2026"][..],
+            "--from \"11/09/2026\" is not a date like 2026-11-09 (YYYY-MM-DD)",
+        ),
+        (
+            &["--to", "2026-11-9"][..],
+            "--to \"2026-11-9\" is not a date like",
+        ),
+        (
+            &["--from", "2026-11-10", "--to", "2026-11-09"][..],
+            "--from 2026-11-10 is after --to 2026-11-09",
+        ),
+        (
+            &["--from", "2020-01-01", "--to", "2026-01-01"][..],
+            "a report covers at most 366",
+        ),
+        (
+            &["--desk", "nope"][..],
+            "unknown desk \"nope\" (configured: isda, database, hosted)",
+        ),
+        (&["--csv", "--json"][..], "cannot be used with"),
+    ] {
+        let out = desk.run(&[&["report"][..], args].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("opening database"), "{args:?}: {err}");
+    }
+}
