@@ -700,6 +700,323 @@ pub fn to_csv(report: &Report) -> Result<Vec<u8>, csv::Error> {
     w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
 }
 
+/// A business time for a table: `1h 05m`, `27h 30m` (hours are business
+/// hours, so never folded into days); `-` for none.
+fn hours(ms: Option<i64>) -> String {
+    match ms {
+        Some(ms) => {
+            let minutes = ms.max(0) / 60_000;
+            format!("{}h {:02}m", minutes / 60, minutes % 60)
+        }
+        None => "-".to_string(),
+    }
+}
+
+/// Rows of cells as aligned columns: the first `left` columns
+/// left-aligned, the others right-aligned, two spaces apart.
+fn table(header: &[String], rows: &[Vec<String>], left: usize) -> String {
+    let width = |s: &str| s.chars().count();
+    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(width(cell));
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(header).chain(rows.iter().map(Vec::as_slice)) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = " ".repeat(w.saturating_sub(width(cell)));
+            if i < left {
+                line.push_str(cell);
+                line.push_str(&pad);
+            } else {
+                line.push_str(&pad);
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The card as text: the queue table, then the two per-day tables with a
+/// column per mailbox or queue. `name` makes a name from the store or the
+/// configuration fit to show (escaped or stripped of controls, bounded).
+pub fn to_text(card: &Report, name: &dyn Fn(&str) -> String) -> String {
+    let mut out = format!(
+        "Report card {} to {} ({}), desks: {}\n\
+         Tickets opened in the period, as they stand now; response times in business hours.\n\n",
+        card.from,
+        card.to,
+        card.time_zone,
+        name(&card.desks.join(", "))
+    );
+    let several = card.desks.len() > 1;
+    let mut header: Vec<String> = Vec::new();
+    if several {
+        header.push("Desk".into());
+    }
+    header.extend(
+        [
+            "Queue",
+            "Priority",
+            "Opened",
+            "In target",
+            "%",
+            "Late",
+            "Unanswered",
+            "Median",
+            "P90",
+            "Escalations",
+            "Open",
+            "Resolved",
+        ]
+        .map(String::from),
+    );
+    let rows: Vec<Vec<String>> = card
+        .queues
+        .iter()
+        .map(|r| {
+            let mut row = Vec::new();
+            if several {
+                row.push(name(&r.desk));
+            }
+            row.extend([
+                name(&r.queue),
+                name(&r.priority),
+                r.opened.to_string(),
+                r.within_target.to_string(),
+                r.within_target_percent
+                    .map(|p| format!("{p:.1}"))
+                    .unwrap_or_else(|| "-".into()),
+                r.late.to_string(),
+                r.unanswered.to_string(),
+                hours(r.median_response_ms),
+                hours(r.p90_response_ms),
+                r.escalations.to_string(),
+                r.open.to_string(),
+                r.resolved.to_string(),
+            ]);
+            row
+        })
+        .collect();
+    out.push_str(&table(&header, &rows, if several { 3 } else { 2 }));
+
+    out.push_str("\nMessages received per day\n");
+    let columns: Vec<&str> = unique(card.messages_per_day.iter().map(|m| m.mailbox.as_str()));
+    out.push_str(&pivot(
+        &columns,
+        card.messages_per_day
+            .iter()
+            .map(|m| (m.day.as_str(), m.mailbox.as_str(), m.messages)),
+        name,
+    ));
+    out.push_str("\nTickets opened per day\n");
+    let columns: Vec<&str> = unique(card.tickets_per_day.iter().map(|t| t.queue.as_str()));
+    out.push_str(&pivot(
+        &columns,
+        card.tickets_per_day
+            .iter()
+            .map(|t| (t.day.as_str(), t.queue.as_str(), t.opened)),
+        name,
+    ));
+    out
+}
+
+/// The distinct values, in first-seen order.
+fn unique<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// (day, column, count) as a table of days by columns, with a total column.
+fn pivot<'a>(
+    columns: &[&str],
+    cells: impl Iterator<Item = (&'a str, &'a str, i64)>,
+    name: &dyn Fn(&str) -> String,
+) -> String {
+    let mut days: Vec<(&str, Vec<i64>)> = Vec::new();
+    for (day, column, n) in cells {
+        let Some(i) = columns.iter().position(|c| *c == column) else {
+            continue;
+        };
+        if days.last().is_none_or(|(d, _)| *d != day) {
+            days.push((day, vec![0; columns.len()]));
+        }
+        if let Some((_, counts)) = days.last_mut() {
+            counts[i] += n;
+        }
+    }
+    let mut header = vec!["Day".to_string()];
+    header.extend(columns.iter().map(|c| name(c)));
+    header.push(ALL.to_string());
+    let rows: Vec<Vec<String>> = days
+        .iter()
+        .map(|(day, counts)| {
+            let mut row = vec![day.to_string()];
+            row.extend(counts.iter().map(i64::to_string));
+            row.push(counts.iter().sum::<i64>().to_string());
+            row
+        })
+        .collect();
+    table(&header, &rows, 1)
+}
+
+/// The card as mail to a desk's managers, ready for the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardMail {
+    pub desk: String,
+    /// Envelope sender: the desk's address.
+    pub from: String,
+    /// The desk's managers.
+    pub rcpt: Vec<String>,
+    pub subject: String,
+    /// Without angle brackets.
+    pub message_id: String,
+    /// The whole RFC 5322 message: the card as text, and as CSV attached.
+    pub raw: Vec<u8>,
+}
+
+/// The outbox kind of a card mailed to managers.
+pub const MAIL_KIND: &str = "report";
+
+/// A name in the mailed card: one line, no controls, at most 32 characters.
+fn mail_name(s: &str) -> String {
+    crate::notify::templates::reflect_line(s, 32)
+}
+
+/// `card` (of one desk) as mail from the desk to its managers; `None` when
+/// the desk has no managers. `Err` says why it cannot be composed (no
+/// address to send from, an address that is not one).
+pub fn compose_mail(
+    config: &Config,
+    card: &Report,
+    now_ms: i64,
+) -> Result<Option<CardMail>, String> {
+    use lettre::message::header::ContentType;
+    use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+
+    let [desk_name] = card.desks.as_slice() else {
+        return Err("a card is mailed per desk".to_string());
+    };
+    let desk = config
+        .desk(desk_name)
+        .ok_or_else(|| format!("unknown desk {desk_name:?}"))?;
+    if desk.managers.is_empty() {
+        return Ok(None);
+    }
+    let from_address = desk
+        .addresses
+        .first()
+        .cloned()
+        .or_else(|| {
+            config
+                .mailboxes
+                .iter()
+                .find(|m| &m.desk == desk_name)
+                .map(|m| m.address.clone())
+        })
+        .ok_or_else(|| format!("desk {desk_name:?} has no address to send from"))?;
+    let address: lettre::Address = from_address
+        .parse()
+        .map_err(|e| format!("desk address {from_address:?}: {e}"))?;
+    let title = desk.title.clone().unwrap_or_else(|| desk_name.clone());
+    let from = Mailbox::new(Some(mail_name(&title)), address);
+    let domain = from_address
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("localhost");
+    let token: String = desk_name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(32)
+        .collect();
+    let message_id = format!(
+        "triaged.report.{token}.{}.{}.{now_ms}@{domain}",
+        card.from,
+        std::process::id()
+    );
+    let subject = crate::notify::templates::one_line(&format!(
+        "Report card: {} {} to {}",
+        mail_name(&title),
+        card.from,
+        card.to
+    ));
+    let csv = to_csv(card).map_err(|e| format!("the CSV: {e}"))?;
+    let text = format!(
+        "{}\nThe same figures are attached as CSV: filter its first column, \
+         \"table\", on queues, messages_per_day or tickets_per_day.\n",
+        to_text(card, &mail_name)
+    );
+    let date = std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms.max(0) as u64);
+    let mut b = lettre::Message::builder()
+        .from(from.clone())
+        .reply_to(from)
+        .subject(subject.clone())
+        .message_id(Some(format!("<{message_id}>")))
+        .date(date)
+        .header(AutoSubmitted);
+    for m in &desk.managers {
+        let mb: Mailbox = m
+            .parse()
+            .map_err(|e| format!("manager address {:?}: {e}", mail_name(m)))?;
+        b = b.to(mb);
+    }
+    let csv_type = ContentType::parse("text/csv; charset=utf-8").map_err(|e| e.to_string())?;
+    let file = format!("report-{token}-{}-{}.csv", card.from, card.to);
+    let message = b
+        .multipart(
+            MultiPart::mixed()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(text),
+                )
+                .singlepart(Attachment::new(file).body(csv, csv_type)),
+        )
+        .map_err(|e| format!("cannot build the mail: {e}"))?;
+    let raw = message.formatted();
+    if let Some(n) =
+        crate::notify::longest_line(&raw).filter(|&n| n > crate::notify::MAX_LINE_OCTETS)
+    {
+        return Err(format!("the composed mail has a line of {n} octets"));
+    }
+    Ok(Some(CardMail {
+        desk: desk_name.clone(),
+        from: from_address,
+        rcpt: desk.managers.clone(),
+        subject,
+        message_id,
+        raw,
+    }))
+}
+
+/// `Auto-Submitted: auto-generated` (RFC 3834): no auto-responder answers it.
+#[derive(Debug, Clone, Copy)]
+struct AutoSubmitted;
+
+impl lettre::message::header::Header for AutoSubmitted {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), "auto-generated".to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1005,5 +1322,80 @@ mod tests {
             e.starts_with("unknown desk \"nope\" (configured: isda"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn business_hours_are_never_days() {
+        assert_eq!(hours(None), "-");
+        assert_eq!(hours(Some(0)), "0h 00m");
+        assert_eq!(hours(Some(65 * 60_000 + 59_999)), "1h 05m");
+        assert_eq!(hours(Some(27 * 3_600_000 + 30 * 60_000)), "27h 30m");
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(
+            &["Queue".into(), "N".into()],
+            &[
+                vec!["a\\x1b[2J".into(), "10".into()],
+                vec!["bb".into(), "2".into()],
+            ],
+            1,
+        );
+        assert_eq!(t, "Queue      N\na\\x1b[2J  10\nbb         2\n");
+    }
+
+    #[test]
+    fn mailed_cards_go_to_the_managers_and_headers_stay_one_line() {
+        let mut config = Config::parse(crate::config::DEFAULT_CONFIG, "default").expect("config");
+        let scope = Scope::new(&config, Some("isda")).expect("scope");
+        let period = Period::new(Some("2026-11-09"), Some("2026-11-15"), date("2026-11-24"))
+            .expect("period");
+        let card = build(&config, &scope, &period, 0, &ReportData::default());
+        let m = compose_mail(&config, &card, 1_794_236_400_000)
+            .expect("composed")
+            .expect("isda has managers");
+        assert_eq!(m.rcpt, ["isda-managers@example.edu"]);
+        assert_eq!(m.from, "isda-support@example.edu");
+        assert_eq!(
+            m.subject,
+            "Report card: ISDA support 2026-11-09 to 2026-11-15"
+        );
+        let raw = String::from_utf8(m.raw.clone()).expect("ascii");
+        assert!(raw.contains("Auto-Submitted: auto-generated\r\n"), "{raw}");
+        assert!(
+            raw.contains("report-isda-2026-11-09-2026-11-15.csv"),
+            "{raw}"
+        );
+
+        // A title with a line break cannot add a header.
+        let isda = config
+            .desks
+            .iter_mut()
+            .find(|d| d.name.get_ref() == "isda")
+            .expect("isda");
+        isda.title = Some("ISDA\r\nBcc: thief@evil.example".into());
+        let m = compose_mail(&config, &card, 0)
+            .expect("composed")
+            .expect("mail");
+        assert_eq!(
+            m.subject,
+            "Report card: ISDA Bcc: thief@evil.example 2026-11-09 to 2026-11-15"
+        );
+        let raw = String::from_utf8_lossy(&m.raw);
+        assert!(!raw.contains("\nBcc:"), "{raw}");
+
+        // No managers: nothing to send.
+        let isda = config
+            .desks
+            .iter_mut()
+            .find(|d| d.name.get_ref() == "isda")
+            .expect("isda");
+        isda.managers.clear();
+        assert_eq!(compose_mail(&config, &card, 0), Ok(None));
+        // A card over several desks is not mailed whole.
+        let all = Scope::new(&config, None).expect("scope");
+        let card = build(&config, &all, &period, 0, &ReportData::default());
+        assert!(compose_mail(&config, &card, 0).is_err());
     }
 }

@@ -133,6 +133,11 @@ pub enum Command {
         csv: bool,
         #[arg(long)]
         json: bool,
+        /// Queue the card as mail to the managers of each desk (or of
+        /// --desk): one card per desk in its own time zone, as text with
+        /// the CSV attached; the daemon's sender delivers it.
+        #[arg(long, conflicts_with_all = ["csv", "json"])]
+        mail: bool,
     },
     /// Messages set aside instead of ticketed, with the reason.
     Quarantine {
@@ -349,6 +354,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             desk,
             csv,
             json,
+            mail,
         } => {
             let args = report::ReportArgs {
                 from,
@@ -356,6 +362,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 desk,
                 csv,
                 json,
+                mail,
             };
             let config = load_config(path)?;
             let plan = match report::plan(&config, &args, crate::clock::now_ms()) {

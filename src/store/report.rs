@@ -16,7 +16,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Backend, Store, StoreError};
+use super::{Backend, NewMail, Store, StoreError, json, text};
+use crate::clock::now_ms;
 
 /// The width of a per-day bucket, ms: 15 minutes.
 pub const BUCKET_MS: i64 = 15 * 60 * 1000;
@@ -261,6 +262,36 @@ impl Store {
             messages,
             tickets,
         })
+    }
+}
+
+impl Store {
+    /// Queues mail about no ticket (the report card to a desk's managers) in
+    /// a transaction of its own; the sender delivers it like any other.
+    /// Returns the outbox id.
+    pub async fn queue_mail_alone(&self, m: &NewMail<'_>) -> Result<i64, StoreError> {
+        let first = m
+            .rcpt
+            .first()
+            .map(|r| r.to_ascii_lowercase())
+            .unwrap_or_default();
+        let now = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO outbox (ticket_number, kind, mail_from, rcpt, first_rcpt, subject, message_id, raw,
+               status, attempts, next_attempt_at, created_at)
+             VALUES (NULL, $1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8) RETURNING id",
+        )
+        .bind(m.kind)
+        .bind(text(m.from))
+        .bind(json(&m.rcpt))
+        .bind(text(&first))
+        .bind(text(m.subject))
+        .bind(text(m.message_id))
+        .bind(m.raw.to_vec())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("id")?)
     }
 }
 

@@ -14,6 +14,7 @@
 
 use std::fmt::Write as _;
 
+use mail_parser::MimeHeaders;
 use serde_json::Value;
 
 use crate::harness::{PgDb, ShippedDesk};
@@ -722,6 +723,83 @@ async fn report_card(url: Option<&str>) {
         day("messages_per_day", "mailbox", "db-requests", "2026-11-11"),
         1
     );
+
+    mailed_card(&desk).await;
+}
+
+/// The raw bytes of outbox row `id`, read straight from the store.
+async fn outbox_raw(url: &str, id: i64) -> Vec<u8> {
+    use sqlx::{Connection, Row};
+    let q = format!("SELECT raw FROM outbox WHERE id = {id}");
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.expect("sqlite");
+        let row = sqlx::query(&q).fetch_one(&mut c).await.expect("row");
+        row.get("raw")
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.expect("postgres");
+        let row = sqlx::query(&q).fetch_one(&mut c).await.expect("row");
+        row.get("raw")
+    }
+}
+
+/// A mailed card: the text part holds the table, the attachment the CSV;
+/// both checked like the command's own output.
+fn check_card_mail(raw: &[u8]) {
+    let parsed = mail_parser::MessageParser::default()
+        .parse(raw)
+        .expect("a mail");
+    assert_eq!(
+        parsed.subject(),
+        Some("Report card: ISDA support 2026-11-09 to 2026-11-15")
+    );
+    assert_eq!(
+        parsed.header_raw("Auto-Submitted").map(str::trim),
+        Some("auto-generated")
+    );
+    check_text(
+        &parsed
+            .body_text(0)
+            .expect("text part")
+            .replace("\r\n", "\n"),
+    );
+    let csv = parsed
+        .attachments()
+        .find(|a| a.attachment_name() == Some("report-isda-2026-11-09-2026-11-15.csv"))
+        .expect("CSV attached");
+    check_csv(csv.contents());
+}
+
+/// `--mail`: the ISDA card queued for the desk's managers, in the outbox.
+async fn mailed_card(desk: &ShippedDesk) {
+    let out = desk.run(&[
+        "report",
+        "--mail",
+        "--desk",
+        "isda",
+        "--from",
+        "2026-11-09",
+        "--to",
+        "2026-11-15",
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.starts_with("desk isda: report card 2026-11-09 to 2026-11-15 queued for isda-managers@example.edu (outbox "),
+        "{said}"
+    );
+    let outbox = desk.outbox();
+    assert_eq!(outbox.len(), 1, "{outbox:#?}");
+    let m = &outbox[0];
+    assert_eq!(m["kind"], "report");
+    assert_eq!(m["rcpt"], serde_json::json!(["isda-managers@example.edu"]));
+    assert_eq!(m["ticket_number"], Value::Null);
+    assert_eq!(m["status"], "pending");
+    let id = m["id"].as_i64().expect("id");
+    check_card_mail(&outbox_raw(&desk.url, id).await);
 }
 
 #[test]
