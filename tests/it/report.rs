@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use mail_parser::MimeHeaders;
 use serde_json::Value;
 
-use crate::harness::{PgDb, ShippedDesk};
+use crate::harness::{Mailbox, PgDb, ShippedDesk, World, search};
 
 /// A local time of the desk (`YYYY-MM-DD HH:MM`, America/Chicago), ms.
 fn at(local: &str) -> i64 {
@@ -744,13 +744,13 @@ async fn outbox_raw(url: &str, id: i64) -> Vec<u8> {
 
 /// A mailed card: the text part holds the table, the attachment the CSV;
 /// both checked like the command's own output.
-fn check_card_mail(raw: &[u8]) {
+fn check_card_mail(raw: &[u8], title: &str) {
     let parsed = mail_parser::MessageParser::default()
         .parse(raw)
         .expect("a mail");
     assert_eq!(
         parsed.subject(),
-        Some("Report card: ISDA support 2026-11-09 to 2026-11-15")
+        Some(format!("Report card: {title} 2026-11-09 to 2026-11-15").as_str())
     );
     assert_eq!(
         parsed.header_raw("Auto-Submitted").map(str::trim),
@@ -799,7 +799,7 @@ async fn mailed_card(desk: &ShippedDesk) {
     assert_eq!(m["ticket_number"], Value::Null);
     assert_eq!(m["status"], "pending");
     let id = m["id"].as_i64().expect("id");
-    check_card_mail(&outbox_raw(&desk.url, id).await);
+    check_card_mail(&outbox_raw(&desk.url, id).await, "ISDA support");
 }
 
 #[test]
@@ -963,4 +963,88 @@ fn bad_flags_are_refused() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(!err.contains("opening database"), "{args:?}: {err}");
     }
+}
+
+/// End to end through the real servers: the card queued with `--mail`
+/// reaches the managers' mailbox through the daemon's sender, OpenSMTPD and
+/// Dovecot, and the delivered card (text and CSV) holds the same figures.
+#[tokio::test(flavor = "multi_thread")]
+async fn mailed_card_reaches_the_managers() {
+    use futures::TryStreamExt;
+    use triaged::dev::devstack::{Dovecot, Smtpd};
+    const MANAGERS: &str = "isda-managers@example.edu";
+
+    let dovecot = Dovecot::start().expect("dovecot");
+    let smtpd = Smtpd::start(&dovecot).expect("smtpd");
+    let extra = format!(
+        "[smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\nretry_initial_secs = 1\nretry_max_secs = 2\n",
+        smtpd.port
+    );
+    let world = World::with(
+        dovecot,
+        &[Mailbox {
+            name: "isda-support",
+            user: "isda-support@example.edu",
+            queue: CS,
+            after: "seen",
+        }],
+        None,
+        &extra,
+    );
+    let text = std::fs::read_to_string(&world.config).expect("config");
+    let with_managers = text.replace(
+        "[[desks]]\nname = \"isda\"\ntag = \"ISDA\"\n",
+        &format!("[[desks]]\nname = \"isda\"\ntag = \"ISDA\"\nmanagers = [\"{MANAGERS}\"]\n"),
+    );
+    assert_ne!(text, with_managers, "the test config names the isda desk");
+    std::fs::write(&world.config, with_managers).expect("config");
+    assert!(world.triaged(&["stats"]).status.success());
+    let url = format!("sqlite://{}", world.dir.path().join("triaged.db").display());
+    load(&url, &fixture_sql()).await;
+    let out = world.triaged(&[
+        "report",
+        "--mail",
+        "--desk",
+        "isda",
+        "--from",
+        "2026-11-09",
+        "--to",
+        "2026-11-15",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let daemon = world.start_daemon();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while search(&world.dovecot, MANAGERS, "INBOX", "ALL").await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no card delivered; daemon log:\n{}\nsmtpd log:\n{}",
+            daemon.log(),
+            smtpd.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let mut session = world.dovecot.session(MANAGERS).await.expect("session");
+    session.select("INBOX").await.expect("select");
+    let mut delivered: Vec<Vec<u8>> = Vec::new();
+    {
+        let mut stream = session.fetch("1:*", "BODY.PEEK[]").await.expect("fetch");
+        while let Some(f) = stream.try_next().await.expect("fetch item") {
+            if let Some(b) = f.body() {
+                delivered.push(b.to_vec());
+            }
+        }
+    }
+    let _ = session.logout().await;
+    assert_eq!(delivered.len(), 1);
+    check_card_mail(&delivered[0], "isda");
+    assert!(
+        daemon
+            .terminate(std::time::Duration::from_secs(20))
+            .success()
+    );
 }
