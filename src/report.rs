@@ -403,18 +403,14 @@ pub fn build(
         acc.resolved += g.resolved;
     }
     for r in &data.responses {
-        let ms = response_ms(
-            config.calendars.get(&r.desk),
-            &r.desk,
-            r.created_at,
-            r.first_response_at,
-            &mut notes,
-        );
-        groups
+        let calendar = config.calendars.get(&r.desk);
+        let acc = groups
             .entry((r.desk.clone(), r.queue.clone(), r.priority.clone()))
-            .or_default()
-            .responses_ms
-            .push(ms);
+            .or_default();
+        acc.responses_ms
+            .extend(r.times.iter().map(|&(created, responded)| {
+                response_ms(calendar, &r.desk, created, responded, &mut notes)
+            }));
     }
     for e in &data.escalations {
         if is_escalation(&e.detail) {
@@ -1020,7 +1016,7 @@ impl lettre::message::header::Header for AutoSubmitted {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{BucketCount, EscalationRows, GroupCounts, ResponseRow};
+    use crate::store::{BucketCount, EscalationRows, GroupCounts, ResponseTimes};
 
     fn date(s: &str) -> Date {
         s.parse().expect("date")
@@ -1226,12 +1222,11 @@ mod tests {
         };
         // Monday 2026-11-09 09:00 CST = 15:00Z.
         let mon9 = 1_794_236_400_000;
-        let resp = |queue: &str, p: Option<&str>, minutes: i64| ResponseRow {
+        let resp = |queue: &str, p: Option<&str>, minutes: &[i64]| ResponseTimes {
             desk: "isda".into(),
             queue: queue.into(),
             priority: p.map(str::to_string),
-            created_at: mon9,
-            first_response_at: mon9 + minutes * 60_000,
+            times: minutes.iter().map(|m| (mon9, mon9 + m * 60_000)).collect(),
         };
         let data = ReportData {
             groups: vec![
@@ -1240,10 +1235,9 @@ mod tests {
                 group("Admin", Some("high"), 2, 1),
             ],
             responses: vec![
-                resp("Admin", Some("low"), 10),
-                resp("Admin", None, 20),
-                resp("Admin", Some("high"), 30),
-                resp("Admin", Some("high"), 60),
+                resp("Admin", Some("low"), &[10]),
+                resp("Admin", None, &[20]),
+                resp("Admin", Some("high"), &[30, 60]),
             ],
             escalations: vec![
                 EscalationRows {

@@ -40,7 +40,7 @@ pub use read::{
     TicketDetail, TicketFilter, TicketSummary, TimelineEntry,
 };
 pub use report::{
-    BUCKET_MS, BucketCount, EscalationRows, GroupCounts, ReportData, ReportQuery, ResponseRow,
+    BUCKET_MS, BucketCount, EscalationRows, GroupCounts, ReportData, ReportQuery, ResponseTimes,
 };
 pub use write::{NewMessage, NewQuarantine, Seen, Tx};
 

@@ -4,15 +4,16 @@
 //! Counts are grouped in the database. Two things are not: the time to the
 //! initial response, which is measured in the desk's business hours (a
 //! calendar the database does not know), so the answered tickets of the
-//! period come back as one small row each (no message is read); and the day
-//! of a count, which depends on a time zone, so counts per day come back per
-//! 15-minute bucket (every time zone offset and every change of offset in use
-//! is a multiple of 15 minutes), for `crate::report` to put on the right
-//! local day.
+//! period come back as two numbers each, streamed and grouped (no message
+//! is read); and the day of a count, which depends on a time zone, so
+//! counts per day come back per 15-minute bucket (every time zone offset and
+//! every change of offset in use is a multiple of 15 minutes), for
+//! `crate::report` to put on the right local day.
 //!
 //! Every query runs in one read transaction (REPEATABLE READ on PostgreSQL),
 //! so the figures agree with each other.
 
+use futures::TryStreamExt;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -56,14 +57,15 @@ pub struct GroupCounts {
     pub resolved: i64,
 }
 
-/// One answered ticket of the period: when it was opened and first answered.
+/// The answered tickets of one (desk, queue, priority) group of the
+/// period: when each was opened and first answered, ms.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResponseRow {
+pub struct ResponseTimes {
     pub desk: String,
     pub queue: String,
     pub priority: Option<String>,
-    pub created_at: i64,
-    pub first_response_at: i64,
+    /// (created_at, first_response_at) per ticket.
+    pub times: Vec<(i64, i64)>,
 }
 
 /// Escalation events on the period's tickets of one group that share one
@@ -94,7 +96,7 @@ pub struct BucketCount {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReportData {
     pub groups: Vec<GroupCounts>,
-    pub responses: Vec<ResponseRow>,
+    pub responses: Vec<ResponseTimes>,
     pub escalations: Vec<EscalationRows>,
     /// Messages received per mailbox and bucket (every mailbox: the caller
     /// keeps those of the desks it reports).
@@ -157,28 +159,37 @@ impl Store {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
 
-        let rows = sqlx::query(&format!(
-            "SELECT t.desk, t.queue, COALESCE(t.priority, '') AS priority, t.created_at, t.first_response_at
-             FROM tickets t WHERE {IN_PERIOD} AND t.first_response_at IS NOT NULL
-             ORDER BY t.number"
-        ))
-        .bind(q.from_ms)
-        .bind(q.to_ms)
-        .bind(&desk)
-        .fetch_all(&mut *tx)
-        .await?;
-        let responses = rows
-            .iter()
-            .map(|r| {
-                Ok(ResponseRow {
-                    desk: r.try_get("desk")?,
-                    queue: r.try_get("queue")?,
-                    priority: priority(r)?,
-                    created_at: r.try_get("created_at")?,
-                    first_response_at: r.try_get("first_response_at")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        // Streamed in group order, so that only two numbers per answered
+        // ticket are held, not a decoded row.
+        let mut responses: Vec<ResponseTimes> = Vec::new();
+        {
+            let query = format!(
+                "SELECT t.desk, t.queue, COALESCE(t.priority, '') AS priority, t.created_at, t.first_response_at
+                 FROM tickets t WHERE {IN_PERIOD} AND t.first_response_at IS NOT NULL
+                 ORDER BY t.desk, t.queue, COALESCE(t.priority, '')"
+            );
+            let mut rows = sqlx::query(&query)
+                .bind(q.from_ms)
+                .bind(q.to_ms)
+                .bind(&desk)
+                .fetch(&mut *tx);
+            while let Some(r) = rows.try_next().await? {
+                let (d, queue, p): (String, String, Option<String>) =
+                    (r.try_get("desk")?, r.try_get("queue")?, priority(&r)?);
+                let times = (r.try_get("created_at")?, r.try_get("first_response_at")?);
+                match responses.last_mut() {
+                    Some(g) if g.desk == d && g.queue == queue && g.priority == p => {
+                        g.times.push(times)
+                    }
+                    _ => responses.push(ResponseTimes {
+                        desk: d,
+                        queue,
+                        priority: p,
+                        times: vec![times],
+                    }),
+                }
+            }
+        }
 
         let rows = sqlx::query(&format!(
             "SELECT t.desk, t.queue, COALESCE(t.priority, '') AS priority, e.detail, COUNT(*) AS n
