@@ -131,6 +131,7 @@ pub enum Command {
         /// tickets_per_day).
         #[arg(long, conflicts_with = "json")]
         csv: bool,
+        /// The card as JSON, for machines (response times in minutes).
         #[arg(long)]
         json: bool,
         /// Queue the card as mail to the managers of each desk (or of
