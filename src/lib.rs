@@ -13,6 +13,8 @@
 //! - [`store`]: the only module that speaks SQL (SQLite or PostgreSQL).
 //! - [`pipeline`]: wires parse, classify and thread into one `prepare`, and
 //!   commits batches; used by the daemon and by `triaged ingest` alike.
+//! - [`report`]: the service report card (`triaged report`): figures per
+//!   queue, priority and day from the store's counts. Pure.
 //! - [`daemon`]: the running service: watchers, shutdown.
 //! - [`ingest`]: the file-ingest engine behind `triaged ingest` and the benchmark.
 //! - [`config`], [`telemetry`], [`cli`]: configuration, logs, command line.
@@ -36,7 +38,7 @@
 //! ([`problem`], [`clock`], [`text`], [`priority`], [`calendar`]); [`parse`];
 //! [`thread`], [`telemetry`], [`metrics`], [`automated`], [`reply`]; [`authres`];
 //! [`commands`]; [`rules`]; [`config`];
-//! [`classify`]; [`store`]; [`notify`]; [`pipeline`]; [`sources`];
+//! [`classify`]; [`store`]; [`notify`]; [`report`]; [`pipeline`]; [`sources`];
 //! [`ingest`]; [`http`]; [`daemon`]; [`rules_cmd`]; `dev`; [`cli`]. `tests/tidy.rs`
 //! holds the table and fails on any other import.
 
@@ -60,6 +62,7 @@ pub mod pipeline;
 pub mod priority;
 pub mod problem;
 pub mod reply;
+pub mod report;
 pub mod rules;
 pub mod rules_cmd;
 pub mod sources;

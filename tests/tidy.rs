@@ -43,6 +43,9 @@ const LAYERS: &[&[&str]] = &[
     &["store"],
     // Composes and sends mail; may use the store's outbox.
     &["notify"],
+    // The report card: figures from the store's counts (pure); the
+    // scheduler may mail it.
+    &["report"],
     // prepare (pure) and commit (one transaction per batch).
     &["pipeline"],
     // Where messages come from: the IMAP watchers; files, Maildirs, mbox and

@@ -6,7 +6,7 @@
 
 //!
 //! `mod.rs` holds the clap definitions and dispatch; each larger command has a
-//! file (`ingest`, `tickets`, `outbox`, `quarantine`), and `text` shows mail
+//! file (`ingest`, `tickets`, `outbox`, `quarantine`, `report`), and `text` shows mail
 //! safely on a terminal.
 
 mod backup;
@@ -14,6 +14,7 @@ mod ingest;
 mod outbox;
 mod quarantine;
 mod steer;
+mod report;
 mod text;
 mod tickets;
 
@@ -110,6 +111,36 @@ pub enum Command {
     Outbox {
         #[command(subcommand)]
         command: OutboxCommand,
+    },
+    /// The service report card: per queue and priority, the tickets opened
+    /// in the period and what became of them (initial responses within
+    /// target, median and 90th percentile response time in business hours,
+    /// escalations, open, resolved); per day, messages received per mailbox
+    /// and tickets opened per queue.
+    Report {
+        /// First day (YYYY-MM-DD, in the desk's time zone; default: six
+        /// days before --to).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: Option<String>,
+        /// Last day, included (default: today, or six days after --from).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        to: Option<String>,
+        /// Only this desk (default: every desk; days are then UTC days).
+        #[arg(long)]
+        desk: Option<String>,
+        /// RFC 4180 CSV for a spreadsheet: one table, its `table` column
+        /// naming the part of the card (queues, messages_per_day,
+        /// tickets_per_day).
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// The card as JSON, for machines (response times in minutes).
+        #[arg(long)]
+        json: bool,
+        /// Queue the card as mail to the managers of each desk (or of
+        /// --desk): one card per desk in its own time zone, as text with
+        /// the CSV attached; the daemon's sender delivers it.
+        #[arg(long, conflicts_with_all = ["csv", "json"])]
+        mail: bool,
     },
     /// Messages set aside instead of ticketed, with the reason.
     Quarantine {
@@ -434,6 +465,35 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules { command } => rules(path, command).await,
         Command::Outbox { command } => {
             with_store(path, async |store| outbox::outbox(store, command).await).await
+        }
+        Command::Report {
+            from,
+            to,
+            desk,
+            csv,
+            json,
+            mail,
+        } => {
+            let args = report::ReportArgs {
+                from,
+                to,
+                desk,
+                csv,
+                json,
+                mail,
+            };
+            let config = load_config(path)?;
+            let plan = match report::plan(&config, &args, crate::clock::now_ms()) {
+                Ok(plan) => plan,
+                Err(reason) => {
+                    eprintln!("triaged: {reason}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let store = open_store(&config).await?;
+            let code = report::report(&store, &config, &plan, &args).await;
+            store.close().await;
+            code
         }
         Command::Quarantine { command } => {
             with_store(path, async |store| {

@@ -15,6 +15,7 @@
 //! - [`lease`]: named leases with expiry (a mailbox watched by one daemon,
 //!   a daemon's liveness, the scheduler's leader).
 //! - [`ops`]: reachability, the gauges of a metrics scrape, SQLite backup.
+//! - [`report`]: the report card's aggregates (`triaged report`).
 //!
 //! The store knows the pure types (`parse`, `classify`, `thread`) and nothing
 //! of sources, the pipeline, notify or the command line.
@@ -26,6 +27,7 @@ mod lease;
 mod ops;
 mod outbox;
 mod read;
+mod report;
 mod write;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +45,9 @@ pub use outbox::{NewMail, OutboxMail, OutboxSummary};
 pub use read::{
     AttachmentRow, Counts, EventRow, LinkRow, MessageRow, QuarantineRow, SYSTEM_ACTOR,
     TicketDetail, TicketFilter, TicketSummary, TimelineEntry,
+};
+pub use report::{
+    BUCKET_MS, BucketCount, EscalationRows, GroupCounts, ReportData, ReportQuery, ResponseTimes,
 };
 pub use write::{NewMessage, NewQuarantine, Seen, Tx};
 

@@ -15,6 +15,7 @@ mod metrics;
 mod outbound;
 mod outbox_claim;
 mod poison;
+mod report;
 mod rules;
 mod steering;
 mod store;
