@@ -53,6 +53,54 @@ pub fn domain_of(address: &str) -> Option<String> {
         .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
 }
 
+/// The longest address accepted in configuration and rules (RFC 5321's
+/// 256-octet path, less the angle brackets).
+pub const MAX_ADDRESS_LEN: usize = 254;
+
+/// Why `address` is not a plain address (`local@domain`) we could send mail
+/// to, or `None` when it is one. Used for every address an operator writes
+/// (the config, the rules): a dot-atom local part of at most 64 octets, a
+/// domain of dot-separated labels (letters, digits, `-`; not at a label's
+/// ends), 254 octets in all. No display names, comments or quoted strings.
+pub fn address_problem(address: &str) -> Option<String> {
+    if address.len() > MAX_ADDRESS_LEN {
+        return Some(format!(
+            "is {} bytes long; an address has at most {MAX_ADDRESS_LEN}",
+            address.len()
+        ));
+    }
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Some("has no '@'".to_string());
+    };
+    if local.is_empty() || local.len() > 64 {
+        return Some("needs a local part of 1 to 64 characters before the '@'".to_string());
+    }
+    let atom_char = |c: char| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
+    if local
+        .split('.')
+        .any(|a| a.is_empty() || !a.chars().all(atom_char))
+    {
+        return Some(format!(
+            "has a local part {:?} with more than letters, digits, dots between words and !#$%&'*+-/=?^_`{{|}}~",
+            crate::text::truncate(local, 64)
+        ));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    if domain.is_empty() || !domain.split('.').all(label_ok) {
+        return Some(format!(
+            "has a domain {:?} that is not a host name (labels of letters, digits and '-', separated by dots)",
+            crate::text::truncate(domain, 64)
+        ));
+    }
+    None
+}
+
 impl std::fmt::Display for MailAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.name {
@@ -863,6 +911,39 @@ fn unfold(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_checked() {
+        for ok in [
+            "ann@example.org",
+            "m@x",
+            "first.last+tag@sub.example.co.uk",
+            "o'brien@example.ie",
+            "jürgen@bücher.example",
+        ] {
+            assert_eq!(address_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("", "no '@'"),
+            ("ann", "no '@'"),
+            ("@example.org", "local part"),
+            ("ann@", "domain"),
+            ("ann@-x.org", "domain"),
+            ("ann@x..org", "domain"),
+            ("Ann <ann@x.org>", "local part"),
+            ("ann lee@x.org", "local part"),
+            ("ann.@x.org", "local part"),
+            ("ann@x.org\r\nBcc: y@z", "local part"),
+        ] {
+            let p = address_problem(bad).unwrap_or_default();
+            assert!(p.contains(why), "{bad:?}: {p}");
+        }
+        let huge = format!("{}@example.org", "a".repeat(100 * 1024));
+        let p = address_problem(&huge).unwrap_or_default();
+        assert!(p.contains("at most 254"), "{p}");
+        assert!(p.len() < 100, "the problem does not repeat the address");
+        assert!(address_problem(&format!("{}@x.org", "a".repeat(65))).is_some());
+    }
 
     #[test]
     fn head_stops_at_blank_line() {

@@ -91,7 +91,7 @@ impl Notifier {
         let desk = self.config.desk(&d.desk);
         let requester = m.requester();
         let tz = desk
-            .and_then(|d| jiff::tz::TimeZone::get(&d.time_zone).ok())
+            .and_then(|d| jiff::tz::TimeZone::get(d.time_zone.get_ref()).ok())
             .unwrap_or(jiff::tz::TimeZone::UTC);
         let when = |ms: i64| {
             jiff::Timestamp::from_millisecond(ms)
