@@ -424,7 +424,7 @@ fn check(path: Option<&std::path::Path>) -> ExitCode {
         problems.extend(p.0);
     }
     match crate::notify::templates::Templates::load_or_builtin(&config.paths.templates) {
-        Ok(t) => problems.extend(t.check()),
+        Ok(t) => problems.extend(crate::notify::check_templates(&config, &t)),
         Err(p) => problems.extend(p),
     }
     for p in &problems {

@@ -13,6 +13,7 @@ mod ingest;
 mod outbound;
 mod outbox_claim;
 mod poison;
+mod reload;
 mod rules;
 mod steering;
 mod store;
