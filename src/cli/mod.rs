@@ -9,6 +9,7 @@
 //! file (`ingest`, `tickets`, `outbox`, `quarantine`), and `text` shows mail
 //! safely on a terminal.
 
+mod check;
 mod ingest;
 mod outbox;
 mod quarantine;
@@ -54,8 +55,17 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: watch every mailbox that has IMAP settings, until SIGTERM or SIGINT.
     Run,
-    /// Validate the configuration (and passwords' sources); print `file:line: reason` per problem.
-    Check,
+    /// Validate the configuration, passwords' sources, routing rules and
+    /// templates; print `file:line: reason` per problem.
+    Check {
+        /// Also log in to every mailbox (IMAP) and the SMTP server and report
+        /// each: ok, or the server's words. No mail is read, changed or sent.
+        #[arg(long)]
+        connect: bool,
+        /// Print the report as JSON (see docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// Feed .eml files, Maildir folders, mbox files, folders of messages, or - (stdin)
     /// through the same pipeline as the daemon, and print a summary.
     Ingest {
@@ -276,10 +286,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let path = cli.config.as_deref();
     match cli.command {
-        Command::Check => {
-            let path = path.map(std::path::Path::to_path_buf);
-            crate::daemon::off_runtime(move || check(path.as_deref())).await
-        }
+        Command::Check { connect, json } => check::check(path, connect, json).await,
         Command::Run => run_daemon(path).await,
         Command::Ingest {
             mailbox,
@@ -405,36 +412,6 @@ async fn rules(path: Option<&std::path::Path>, command: RulesCommand) -> anyhow:
             corpus,
             mailbox,
         } => crate::rules_cmd::diff(config, &old, &new, corpus, mailbox).await,
-    }
-}
-
-fn check(path: Option<&std::path::Path>) -> ExitCode {
-    let config = match Config::load(path) {
-        Ok(c) => c,
-        Err(problems) => {
-            for p in &problems.0 {
-                println!("{p}");
-            }
-            return ExitCode::from(1);
-        }
-    };
-    let mut problems = config.check_secrets();
-    problems.extend(config.check_database_url());
-    if let Err(p) = crate::classify::load_rules(&config) {
-        problems.extend(p.0);
-    }
-    match crate::notify::templates::Templates::load_or_builtin(&config.paths.templates) {
-        Ok(t) => problems.extend(crate::notify::check_templates(&config, &t)),
-        Err(p) => problems.extend(p),
-    }
-    for p in &problems {
-        println!("{p}");
-    }
-    if problems.is_empty() {
-        println!("{}: ok", config.source);
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
     }
 }
 

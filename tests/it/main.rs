@@ -1,6 +1,7 @@
 //! All integration tests, in one test binary (one link, shared harness).
 
 mod alerts;
+mod check;
 mod conversation_threading;
 mod correspondence;
 mod durability;
