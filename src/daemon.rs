@@ -84,8 +84,17 @@ pub async fn run(
     }
     let reloader = tokio::spawn(watch_files(pipeline.clone(), shutdown.clone()));
     info!(mailboxes = tasks.len(), database = %crate::config::redact_url(&config.store.database_url), "triaged running");
+    let status = format!("watching {} mailboxes", tasks.len());
+    service_manager(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
 
     shutdown.cancelled().await;
+    service_manager(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("finishing messages in hand"),
+    ]);
     info!("shutting down: finishing messages in hand");
     let joined = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
         while let Some(r) = tasks.join_next().await {
@@ -121,6 +130,15 @@ pub async fn run(
     store.close().await;
     info!("stopped");
     Ok(())
+}
+
+/// Tells the service manager (systemd, `Type=notify`) how the daemon is:
+/// ready once every watcher is started, stopping when shutdown begins. A
+/// no-op without `$NOTIFY_SOCKET`; a failure to tell is logged, never fatal.
+fn service_manager(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        warn!(error = %e, "cannot notify the service manager ($NOTIFY_SOCKET)");
+    }
 }
 
 /// How often the rules and templates folders are looked at for changes.

@@ -1,5 +1,6 @@
 //! All integration tests, in one test binary (one link, shared harness).
 
+mod admin;
 mod alerts;
 mod check;
 mod conversation_threading;
