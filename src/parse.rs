@@ -53,6 +53,44 @@ pub fn domain_of(address: &str) -> Option<String> {
         .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
 }
 
+/// Why `raw` is not mail at all, or `None` when it is: mail starts with a
+/// header block, so its first line is a header field (`Name: value`, the
+/// name printable ASCII without `:`, RFC 5322 section 2.2; white space
+/// before the colon is the obsolete syntax, still mail). A message with
+/// broken headers is still mail, and so is one behind what tools put before
+/// it: a UTF-8 byte-order mark, blank lines, an mbox `From ` line, white
+/// space before the first field. A text file, a picture or an empty file is
+/// not.
+pub fn not_mail_reason(raw: &[u8]) -> Option<String> {
+    let raw = raw.strip_prefix(b"\xef\xbb\xbf").unwrap_or(raw);
+    let blank = |l: &[u8]| l.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'));
+    let mut lines = raw.split(|&b| b == b'\n').skip_while(|l| blank(l));
+    let mut first = lines.next().unwrap_or(&[]);
+    if first.starts_with(b"From ") {
+        first = lines.next().unwrap_or(&[]);
+    }
+    if blank(first) {
+        return Some("not mail: no header block (the file is empty or blank)".to_string());
+    }
+    let line = first.trim_ascii_start();
+    let name_len = line
+        .iter()
+        .take_while(|&&b| (33..=126).contains(&b) && b != b':')
+        .count();
+    let after = line[name_len..].trim_ascii_start();
+    if name_len > 0 && after.first() == Some(&b':') {
+        return None;
+    }
+    let shown: String = String::from_utf8_lossy(&first[..first.len().min(40)])
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    Some(format!(
+        "not mail: no header block (the first line, {:?}, is not a header field such as \"From: ...\")",
+        shown.trim()
+    ))
+}
+
 /// The longest address accepted in configuration and rules (RFC 5321's
 /// 256-octet path, less the angle brackets).
 pub const MAX_ADDRESS_LEN: usize = 254;
@@ -911,6 +949,52 @@ fn unfold(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mail_starts_with_a_header_field() {
+        for mail in [
+            &b"From: a@x\r\nSubject: hi\r\n\r\nbody"[..],
+            b"Received: from x\n\tby y\nFrom: a@x\n\nbody",
+            b"X-Weird-Header:\n",
+            b"\xef\xbb\xbfSubject: with a BOM\n\nx",
+            // Broken headers are still mail.
+            b"Subject: ok\nthis line is no header\n\nbody",
+            b"Subject: \xff\xfe binary value\n",
+            b"Fro :m obsolete white space before the colon\n",
+            b" From: indented\n",
+            // What tools put in front.
+            b"From a@x Mon Jan  1 00:00:00 2026\nFrom: a@x\n\nbody",
+            b"          \r\n\nDelivered-To: a@x\n",
+        ] {
+            assert_eq!(
+                not_mail_reason(mail),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(mail)
+            );
+        }
+        for (not, why) in [
+            (&b""[..], "empty or blank"),
+            (b"   \n\n  \r\n", "empty or blank"),
+            (b"From a@x Mon Jan  1 00:00:00 2026\n", "empty or blank"),
+            (
+                b"Hello team, the printer is broken.\n",
+                "\"Hello team, the printer is broken.\"",
+            ),
+            (
+                b"// Not an RFC-822 Document\nFrom: a@x\n",
+                "\"// Not an RFC-822 Document\"",
+            ),
+            (b": no name\n", "no header block"),
+            (b"\x89PNG\r\n\x1a\n\x00\x00", "no header block"),
+        ] {
+            let r = not_mail_reason(not).unwrap_or_default();
+            assert!(r.starts_with("not mail") && r.contains(why), "{r}");
+        }
+        // A huge first line is quoted short.
+        let long = vec![b'x'; 1 << 20];
+        assert!(not_mail_reason(&long).is_some_and(|r| r.len() < 200));
+    }
 
     #[test]
     fn addresses_are_checked() {

@@ -235,6 +235,11 @@ impl Pipeline {
         let parsed = parse::parse(&raw);
         let dedupe_key = dedupe_key(&parsed, &raw);
         let action = match self.config.mailbox(mailbox) {
+            // A file that is no mail at all (a text, a picture) is set aside
+            // with that reason rather than made a ticket of.
+            Some(_) if let Some(reason) = parse::not_mail_reason(&raw) => {
+                quarantine_action(reason, &raw, &parsed)
+            }
             Some(mb) => Action::Ticket {
                 decision: Box::new(self.classifier().classify(
                     &parsed,

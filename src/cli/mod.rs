@@ -379,19 +379,76 @@ async fn run_daemon(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// `triaged stats`.
+/// `triaged stats`: totals, tickets per queue and status, the oldest open
+/// ticket, the outbox, and the last message of each mailbox.
 async fn stats(path: Option<&std::path::Path>, json: bool) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
     let config = load_config(path)?;
     let store = open_store(&config).await?;
-    let counts = store.counts().await?;
+    let summary = store.summary().await;
     store.close().await;
+    let s = summary?;
+    let mut out = std::io::stdout().lock();
     if json {
-        println!("{}", serde_json::to_string(&counts)?);
-    } else {
-        println!(
-            "{} tickets, {} messages, {} duplicates recognised, {} quarantined",
-            counts.tickets, counts.messages, counts.duplicates, counts.quarantined
-        );
+        writeln!(out, "{}", json_visible(&s)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let c = &s.counts;
+    writeln!(
+        out,
+        "{} tickets, {} messages, {} duplicates recognised, {} quarantined",
+        c.tickets, c.messages, c.duplicates, c.quarantined
+    )?;
+    if !s.queues.is_empty() {
+        writeln!(out, "\ntickets by queue:")?;
+        let mut queues: Vec<&str> = s.queues.iter().map(|q| q.queue.as_str()).collect();
+        queues.dedup();
+        for q in queues {
+            let line: Vec<String> = crate::store::Status::ALL
+                .iter()
+                .map(|st| {
+                    let n = s
+                        .queues
+                        .iter()
+                        .find(|x| x.queue == q && x.status == st.as_str())
+                        .map_or(0, |x| x.tickets);
+                    format!("{n} {st}")
+                })
+                .collect();
+            writeln!(out, "  {:<24} {}", visible(q, false), line.join(", "))?;
+        }
+    }
+    if let Some(o) = &s.oldest_open {
+        let waited = crate::clock::now_ms().saturating_sub(o.created_at);
+        writeln!(
+            out,
+            "\noldest open ticket: #{} in {} ({}), since {} ({} ago)",
+            o.number,
+            visible(&o.queue, false),
+            visible(&o.status, false),
+            format_ms(o.created_at),
+            text::format_duration(waited)
+        )?;
+    }
+    if !s.outbox.is_empty() {
+        let parts: Vec<String> = s
+            .outbox
+            .iter()
+            .map(|x| format!("{} {}", x.count, visible(&x.status, false)))
+            .collect();
+        writeln!(out, "\noutbox: {}", parts.join(", "))?;
+    }
+    if !s.mailboxes.is_empty() {
+        writeln!(out, "\nlast message per mailbox:")?;
+        for m in &s.mailboxes {
+            writeln!(
+                out,
+                "  {:<24} {}  ({} messages)",
+                visible(&m.mailbox, false),
+                format_ms(m.last_received_at),
+                m.messages
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

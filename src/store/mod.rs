@@ -34,8 +34,9 @@ pub use conversation::{Routing, RoutingUpdate, ThreadMail, TicketState};
 pub use in_flight::InFlight;
 pub use outbox::{NewMail, OutboxMail, OutboxSummary};
 pub use read::{
-    AttachmentRow, Counts, EventRow, LinkRow, MessageRow, QuarantineRow, SYSTEM_ACTOR,
-    TicketDetail, TicketFilter, TicketSummary, TimelineEntry,
+    AttachmentRow, Counts, EventRow, LinkRow, MailboxActivity, MessageRow, OldestOpen,
+    QuarantineRow, QueueCount, SYSTEM_ACTOR, StatusCount, Summary, TicketDetail, TicketFilter,
+    TicketSummary, TimelineEntry,
 };
 pub use write::{NewMessage, NewQuarantine, Seen, Tx};
 

@@ -12,6 +12,7 @@ mod hostile;
 mod identity;
 mod imap;
 mod ingest;
+mod operator;
 mod outbound;
 mod outbox_claim;
 mod poison;
