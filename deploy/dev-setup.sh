@@ -5,7 +5,8 @@
 # `test`); this script starts it if it is installed but stopped.
 set -euo pipefail
 
-packages=(dovecot-imapd dovecot-lmtpd opensmtpd openssl)
+# systemd: `systemd-analyze verify` checks deploy/triaged.service in the tests.
+packages=(dovecot-imapd dovecot-lmtpd opensmtpd openssl systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -18,8 +19,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   # Where the package could start a system OpenSMTPD, it would hold the one
   # control socket a machine has; triaged's tests and demo run their own.
-  if [[ " ${missing[*]} " == *" opensmtpd "* ]] && pgrep -x smtpd >/dev/null 2>&1; then
-    $sudo pkill -x smtpd || true
+  # It is stopped (and kept from starting at boot) through the service
+  # manager, never by process name: a private smtpd of a running test or
+  # demo is not the system's.
+  if [[ " ${missing[*]} " == *" opensmtpd "* ]]; then
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+      $sudo systemctl disable --now opensmtpd.service >/dev/null 2>&1 || true
+    elif command -v service >/dev/null 2>&1; then
+      $sudo service opensmtpd stop >/dev/null 2>&1 || true
+      if command -v update-rc.d >/dev/null 2>&1; then
+        $sudo update-rc.d opensmtpd disable >/dev/null 2>&1 || true
+      fi
+    fi
   fi
 fi
 # Debian starts a system Dovecot on install where it can; triaged never uses it

@@ -16,6 +16,40 @@ pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
+/// Unix milliseconds as an RFC 3339 UTC time with milliseconds
+/// (`2026-11-24T01:30:22.123Z`); `None` outside the years jiff handles.
+pub fn rfc3339(ms: i64) -> Option<String> {
+    jiff::Timestamp::from_millisecond(ms)
+        .ok()
+        .map(|t| format!("{t:.3}"))
+}
+
+/// serde `serialize_with` helpers: times kept as Unix milliseconds (or a
+/// message's Date as seconds) written as RFC 3339 strings in JSON output
+/// (`docs/json.md`). A value no calendar can show is written as `null`.
+pub mod json_time {
+    use serde::Serializer;
+
+    pub fn ms<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+        match super::rfc3339(*ms) {
+            Some(t) => s.serialize_str(&t),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn opt_ms<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match ms.and_then(super::rfc3339) {
+            Some(t) => s.serialize_str(&t),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Seconds (a message's `Date:`).
+    pub fn opt_secs<S: Serializer>(secs: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        opt_ms(&secs.and_then(|x| x.checked_mul(1000)), s)
+    }
+}
+
 /// A future that [`Clock::sleep_until`] returns.
 pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
@@ -98,6 +132,37 @@ pub fn system() -> SharedClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_times_are_rfc3339_utc_with_milliseconds() {
+        assert_eq!(rfc3339(0).as_deref(), Some("1970-01-01T00:00:00.000Z"));
+        assert_eq!(
+            rfc3339(1_795_482_622_123).as_deref(),
+            Some("2026-11-24T01:10:22.123Z")
+        );
+        assert_eq!(rfc3339(i64::MAX), None);
+        #[derive(serde::Serialize)]
+        struct T {
+            #[serde(serialize_with = "json_time::ms")]
+            a: i64,
+            #[serde(serialize_with = "json_time::opt_ms")]
+            b: Option<i64>,
+            #[serde(serialize_with = "json_time::opt_secs")]
+            c: Option<i64>,
+            #[serde(serialize_with = "json_time::ms")]
+            d: i64,
+        }
+        let t = T {
+            a: 1000,
+            b: None,
+            c: Some(60),
+            d: i64::MIN,
+        };
+        assert_eq!(
+            serde_json::to_string(&t).unwrap_or_default(),
+            r#"{"a":"1970-01-01T00:00:01.000Z","b":null,"c":"1970-01-01T00:01:00.000Z","d":null}"#
+        );
+    }
 
     #[test]
     fn manual_clock_moves_only_when_told() {

@@ -113,10 +113,19 @@ pub async fn run(
         }
         .run(),
     );
-    let reloader = tokio::spawn(watch_rules(pipeline.clone(), shutdown.clone()));
+    let reloader = tokio::spawn(watch_files(pipeline.clone(), shutdown.clone()));
     info!(mailboxes, holder = fleet::holder(), database = %crate::config::redact_url(&config.store.database_url), "triaged running");
+    let status = format!("watching {mailboxes} mailboxes");
+    service_manager(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
 
     shutdown.cancelled().await;
+    service_manager(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("finishing messages in hand"),
+    ]);
     info!("shutting down: finishing messages in hand");
     // The fleet task stops its watchers within SHUTDOWN_DEADLINE and
     // releases their leases.
@@ -184,59 +193,85 @@ pub fn lock_sqlite(database_url: &str) -> anyhow::Result<Option<std::fs::File>> 
     }
 }
 
-/// How often the rules folder is looked at for changes.
-const RULES_POLL: Duration = Duration::from_secs(2);
+/// Tells the service manager (systemd, `Type=notify`) how the daemon is:
+/// ready once every watcher is started, stopping when shutdown begins. A
+/// no-op without `$NOTIFY_SOCKET`; a failure to tell is logged, never fatal.
+fn service_manager(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        warn!(error = %e, "cannot notify the service manager ($NOTIFY_SOCKET)");
+    }
+}
 
-/// Reloads the routing rules on SIGHUP and whenever a file in the rules folder
-/// changes. A set with problems is refused (each logged as `file:line: reason`)
-/// and the daemon goes on with the last good one.
-async fn watch_rules(pipeline: Pipeline, shutdown: CancellationToken) {
-    let dir = pipeline.config().paths.rules.clone();
+/// How often the rules and templates folders are looked at for changes.
+const FILES_POLL: Duration = Duration::from_secs(2);
+
+/// Reloads the routing rules and the mail templates on SIGHUP, and either
+/// whenever a file in its folder changes. A set with problems is refused
+/// (each logged as `file:line: reason`) and the daemon goes on with the last
+/// good one; the rules and the templates are judged apart.
+async fn watch_files(pipeline: Pipeline, shutdown: CancellationToken) {
+    let rules_dir = pipeline.config().paths.rules.clone();
+    let templates_dir = pipeline.config().paths.templates.clone();
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
-            warn!(error = %e, "cannot listen for SIGHUP; rules reload on file changes only");
+            warn!(error = %e, "cannot listen for SIGHUP; rules and templates reload on file changes only");
             None
         }
     };
-    let mut seen = fingerprint(&dir);
+    let mut seen_rules = fingerprint(&rules_dir);
+    let mut seen_templates = fingerprint(&templates_dir);
     loop {
-        let why = tokio::select! {
+        let (why, rules, templates) = tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = async {
                 match hup.as_mut() {
                     Some(h) => { h.recv().await; }
                     None => std::future::pending::<()>().await,
                 }
-            } => "SIGHUP",
-            _ = tokio::time::sleep(RULES_POLL) => {
-                let now = fingerprint(&dir);
-                if now == seen {
+            } => ("SIGHUP", true, true),
+            _ = tokio::time::sleep(FILES_POLL) => {
+                let (r, t) = (fingerprint(&rules_dir), fingerprint(&templates_dir));
+                let changed = (r != seen_rules, t != seen_templates);
+                (seen_rules, seen_templates) = (r, t);
+                if changed == (false, false) {
                     continue;
                 }
-                seen = now;
-                "files changed"
+                ("files changed", changed.0, changed.1)
             }
         };
-        let fresh = pipeline.clone();
-        let reloaded = match off_runtime(move || fresh.reload_rules()).await {
-            Ok(r) => r,
-            Err(e) => {
-                error!(error = %e, "routing rules reload failed; keeping the last good rules");
-                continue;
-            }
-        };
-        match reloaded {
-            Ok(count) => {
-                info!(rules = count, reason = why, dir = %dir.display(), "routing rules reloaded")
-            }
-            Err(problems) => {
-                for p in &problems.0 {
-                    error!(problem = %p, "routing rules refused");
-                }
-                warn!(reason = why, "keeping the last good routing rules");
-            }
+        if rules {
+            let fresh = pipeline.clone();
+            let reloaded = off_runtime(move || fresh.reload_rules()).await;
+            report_reload("routing rules", why, &rules_dir, reloaded);
         }
+        if templates {
+            let fresh = pipeline.clone();
+            let reloaded = off_runtime(move || fresh.reload_templates()).await;
+            report_reload("templates", why, &templates_dir, reloaded);
+        }
+    }
+}
+
+/// Logs the outcome of one reload: the count, or every problem and that the
+/// last good set stays.
+fn report_reload(
+    what: &str,
+    why: &str,
+    dir: &std::path::Path,
+    reloaded: anyhow::Result<Result<usize, crate::problem::Problems>>,
+) {
+    match reloaded {
+        Ok(Ok(count)) => {
+            info!(count, reason = why, dir = %dir.display(), "{what} reloaded")
+        }
+        Ok(Err(problems)) => {
+            for p in &problems.0 {
+                error!(problem = %p, "{what} refused");
+            }
+            warn!(reason = why, "keeping the last good {what}");
+        }
+        Err(e) => error!(error = %e, "{what} reload failed; keeping the last good {what}"),
     }
 }
 
@@ -251,20 +286,39 @@ pub async fn off_runtime<T: Send + 'static>(
         .context("the rules loader stopped")
 }
 
-/// Names, sizes and modification times of the rule files: changes when any file does.
+/// The most files a fingerprint looks at: a folder of rules or templates
+/// is small; a mistake (the folder is `/`) must not cost a walk of the disk
+/// every two seconds.
+const FINGERPRINT_FILES: usize = 10_000;
+
+/// Names, sizes and modification times of the files under `dir` (and its
+/// subfolders, for templates' desk and queue overrides): changes when any
+/// file does.
 fn fingerprint(
     dir: &std::path::Path,
 ) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
-    let mut out: Vec<_> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let meta = e.metadata().ok()?;
-                    Some((e.path(), meta.len(), meta.modified().ok()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut out = Vec::new();
+    let mut folders = vec![(dir.to_path_buf(), 0)];
+    while let Some((folder, depth)) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for e in entries.filter_map(|e| e.ok()) {
+            if out.len() >= FINGERPRINT_FILES {
+                break;
+            }
+            let Ok(meta) = e.metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                if depth < 3 {
+                    folders.push((e.path(), depth + 1));
+                }
+            } else {
+                out.push((e.path(), meta.len(), meta.modified().ok()));
+            }
+        }
+    }
     out.sort();
     out
 }

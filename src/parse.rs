@@ -53,6 +53,92 @@ pub fn domain_of(address: &str) -> Option<String> {
         .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
 }
 
+/// Why `raw` is not mail at all, or `None` when it is: mail starts with a
+/// header block, so its first line is a header field (`Name: value`, the
+/// name printable ASCII without `:`, RFC 5322 section 2.2; white space
+/// before the colon is the obsolete syntax, still mail). A message with
+/// broken headers is still mail, and so is one behind what tools put before
+/// it: a UTF-8 byte-order mark, blank lines, an mbox `From ` line, white
+/// space before the first field. A text file, a picture or an empty file is
+/// not.
+pub fn not_mail_reason(raw: &[u8]) -> Option<String> {
+    let raw = raw.strip_prefix(b"\xef\xbb\xbf").unwrap_or(raw);
+    let blank = |l: &[u8]| l.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'));
+    let mut lines = raw.split(|&b| b == b'\n').skip_while(|l| blank(l));
+    let mut first = lines.next().unwrap_or(&[]);
+    if first.starts_with(b"From ") {
+        first = lines.next().unwrap_or(&[]);
+    }
+    if blank(first) {
+        return Some("not mail: no header block (the file is empty or blank)".to_string());
+    }
+    let line = first.trim_ascii_start();
+    let name_len = line
+        .iter()
+        .take_while(|&&b| (33..=126).contains(&b) && b != b':')
+        .count();
+    let after = line[name_len..].trim_ascii_start();
+    if name_len > 0 && after.first() == Some(&b':') {
+        return None;
+    }
+    let shown: String = String::from_utf8_lossy(&first[..first.len().min(40)])
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    Some(format!(
+        "not mail: no header block (the first line, {:?}, is not a header field such as \"From: ...\")",
+        shown.trim()
+    ))
+}
+
+/// The longest address accepted in configuration and rules (RFC 5321's
+/// 256-octet path, less the angle brackets).
+pub const MAX_ADDRESS_LEN: usize = 254;
+
+/// Why `address` is not a plain address (`local@domain`) we could send mail
+/// to, or `None` when it is one. Used for every address an operator writes
+/// (the config, the rules): a dot-atom local part of at most 64 octets, a
+/// domain of dot-separated labels (letters, digits, `-`; not at a label's
+/// ends), 254 octets in all. No display names, comments or quoted strings.
+pub fn address_problem(address: &str) -> Option<String> {
+    if address.len() > MAX_ADDRESS_LEN {
+        return Some(format!(
+            "is {} bytes long; an address has at most {MAX_ADDRESS_LEN}",
+            address.len()
+        ));
+    }
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Some("has no '@'".to_string());
+    };
+    if local.is_empty() || local.len() > 64 {
+        return Some("needs a local part of 1 to 64 characters before the '@'".to_string());
+    }
+    let atom_char = |c: char| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
+    if local
+        .split('.')
+        .any(|a| a.is_empty() || !a.chars().all(atom_char))
+    {
+        return Some(format!(
+            "has a local part {:?} with more than letters, digits, dots between words and !#$%&'*+-/=?^_`{{|}}~",
+            crate::text::truncate(local, 64)
+        ));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    if domain.is_empty() || !domain.split('.').all(label_ok) {
+        return Some(format!(
+            "has a domain {:?} that is not a host name (labels of letters, digits and '-', separated by dots)",
+            crate::text::truncate(domain, 64)
+        ));
+    }
+    None
+}
+
 impl std::fmt::Display for MailAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.name {
@@ -875,6 +961,85 @@ fn unfold(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mail_starts_with_a_header_field() {
+        for mail in [
+            &b"From: a@x\r\nSubject: hi\r\n\r\nbody"[..],
+            b"Received: from x\n\tby y\nFrom: a@x\n\nbody",
+            b"X-Weird-Header:\n",
+            b"\xef\xbb\xbfSubject: with a BOM\n\nx",
+            // Broken headers are still mail.
+            b"Subject: ok\nthis line is no header\n\nbody",
+            b"Subject: \xff\xfe binary value\n",
+            b"Fro :m obsolete white space before the colon\n",
+            b" From: indented\n",
+            // What tools put in front.
+            b"From a@x Mon Jan  1 00:00:00 2026\nFrom: a@x\n\nbody",
+            b"          \r\n\nDelivered-To: a@x\n",
+        ] {
+            assert_eq!(
+                not_mail_reason(mail),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(mail)
+            );
+        }
+        for (not, why) in [
+            (&b""[..], "empty or blank"),
+            (b"   \n\n  \r\n", "empty or blank"),
+            (b"From a@x Mon Jan  1 00:00:00 2026\n", "empty or blank"),
+            (
+                b"Hello team, the printer is broken.\n",
+                "\"Hello team, the printer is broken.\"",
+            ),
+            (
+                b"// Not an RFC-822 Document\nFrom: a@x\n",
+                "\"// Not an RFC-822 Document\"",
+            ),
+            (b": no name\n", "no header block"),
+            (b"\x89PNG\r\n\x1a\n\x00\x00", "no header block"),
+        ] {
+            let r = not_mail_reason(not).unwrap_or_default();
+            assert!(r.starts_with("not mail") && r.contains(why), "{r}");
+        }
+        // A huge first line is quoted short.
+        let long = vec![b'x'; 1 << 20];
+        assert!(not_mail_reason(&long).is_some_and(|r| r.len() < 200));
+    }
+
+    #[test]
+    fn addresses_are_checked() {
+        for ok in [
+            "ann@example.org",
+            "m@x",
+            "first.last+tag@sub.example.co.uk",
+            "o'brien@example.ie",
+            "jürgen@bücher.example",
+        ] {
+            assert_eq!(address_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("", "no '@'"),
+            ("ann", "no '@'"),
+            ("@example.org", "local part"),
+            ("ann@", "domain"),
+            ("ann@-x.org", "domain"),
+            ("ann@x..org", "domain"),
+            ("Ann <ann@x.org>", "local part"),
+            ("ann lee@x.org", "local part"),
+            ("ann.@x.org", "local part"),
+            ("ann@x.org\r\nBcc: y@z", "local part"),
+        ] {
+            let p = address_problem(bad).unwrap_or_default();
+            assert!(p.contains(why), "{bad:?}: {p}");
+        }
+        let huge = format!("{}@example.org", "a".repeat(100 * 1024));
+        let p = address_problem(&huge).unwrap_or_default();
+        assert!(p.contains("at most 254"), "{p}");
+        assert!(p.len() < 100, "the problem does not repeat the address");
+        assert!(address_problem(&format!("{}@x.org", "a".repeat(65))).is_some());
+    }
 
     #[test]
     fn head_stops_at_blank_line() {

@@ -149,8 +149,9 @@ pub struct Pipeline {
     /// The current classifier; replaced whole on reload, read as one snapshot
     /// per message, so no message is routed by half a rule set.
     classifier: Arc<RwLock<Arc<Classifier>>>,
-    /// Composes the mail of ticket events; none: no mail is queued.
-    notifier: Option<Arc<Notifier>>,
+    /// Composes the mail of ticket events; none: no mail is queued. Replaced
+    /// whole when the templates are reloaded, read once per transaction.
+    notifier: Option<Arc<RwLock<Arc<Notifier>>>>,
     /// Poked after every commit that queued mail, to wake the sender.
     outbox_wake: Option<Arc<tokio::sync::Notify>>,
 }
@@ -178,7 +179,7 @@ impl Pipeline {
     /// `notifier` (queued in the event's transaction), and poking `wake`
     /// after each commit that queued mail.
     pub fn with_notifier(mut self, notifier: Notifier, wake: Arc<tokio::sync::Notify>) -> Pipeline {
-        self.notifier = Some(Arc::new(notifier));
+        self.notifier = Some(Arc::new(RwLock::new(Arc::new(notifier))));
         self.outbox_wake = Some(wake);
         self
     }
@@ -204,6 +205,31 @@ impl Pipeline {
         Ok(count)
     }
 
+    /// The notifier in force now (its templates), if mail is composed.
+    pub fn notifier(&self) -> Option<Arc<Notifier>> {
+        self.notifier.as_ref().map(|n| match n.read() {
+            Ok(n) => n.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        })
+    }
+
+    /// Loads and checks the templates again (as at start); on success the
+    /// new set composes the mail of the next transaction, otherwise the old
+    /// set stays and the problems are returned. Without a notifier: `Ok(0)`.
+    pub fn reload_templates(&self) -> Result<usize, Problems> {
+        let Some(slot) = &self.notifier else {
+            return Ok(0);
+        };
+        let fresh = crate::notify::notifier(&self.config)?;
+        let count = fresh.template_count();
+        let fresh = Arc::new(fresh);
+        match slot.write() {
+            Ok(mut n) => *n = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(count)
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -224,6 +250,11 @@ impl Pipeline {
         let parsed = parse::parse(&raw);
         let dedupe_key = dedupe_key(&parsed, &raw);
         let action = match self.config.mailbox(mailbox) {
+            // A file that is no mail at all (a text, a picture) is set aside
+            // with that reason rather than made a ticket of.
+            Some(_) if let Some(reason) = parse::not_mail_reason(&raw) => {
+                quarantine_action(reason, &raw, &parsed)
+            }
             Some(mb) => Action::Ticket {
                 decision: Box::new(self.classifier().classify(
                     &parsed,
@@ -371,9 +402,10 @@ impl Pipeline {
         let mut tx = self.store.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut queued = 0;
+        // One template set per transaction.
+        let notifier = self.notifier();
         for p in batch {
-            let recorded =
-                record::record(&mut tx, &self.config, self.notifier.as_deref(), p).await?;
+            let recorded = record::record(&mut tx, &self.config, notifier.as_deref(), p).await?;
             outcomes.push(recorded.outcome);
             queued += recorded.queued;
         }

@@ -186,7 +186,7 @@ impl Scope {
         };
         let (tz, tz_name) = match desks.as_slice() {
             [one] => match (config.calendars.get(one), config.desk(one)) {
-                (Some(cal), Some(d)) => (cal.time_zone().clone(), d.time_zone.clone()),
+                (Some(cal), Some(d)) => (cal.time_zone().clone(), d.time_zone.get_ref().clone()),
                 _ => (TimeZone::UTC, "UTC".to_string()),
             },
             _ => (TimeZone::UTC, "UTC".to_string()),

@@ -12,7 +12,7 @@ pub enum LogFormat {
 
 /// Installs the global subscriber, writing to stderr. Calling it twice is harmless.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter(std::env::var("RUST_LOG").ok().as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -22,6 +22,22 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// `RUST_LOG` (default `info`), with PostgreSQL's notices ("relation ...
+/// already exists, skipping" at every migration check) at WARN unless
+/// `RUST_LOG` says something of sqlx itself.
+fn filter(rust_log: Option<&str>) -> EnvFilter {
+    let given = rust_log.filter(|s| !s.trim().is_empty());
+    let mut filter = given
+        .and_then(|s| EnvFilter::try_new(s).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    if !given.is_some_and(|s| s.contains("sqlx"))
+        && let Ok(quiet) = "sqlx::postgres::notice=warn".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
+    filter
 }
 
 /// Routes panics that the parser contains (malformed mail) to a warning line;
@@ -35,4 +51,22 @@ pub fn install_panic_hook() {
             default(info);
         }
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn postgres_notices_are_quiet_unless_asked_for() {
+        for (given, shown) in [
+            (None, "sqlx::postgres::notice=warn"),
+            (Some("info"), "sqlx::postgres::notice=warn"),
+            (Some("debug"), "sqlx::postgres::notice=warn"),
+            (Some(""), "sqlx::postgres::notice=warn"),
+        ] {
+            let f = super::filter(given).to_string();
+            assert!(f.contains(shown), "{given:?}: {f}");
+        }
+        let f = super::filter(Some("info,sqlx=debug")).to_string();
+        assert!(!f.contains("notice"), "{f}");
+    }
 }

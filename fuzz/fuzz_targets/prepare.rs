@@ -65,6 +65,10 @@ fuzz_target!(
                 match &p.action {
                     Action::Ticket { decision, parsed, .. } => {
                         assert!(config.mailbox(name).is_some(), "a ticket in {name}");
+                        assert!(
+                            triaged::parse::not_mail_reason(data).is_none(),
+                            "a ticket of something that is not mail"
+                        );
                         assert!(data.len() as u64 <= limit, "an oversized message became a ticket");
                         assert_eq!(p.raw, data, "raw bytes changed");
                         triaged_fuzz::check_parsed(parsed, data);
@@ -75,7 +79,9 @@ fuzz_target!(
                     Action::Quarantine { size, headers, .. } => {
                         assert_eq!(*size, data.len() as u64, "quarantined size");
                         assert!(
-                            config.mailbox(name).is_none() || data.len() as u64 > limit,
+                            config.mailbox(name).is_none()
+                                || data.len() as u64 > limit
+                                || triaged::parse::not_mail_reason(data).is_some(),
                             "quarantined a message that fits in a configured mailbox"
                         );
                         assert!(data.starts_with(headers), "quarantined head is not the message's head");

@@ -47,7 +47,9 @@ pub(super) async fn ingest(path: Option<&Path>, args: IngestArgs) -> anyhow::Res
         Some(n) => pipeline.with_notifier(n, Arc::new(tokio::sync::Notify::new())),
         None => pipeline,
     };
+    let progress = Progress::new(verbose);
     let summary = ingest_paths(&pipeline, &mailbox, paths, |r| {
+        progress.tick();
         if verbose || r.result.is_err() {
             match &r.result {
                 Ok(o) => println!("{}: {}", vis(&r.origin.to_string()), describe(o)),
@@ -60,6 +62,7 @@ pub(super) async fn ingest(path: Option<&Path>, args: IngestArgs) -> anyhow::Res
         }
     })
     .await;
+    progress.finish();
     store.close().await;
     if json {
         println!("{}", serde_json::to_string(&summary)?);
@@ -71,6 +74,53 @@ pub(super) async fn ingest(path: Option<&Path>, args: IngestArgs) -> anyhow::Res
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A progress line on stderr for long runs: shown only when stderr is a
+/// terminal, only once more than [`PROGRESS_AFTER`] messages have been seen
+/// (a handful of files needs none), never with `--verbose` (its lines say
+/// as much). Off a terminal nothing is written.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+/// Messages before the progress line appears.
+const PROGRESS_AFTER: u64 = 200;
+
+impl Progress {
+    fn new(verbose: bool) -> Progress {
+        let show = !verbose && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let bar = show.then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::hidden(),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} {human_pos} messages ingested ({per_sec}, {elapsed})",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        Progress { bar }
+    }
+
+    fn tick(&self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            if bar.position() == PROGRESS_AFTER {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.tick();
+                bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// The mailbox named with `--mailbox`, or the first configured one.

@@ -10,11 +10,12 @@
 //! safely on a terminal.
 
 mod backup;
+mod check;
 mod ingest;
 mod outbox;
 mod quarantine;
-mod steer;
 mod report;
+mod steer;
 mod text;
 mod tickets;
 
@@ -57,8 +58,17 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: watch every mailbox that has IMAP settings, until SIGTERM or SIGINT.
     Run,
-    /// Validate the configuration (and passwords' sources); print `file:line: reason` per problem.
-    Check,
+    /// Validate the configuration, passwords' sources, routing rules and
+    /// templates; print `file:line: reason` per problem.
+    Check {
+        /// Also log in to every mailbox (IMAP) and the SMTP server and report
+        /// each: ok, or the server's words. No mail is read, changed or sent.
+        #[arg(long)]
+        connect: bool,
+        /// Print the report as JSON (see docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// Feed .eml files, Maildir folders, mbox files, folders of messages, or - (stdin)
     /// through the same pipeline as the daemon, and print a summary.
     Ingest {
@@ -386,10 +396,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let path = cli.config.as_deref();
     match cli.command {
-        Command::Check => {
-            let path = path.map(std::path::Path::to_path_buf);
-            crate::daemon::off_runtime(move || check(path.as_deref())).await
-        }
+        Command::Check { connect, json } => check::check(path, connect, json).await,
         Command::Run => run_daemon(path).await,
         Command::Ingest {
             mailbox,
@@ -554,19 +561,76 @@ async fn run_daemon(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// `triaged stats`.
+/// `triaged stats`: totals, tickets per queue and status, the oldest open
+/// ticket, the outbox, and the last message of each mailbox.
 async fn stats(path: Option<&std::path::Path>, json: bool) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
     let config = load_config(path)?;
     let store = open_store(&config).await?;
-    let counts = store.counts().await?;
+    let summary = store.summary().await;
     store.close().await;
+    let s = summary?;
+    let mut out = std::io::stdout().lock();
     if json {
-        println!("{}", serde_json::to_string(&counts)?);
-    } else {
-        println!(
-            "{} tickets, {} messages, {} duplicates recognised, {} quarantined",
-            counts.tickets, counts.messages, counts.duplicates, counts.quarantined
-        );
+        writeln!(out, "{}", json_visible(&s)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let c = &s.counts;
+    writeln!(
+        out,
+        "{} tickets, {} messages, {} duplicates recognised, {} quarantined",
+        c.tickets, c.messages, c.duplicates, c.quarantined
+    )?;
+    if !s.queues.is_empty() {
+        writeln!(out, "\ntickets by queue:")?;
+        let mut queues: Vec<&str> = s.queues.iter().map(|q| q.queue.as_str()).collect();
+        queues.dedup();
+        for q in queues {
+            let line: Vec<String> = crate::store::Status::ALL
+                .iter()
+                .map(|st| {
+                    let n = s
+                        .queues
+                        .iter()
+                        .find(|x| x.queue == q && x.status == st.as_str())
+                        .map_or(0, |x| x.tickets);
+                    format!("{n} {st}")
+                })
+                .collect();
+            writeln!(out, "  {:<24} {}", visible(q, false), line.join(", "))?;
+        }
+    }
+    if let Some(o) = &s.oldest_open {
+        let waited = crate::clock::now_ms().saturating_sub(o.created_at);
+        writeln!(
+            out,
+            "\noldest open ticket: #{} in {} ({}), since {} ({} ago)",
+            o.number,
+            visible(&o.queue, false),
+            visible(&o.status, false),
+            format_ms(o.created_at),
+            text::format_duration(waited)
+        )?;
+    }
+    if !s.outbox.is_empty() {
+        let parts: Vec<String> = s
+            .outbox
+            .iter()
+            .map(|x| format!("{} {}", x.count, visible(&x.status, false)))
+            .collect();
+        writeln!(out, "\noutbox: {}", parts.join(", "))?;
+    }
+    if !s.mailboxes.is_empty() {
+        writeln!(out, "\nlast message per mailbox:")?;
+        for m in &s.mailboxes {
+            writeln!(
+                out,
+                "  {:<24} {}  ({} messages)",
+                visible(&m.mailbox, false),
+                format_ms(m.last_received_at),
+                m.messages
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -587,36 +651,6 @@ async fn rules(path: Option<&std::path::Path>, command: RulesCommand) -> anyhow:
             corpus,
             mailbox,
         } => crate::rules_cmd::diff(config, &old, &new, corpus, mailbox).await,
-    }
-}
-
-fn check(path: Option<&std::path::Path>) -> ExitCode {
-    let config = match Config::load(path) {
-        Ok(c) => c,
-        Err(problems) => {
-            for p in &problems.0 {
-                println!("{p}");
-            }
-            return ExitCode::from(1);
-        }
-    };
-    let mut problems = config.check_secrets();
-    problems.extend(config.check_database_url());
-    if let Err(p) = crate::classify::load_rules(&config) {
-        problems.extend(p.0);
-    }
-    match crate::notify::templates::Templates::load_or_builtin(&config.paths.templates) {
-        Ok(t) => problems.extend(t.check()),
-        Err(p) => problems.extend(p),
-    }
-    for p in &problems {
-        println!("{p}");
-    }
-    if problems.is_empty() {
-        println!("{}: ok", config.source);
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
     }
 }
 

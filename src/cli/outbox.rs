@@ -7,6 +7,9 @@ use super::OutboxCommand;
 use super::text::{format_ms, json_visible, truncate, vis};
 use crate::store::Store;
 
+/// The states of a mail in the outbox.
+const OUTBOX_STATUSES: [&str; 3] = ["pending", "sent", "failed"];
+
 pub(super) async fn outbox(store: &Store, command: OutboxCommand) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match command {
@@ -15,6 +18,16 @@ pub(super) async fn outbox(store: &Store, command: OutboxCommand) -> anyhow::Res
             limit,
             json,
         } => {
+            if let Some(s) = status.as_deref()
+                && !OUTBOX_STATUSES.contains(&s)
+            {
+                eprintln!(
+                    "triaged: unknown status {:?}; valid: {}",
+                    super::visible(s, false),
+                    OUTBOX_STATUSES.join(", ")
+                );
+                return Ok(ExitCode::from(2));
+            }
             let list = store.list_outbox(status.as_deref(), limit).await?;
             if json {
                 writeln!(out, "{}", json_visible(&list)?)?;

@@ -9,7 +9,7 @@ use super::text::{
 };
 use crate::calendar::Calendar;
 use crate::config::Config;
-use crate::store::{MessageRow, Store, TicketDetail, TicketFilter, TimelineEntry};
+use crate::store::{MessageRow, Status, Store, TicketDetail, TicketFilter, TimelineEntry};
 
 type Out<'a> = std::io::StdoutLock<'a>;
 
@@ -26,6 +26,32 @@ pub(super) async fn tickets(
             limit,
             json,
         } => {
+            if let Some(s) = status.as_deref()
+                && !Status::ALL.iter().any(|k| k.as_str() == s)
+            {
+                let valid: Vec<&str> = Status::ALL.iter().map(|k| k.as_str()).collect();
+                eprintln!(
+                    "triaged: unknown status {:?}; valid: {}",
+                    visible(s, false),
+                    valid.join(", ")
+                );
+                return Ok(ExitCode::from(2));
+            }
+            if let Some(q) = queue.as_deref()
+                && !config.queues.iter().any(|k| k.name.get_ref() == q)
+            {
+                let valid: Vec<&str> = config
+                    .queues
+                    .iter()
+                    .map(|k| k.name.get_ref().as_str())
+                    .collect();
+                eprintln!(
+                    "triaged: unknown queue {:?}; valid: {}",
+                    visible(q, false),
+                    valid.join(", ")
+                );
+                return Ok(ExitCode::from(2));
+            }
             let filter = TicketFilter {
                 queue,
                 status,

@@ -16,7 +16,7 @@ use crate::problem::{Problem, Problems, line_of, toml_reason};
 
 /// The problems found in one config text.
 pub(super) struct Found<'a> {
-    text: &'a str,
+    pub(super) text: &'a str,
     file: &'a str,
     problems: Vec<Problem>,
 }
@@ -39,6 +39,29 @@ impl<'a> Found<'a> {
         });
     }
 
+    /// Where `value` is written (as a TOML string) at or after `from`, else `from`.
+    fn near(&self, from: usize, value: &str) -> Range<usize> {
+        let quoted = format!("{value:?}");
+        let at = self
+            .text
+            .get(from..)
+            .and_then(|rest| rest.find(&quoted))
+            .map_or(from, |i| from + i);
+        at..at
+    }
+
+    /// A problem unless `address` is an address; `what` says whose it is,
+    /// found at or after `from`.
+    fn address(&mut self, from: usize, what: &str, address: &str) {
+        if let Some(why) = crate::parse::address_problem(address) {
+            let at = self.near(from, address);
+            self.at(
+                at,
+                format!("{what}: {:?} is not an address: it {why}", cut(address)),
+            );
+        }
+    }
+
     /// A problem in a section of the text (`[priority`), or at the top.
     fn in_section(&mut self, header: &str, reason: String) {
         let at = self.text.find(header).unwrap_or(0);
@@ -53,6 +76,45 @@ impl<'a> Found<'a> {
             Err(Problems(self.problems))
         }
     }
+}
+
+/// An operator's value as a problem quotes it: at most 80 characters.
+fn cut(value: &str) -> String {
+    crate::text::truncate(value, 80)
+}
+
+/// Where a calendar problem of desk `d` points: the holiday, the time zone,
+/// the interval or day of `[hours]` it names; else the desk's name.
+fn calendar_span(text: &str, d: &DeskConfig, reason: &str) -> Range<usize> {
+    if reason.starts_with("unknown time zone") && d.time_zone.span() != (0..0) {
+        return d.time_zone.span();
+    }
+    if let Some(h) = d
+        .holidays
+        .iter()
+        .find(|h| reason.starts_with(&format!("holiday {:?}", h.get_ref())))
+    {
+        return h.span();
+    }
+    if let (Some(hours), Some(rest)) = (&d.hours, reason.strip_prefix("hours.")) {
+        let span = hours.span();
+        let body = text.get(span.clone()).unwrap_or("");
+        let day = rest.split(':').next().unwrap_or("");
+        // The interval it quotes, else the day's key, else the table.
+        let quoted = rest
+            .split_once(": \"")
+            .and_then(|(_, q)| q.split_once('"'))
+            .map(|(q, _)| format!("\"{q}\""));
+        let found = quoted
+            .as_deref()
+            .and_then(|q| body.find(q))
+            .or_else(|| body.find(day));
+        return match found {
+            Some(i) => span.start + i..span.start + i,
+            None => span,
+        };
+    }
+    d.name.span()
 }
 
 /// The text as TOML, in the shape of the file; a refusal is one problem.
@@ -111,17 +173,34 @@ pub(super) fn desks(desks: &[DeskConfig], found: &mut Found) -> BTreeMap<String,
             }
         }
         if let Some(c) = &d.comment_address
-            && !c.contains('@')
+            && let Some(why) = crate::parse::address_problem(c)
         {
+            let at = found.near(d.name.span().start, c);
             found.at(
-                d.name.span(),
-                format!("desk {name:?}: comment_address {c:?} is not an address"),
+                at,
+                format!(
+                    "desk {name:?}: comment_address {:?} is not an address: it {why}",
+                    cut(c)
+                ),
             );
         }
+        for (key, list) in [
+            ("addresses", &d.addresses),
+            ("managers", &d.managers),
+            ("integrators", &d.integrators),
+        ] {
+            for a in list {
+                found.address(d.name.span().start, &format!("desk {name:?}: {key}"), a);
+            }
+        }
         let calendar = crate::calendar::CalendarConfig {
-            time_zone: d.time_zone.clone(),
-            hours: d.hours.clone().unwrap_or_default(),
-            holidays: d.holidays.clone(),
+            time_zone: d.time_zone.get_ref().clone(),
+            hours: d
+                .hours
+                .as_ref()
+                .map(|h| h.get_ref().clone())
+                .unwrap_or_default(),
+            holidays: d.holidays.iter().map(|h| h.get_ref().clone()).collect(),
         };
         match Calendar::from_config(&calendar) {
             Ok(c) => {
@@ -129,7 +208,8 @@ pub(super) fn desks(desks: &[DeskConfig], found: &mut Found) -> BTreeMap<String,
             }
             Err(reasons) => {
                 for r in reasons {
-                    found.at(d.name.span(), format!("desk {name:?}: {r}"));
+                    let at = calendar_span(found.text, d, &r);
+                    found.at(at, format!("desk {name:?}: {r}"));
                 }
             }
         }
@@ -150,6 +230,9 @@ pub(super) fn queues(queues: &[QueueConfig], desks: &HashSet<&str>, found: &mut 
                 q.desk.span(),
                 format!("queue {name:?}: unknown desk {:?}", q.desk.get_ref()),
             );
+        }
+        for a in &q.notify {
+            found.address(q.name.span().start, &format!("queue {name:?}: notify"), a);
         }
         if let Some(k) = &q.default_kind
             && k.get_ref().parse::<crate::priority::Kind>().is_err()
@@ -177,6 +260,11 @@ pub(super) fn mailboxes(
         if !names.insert(name.as_str()) {
             found.at(m.name.span(), format!("mailbox {name:?} is defined twice"));
         }
+        found.address(
+            m.name.span().start,
+            &format!("mailbox {name:?}: address"),
+            &m.address,
+        );
         if !desks.contains(m.desk.get_ref().as_str()) {
             found.at(
                 m.desk.span(),
@@ -203,6 +291,7 @@ pub(super) fn mailboxes(
                 }
             });
         resolved.push(Mailbox {
+            line: line_of(found.text, m.name.span().start),
             name: name.clone(),
             address: m.address.clone(),
             desk: m.desk.get_ref().clone(),

@@ -159,13 +159,13 @@ pub struct DeskConfig {
     #[serde(default)]
     pub title: Option<String>,
     #[serde(default = "default_time_zone")]
-    pub time_zone: String,
+    pub time_zone: Spanned<String>,
     /// Business hours per weekday (default Monday to Friday 08:00-17:00),
     /// e.g. `mon = ["08:00-12:00", "13:00-17:00"]`.
-    pub hours: Option<crate::calendar::WeeklyHoursConfig>,
+    pub hours: Option<Spanned<crate::calendar::WeeklyHoursConfig>>,
     /// Dates (`YYYY-MM-DD`) the desk is closed.
     #[serde(default)]
-    pub holidays: Vec<String>,
+    pub holidays: Vec<Spanned<String>>,
     /// The desk's own addresses (never acknowledged, never looped to).
     #[serde(default)]
     pub addresses: Vec<String>,
@@ -187,8 +187,8 @@ pub struct DeskConfig {
     pub comment_address: Option<String>,
 }
 
-fn default_time_zone() -> String {
-    "America/Chicago".to_string()
+fn default_time_zone() -> Spanned<String> {
+    Spanned::new(0..0, "America/Chicago".to_string())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -595,6 +595,9 @@ pub struct Mailbox {
     pub default_queue: String,
     /// `None` for a mailbox without `[mailboxes.imap]`: not watched.
     pub imap: Option<ImapSettings>,
+    /// The line of its `name` in the config file, for problems found later
+    /// (its password); 0 when not from a file.
+    pub line: usize,
 }
 
 /// The validated configuration.
@@ -607,6 +610,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub tickets: TicketsConfig,
     pub smtp: Option<SmtpConfig>,
+    /// The line of `[smtp]` in the config file, for problems found later.
+    pub smtp_line: usize,
     pub notify: NotifyConfig,
     pub commands: CommandsConfig,
     pub cluster: ClusterConfig,
@@ -638,7 +643,11 @@ impl Config {
                         reason: format!("cannot read config: {e}"),
                     }])
                 })?;
-                Config::parse(&text, &p.display().to_string())?
+                let mut config = Config::parse(&text, &p.display().to_string())?;
+                if let Some(base) = p.parent().filter(|b| !b.as_os_str().is_empty()) {
+                    config.resolve_paths(base);
+                }
+                config
             }
             None => {
                 let p = Path::new("triaged.toml");
@@ -685,6 +694,11 @@ impl Config {
             paths: raw.paths,
             ingest: raw.ingest,
             tickets: raw.tickets,
+            smtp_line: raw
+                .smtp
+                .as_ref()
+                .map(|s| line_of(text, s.span().start))
+                .unwrap_or(0),
             smtp: raw.smtp.map(Spanned::into_inner),
             notify: raw.notify,
             commands: raw.commands.map(Spanned::into_inner).unwrap_or_default(),
@@ -697,6 +711,35 @@ impl Config {
             queues: raw.queues,
             mailboxes,
         })
+    }
+
+    /// Makes the relative paths of a config file relative to its folder
+    /// `base` (the database file, rules, templates, password and CA files),
+    /// so that the file means the same from any working directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        let join_opt = |p: &mut Option<PathBuf>| {
+            if let Some(p) = p {
+                join(p);
+            }
+        };
+        self.store.database_url = resolve_sqlite_url(&self.store.database_url, base);
+        join(&mut self.paths.rules);
+        join(&mut self.paths.templates);
+        for m in &mut self.mailboxes {
+            if let Some(imap) = &mut m.imap {
+                join_opt(&mut imap.password_file);
+                join_opt(&mut imap.ca_file);
+            }
+        }
+        if let Some(smtp) = &mut self.smtp {
+            join_opt(&mut smtp.password_file);
+            join_opt(&mut smtp.ca_file);
+        }
     }
 
     pub fn desk(&self, name: &str) -> Option<&DeskConfig> {
@@ -766,7 +809,7 @@ impl Config {
             .and_then(|s| s.password().err())
             .map(|reason| Problem {
                 file: self.source.clone(),
-                line: 0,
+                line: self.smtp_line,
                 reason: format!("smtp: {reason}"),
             });
         self.mailboxes
@@ -775,7 +818,7 @@ impl Config {
                 let s = m.imap.as_ref()?;
                 s.password().err().map(|reason| Problem {
                     file: self.source.clone(),
-                    line: 0,
+                    line: m.line,
                     reason: format!("mailbox {:?}: {reason}", m.name),
                 })
             })
@@ -824,6 +867,30 @@ impl Config {
         all.sort();
         all.dedup();
         all
+    }
+}
+
+/// A `sqlite:` URL with a relative file made relative to `base`; any other
+/// URL (PostgreSQL, an absolute path, `:memory:`) as it is.
+pub fn resolve_sqlite_url(url: &str, base: &Path) -> String {
+    let Some((scheme, rest)) = url
+        .strip_prefix("sqlite://")
+        .map(|r| ("sqlite://", r))
+        .or_else(|| url.strip_prefix("sqlite:").map(|r| ("sqlite:", r)))
+    else {
+        return url.to_string();
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path.is_empty() || path.contains(":memory:") || Path::new(path).is_absolute() {
+        return url.to_string();
+    }
+    let joined = base.join(path);
+    match query {
+        Some(q) => format!("{scheme}{}?{q}", joined.display()),
+        None => format!("{scheme}{}", joined.display()),
     }
 }
 
@@ -1022,6 +1089,121 @@ mod tests {
             .map(|p| p.to_string())
             .unwrap_or_default();
         assert!(e.contains("socket address"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let base = Path::new("/etc/triaged");
+        for (url, want) in [
+            ("sqlite://triaged.db", "sqlite:///etc/triaged/triaged.db"),
+            (
+                "sqlite:data/t.db?mode=rwc",
+                "sqlite:/etc/triaged/data/t.db?mode=rwc",
+            ),
+            (
+                "sqlite:///var/lib/triaged/t.db",
+                "sqlite:///var/lib/triaged/t.db",
+            ),
+            ("sqlite::memory:", "sqlite::memory:"),
+            (
+                "postgres://u@h/db?sslmode=require",
+                "postgres://u@h/db?sslmode=require",
+            ),
+        ] {
+            assert_eq!(resolve_sqlite_url(url, base), want, "{url}");
+        }
+        let text = DEFAULT_CONFIG.replace(
+            "[smtp]\nhost",
+            "[smtp]\npassword_file = \"smtp.pw\"\nca_file = \"/abs/ca.pem\"\nhost",
+        );
+        let mut c = Config::parse(&text, "t").unwrap_or_else(|e| panic!("{e}"));
+        c.resolve_paths(base);
+        assert_eq!(c.store.database_url, "sqlite:///etc/triaged/triaged.db");
+        assert_eq!(c.paths.rules, base.join("routing-rules"));
+        assert_eq!(c.paths.templates, base.join("templates"));
+        let smtp = c
+            .smtp
+            .as_ref()
+            .map(|s| (s.password_file.clone(), s.ca_file.clone()));
+        assert_eq!(
+            smtp,
+            Some((
+                Some(base.join("smtp.pw")),
+                Some(PathBuf::from("/abs/ca.pem"))
+            ))
+        );
+        let db = c.mailbox("db-requests").and_then(|m| m.imap.as_ref());
+        assert_eq!(
+            db.and_then(|i| i.password_file.clone()),
+            Some(PathBuf::from("/etc/triaged/db-requests.password"))
+        );
+    }
+
+    #[test]
+    fn late_problems_point_at_their_line() {
+        let text = "[smtp]\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\npassword_env = \"TRIAGED_TEST_NO_SUCH_VAR_1\"\n\n[[desks]]\nname = \"d\"\ntag = \"D\"\n[[queues]]\nname = \"Q\"\ndesk = \"d\"\n\n[[mailboxes]]\nname = \"a\"\naddress = \"a@x\"\ndesk = \"d\"\ndefault_queue = \"Q\"\n\n[[mailboxes]]\nname = \"b\"\naddress = \"b@x\"\ndesk = \"d\"\ndefault_queue = \"Q\"\n[mailboxes.imap]\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\nusername = \"u\"\npassword_file = \"/nonexistent/triaged.pw\"\n";
+        let c = Config::parse(text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let p: Vec<String> = c.check_secrets().iter().map(|p| p.to_string()).collect();
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("t.toml:20: mailbox \"b\": cannot read password file")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("t.toml:1: smtp: environment variable")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn calendar_problems_point_at_the_value() {
+        let text = "[[desks]]\nname = \"d\"\ntag = \"D\"\ntime_zone = \"Mars/Olympus\"\nholidays = [\"2026-12-25\",\n  \"Dec 26\"]\n[desks.hours]\nmon = [\"08:00-12:00\"]\ntue = [\"08:00-7:00\"]\n[[queues]]\nname = \"Q\"\ndesk = \"d\"\n[[mailboxes]]\nname = \"m\"\naddress = \"m@x\"\ndesk = \"d\"\ndefault_queue = \"Q\"\n";
+        let e = Config::parse(text, "t.toml")
+            .err()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("t.toml:4: desk \"d\": unknown time zone"), "{e}");
+        assert!(
+            e.contains("t.toml:6: desk \"d\": holiday \"Dec 26\""),
+            "{e}"
+        );
+        assert!(e.contains("t.toml:9: desk \"d\": hours.tue:"), "{e}");
+    }
+
+    #[test]
+    fn every_address_is_checked() {
+        let huge = "a".repeat(100 * 1024);
+        let text = format!(
+            "[[desks]]\nname = \"d\"\ntag = \"D\"\naddresses = [\"ok@x.org\", \"not an address\"]\nmanagers = [\"{huge}@x.org\"]\ncomment_address = \"@x.org\"\n[[queues]]\nname = \"Q\"\ndesk = \"d\"\nnotify = [\"list@x.org\", \"list\"]\n[[mailboxes]]\nname = \"m\"\naddress = \"m@\"\ndesk = \"d\"\ndefault_queue = \"Q\"\n"
+        );
+        let e = Config::parse(&text, "t.toml")
+            .err()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("t.toml:4: desk \"d\": addresses: \"not an address\" is not an address"),
+            "{e}"
+        );
+        assert!(e.contains("t.toml:5: desk \"d\": managers:"), "{e}");
+        assert!(e.contains("at most 254"), "{e}");
+        assert!(
+            e.len() < 2000,
+            "a huge address is not repeated: {} bytes",
+            e.len()
+        );
+        assert!(
+            e.contains("t.toml:6: desk \"d\": comment_address \"@x.org\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("t.toml:10: queue \"Q\": notify: \"list\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("t.toml:13: mailbox \"m\": address: \"m@\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -64,11 +64,30 @@ pub const CAP_WINDOW_MS: i64 = 3_600_000;
 pub fn notifier(config: &Arc<Config>) -> Result<Notifier, crate::problem::Problems> {
     let templates =
         Templates::load_or_builtin(&config.paths.templates).map_err(crate::problem::Problems)?;
-    let problems = templates.check();
+    let problems = check_templates(config, &templates);
     if !problems.is_empty() {
         return Err(crate::problem::Problems(problems));
     }
     Ok(Notifier::new(config.clone(), templates))
+}
+
+/// Every problem of a loaded template set for this configuration: each
+/// template rendered strictly against its kind's contexts, and override
+/// folders for desks and queues that exist.
+pub fn check_templates(config: &Config, templates: &Templates) -> Vec<crate::problem::Problem> {
+    let desks: Vec<&str> = config
+        .desks
+        .iter()
+        .map(|d| d.name.get_ref().as_str())
+        .collect();
+    let queues: Vec<&str> = config
+        .queues
+        .iter()
+        .map(|q| q.name.get_ref().as_str())
+        .collect();
+    let mut problems = templates.check();
+    problems.extend(templates.check_overrides(&desks, &queues));
+    problems
 }
 
 impl Notifier {
@@ -81,6 +100,11 @@ impl Notifier {
         }
     }
 
+    /// How many template files it composes from.
+    pub fn template_count(&self) -> usize {
+        self.templates.len()
+    }
+
     fn is_internal(&self, address: &str) -> bool {
         self.own.iter().any(|o| o.eq_ignore_ascii_case(address))
     }
@@ -91,7 +115,7 @@ impl Notifier {
         let desk = self.config.desk(&d.desk);
         let requester = m.requester();
         let tz = desk
-            .and_then(|d| jiff::tz::TimeZone::get(&d.time_zone).ok())
+            .and_then(|d| jiff::tz::TimeZone::get(d.time_zone.get_ref()).ok())
             .unwrap_or(jiff::tz::TimeZone::UTC);
         let when = |ms: i64| {
             jiff::Timestamp::from_millisecond(ms)

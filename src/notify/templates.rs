@@ -119,21 +119,28 @@ impl Templates {
             }
         });
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        // A loop without end (or ten million rounds) stops: every render,
+        // in the daemon and in `check`, has a budget of instructions.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.add_filter("truncate_text", truncate_text);
         let mut problems = Vec::new();
         let mut names = BTreeSet::new();
+        let mut broken = BTreeSet::new();
         for (name, source) in files {
             match env.add_template_owned(name.clone(), source) {
                 Ok(()) => {
                     names.insert(name);
                 }
-                Err(e) => problems.push(problem(root, &name, &e)),
+                Err(e) => {
+                    problems.push(problem(root, &name, &e));
+                    broken.insert(name);
+                }
             }
         }
         for kind in KINDS {
             for part in ["subject", "txt"] {
                 let name = format!("{kind}.{part}");
-                if !names.contains(&name) {
+                if !names.contains(&name) && !broken.contains(&name) {
                     problems.push(Problem {
                         file: format!("{root}/{name}"),
                         line: 0,
@@ -143,14 +150,18 @@ impl Templates {
                 }
             }
         }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        Ok(Templates {
+        let templates = Templates {
             env,
             names,
             root: root.to_string(),
-        })
+        };
+        if !problems.is_empty() {
+            // The templates that did load are checked too, so that one
+            // report names every problem of the set.
+            problems.extend(templates.check());
+            return Err(problems);
+        }
+        Ok(templates)
     }
 
     /// The most specific template file for `kind`.`part`: queue, then desk, then default.
@@ -180,7 +191,7 @@ impl Templates {
                 .env
                 .get_template(&name)
                 .map_err(|e| problem(&self.root, &name, &e))?;
-            tmpl.render(ctx)
+            render_bounded(&tmpl, ctx)
                 .map(Some)
                 .map_err(|e| problem(&self.root, &name, &e))
         };
@@ -194,19 +205,130 @@ impl Templates {
         })
     }
 
-    /// Renders every template against a sample ticket; returns every problem.
+    /// Renders every template against a representative context of each way
+    /// its kind of mail is composed, with undefined variables as errors
+    /// (`{{ ticket.tagg }}` is a problem at its file and line, where the
+    /// daemon would render it as nothing); returns every problem.
     pub fn check(&self) -> Vec<Problem> {
-        let ctx = sample_context();
+        let mut strict = self.env.clone();
+        strict.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         let mut problems = Vec::new();
         for name in &self.names {
-            if let Ok(t) = self.env.get_template(name)
-                && let Err(e) = t.render(&ctx)
+            let Some(kind) = kind_of(name) else {
+                continue;
+            };
+            let Ok(t) = strict.get_template(name) else {
+                continue;
+            };
+            // The first problem of a template is enough: the others are
+            // usually the same one seen from another context.
+            if let Some(e) = sample_contexts(kind)
+                .iter()
+                .find_map(|ctx| render_bounded(&t, ctx).err())
             {
                 problems.push(problem(&self.root, name, &e));
             }
         }
         problems
     }
+
+    /// Problems of the override folders: a `desks/DESK/` or `queues/QUEUE/`
+    /// folder for a desk or queue the configuration does not have, or a file
+    /// there that is no kind of mail (a typo: it would never be used).
+    pub fn check_overrides(&self, desks: &[&str], queues: &[&str]) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut seen = BTreeSet::new();
+        for name in &self.names {
+            let mut parts = name.splitn(3, '/');
+            let (Some(top), Some(owner), Some(file)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let (what, known) = match top {
+                "desks" => ("desk", desks),
+                "queues" => ("queue", queues),
+                _ => continue,
+            };
+            if !known.contains(&owner) {
+                if seen.insert(format!("{top}/{owner}")) {
+                    problems.push(Problem {
+                        file: format!("{}/{top}/{owner}", self.root),
+                        line: 0,
+                        reason: format!(
+                            "there is no {what} {owner:?} in the configuration (known: {}); these templates would never be used",
+                            known.join(", ")
+                        ),
+                    });
+                }
+            } else if kind_of(file).is_none() || file.contains('/') {
+                problems.push(Problem {
+                    file: format!("{}/{name}", self.root),
+                    line: 0,
+                    reason: format!(
+                        "not a template triaged uses: name it KIND.subject, KIND.txt or KIND.html with KIND one of {}",
+                        KINDS.join(", ")
+                    ),
+                });
+            }
+        }
+        problems
+    }
+
+    /// How many templates are loaded.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// Instructions one rendering may take (minijinja fuel): far above any
+/// sensible template, far below a loop that would stall the daemon.
+const TEMPLATE_FUEL: u64 = 200_000;
+/// The most one template may render, in bytes.
+pub const MAX_RENDERED_BYTES: usize = 1 << 20;
+
+/// Renders `t`, refusing output past [`MAX_RENDERED_BYTES`] (a loop that
+/// repeats the 20,000-character body would otherwise build megabytes).
+fn render_bounded(
+    t: &minijinja::Template<'_, '_>,
+    ctx: &Value,
+) -> Result<String, minijinja::Error> {
+    struct Capped(Vec<u8>);
+    impl std::io::Write for Capped {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+                return Err(std::io::Error::other("too long"));
+            }
+            self.0.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Capped(Vec::new());
+    match t.render_captured_to(ctx, &mut out) {
+        Ok(_) => Ok(String::from_utf8_lossy(&out.0).into_owned()),
+        Err(e) if e.kind() == minijinja::ErrorKind::WriteFailure => Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("renders more than {MAX_RENDERED_BYTES} bytes"),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// The kind of mail a template file is for (`queues/Q/acknowledgement.txt`:
+/// `acknowledgement`), if it is one.
+fn kind_of(name: &str) -> Option<&'static str> {
+    let file = name.rsplit('/').next().unwrap_or(name);
+    let (stem, ext) = file.rsplit_once('.')?;
+    if !matches!(ext, "subject" | "txt" | "html") {
+        return None;
+    }
+    KINDS.iter().copied().find(|k| *k == stem)
 }
 
 fn problem(root: &str, name: &str, e: &minijinja::Error) -> Problem {
@@ -345,7 +467,8 @@ fn truncate_text(value: String, n: usize) -> String {
     }
 }
 
-/// A ticket as the templates see it, for `check` and the tests.
+/// A ticket as the templates of a new ticket see it (acknowledgement,
+/// notifications), for `check` and the tests.
 pub fn sample_context() -> Value {
     minijinja::context! {
         ticket => minijinja::context! {
@@ -356,20 +479,60 @@ pub fn sample_context() -> Value {
             requester_name => "Ann Lee", requester_display => "Ann Lee <ann@example.org>",
             mailbox => "isda-support", created_at => "2026-11-20 16:30 CST", desk => "isda",
         },
-        desk => minijinja::context! { name => "isda", tag => "ISDA", title => "ISDA support", address => "isda-support@example.edu" },
+        desk => sample_desk(),
         message => minijinja::context! {
             from => "Ann Lee <ann@example.org>", subject => "Portal down", body => "The portal is down.",
             date => "2026-11-20 16:30 CST", message_id => "abc@example.org",
         },
         recipients => vec!["ann@example.org", "isda-pipeline@example.edu"],
+    }
+}
+
+fn sample_desk() -> Value {
+    minijinja::context! { name => "isda", tag => "ISDA", title => "ISDA support", address => "isda-support@example.edu" }
+}
+
+/// Every context a kind of mail is rendered with, as `notify` builds them
+/// (`Notifier::context` and what steering adds; `relay` for conversation):
+/// a template is checked against each, so a variable its kind never has is
+/// found.
+pub fn sample_contexts(kind: &str) -> Vec<Value> {
+    let base = sample_context();
+    let transfer = minijinja::context! {
         transfer => minijinja::context! { from_queue => "Customer-Support", to_queue => "ProductionDefect", note => "" },
-        refused => vec![minijinja::context! { line => "/queue Nowhere", reason => "there is no queue \"Nowhere\"" }],
-        refused_more => 0,
-        relay => minijinja::context! {
-            author => "Jane Lee", text => "We restarted the portal; please try again.",
-            attachments => vec![minijinja::context! { name => "log.txt", size => "2 KiB" }],
-            withheld => vec![minijinja::context! { name => "dump.bin", size => "40 MiB" }],
-        },
+        ..base.clone()
+    };
+    match kind {
+        "queue_notification" => vec![base, transfer],
+        "transfer_notice" => vec![transfer],
+        "command_refused" => vec![minijinja::context! {
+            refused => vec![minijinja::context! { line => "/queue Nowhere", reason => "there is no queue \"Nowhere\"" }],
+            refused_more => 0,
+            ..base
+        }],
+        "comment" => vec![minijinja::context! {
+            relay => minijinja::context! { author => "Jane Lee", text => "Customer is on the beta build." },
+            ..base
+        }],
+        "correspondence" | "requester_reply" => vec![minijinja::context! {
+            ticket => minijinja::context! {
+                number => 1042, tag => "[ISDA #1042]", subject => "Portal down for <all> users",
+                queue => "ProductionDefect", status => "open", owner => "jlee@example.edu",
+                requester => "ann@example.org", requester_name => "Ann Lee", desk => "isda",
+            },
+            desk => sample_desk(),
+            message => minijinja::context! {
+                from => "jlee@example.edu", subject => "Re: [ISDA #1042] Portal down",
+                message_id => "def@example.edu",
+            },
+            relay => minijinja::context! {
+                author => "Jane Lee", text => "We restarted the portal; please try again.",
+                attachments => vec![minijinja::context! { name => "log.txt", size => "2 KiB" }],
+                withheld => vec![minijinja::context! { name => "dump.bin", size => "40 MiB" }],
+            },
+            recipients => vec!["ann@example.org"],
+        }],
+        _ => vec![base],
     }
 }
 
@@ -520,6 +683,128 @@ mod tests {
             missing
                 .iter()
                 .any(|p| p.file == "tpl/daily_status.txt" && p.reason.starts_with("missing"))
+        );
+    }
+
+    #[test]
+    fn check_finds_undefined_variables_at_their_line() {
+        let t = Templates::from_sources(
+            "tpl",
+            set(&[
+                (
+                    "acknowledgement.subject",
+                    "{{ ticket.tagg }} {{ ticket.subject }}",
+                ),
+                (
+                    "acknowledgement.txt",
+                    "Hello,\n\n{{ relay.author }} wrote\n",
+                ),
+                (
+                    "queue_notification.txt",
+                    "{{ ticket.tag }} now in {{ transfer.to_queue }}",
+                ),
+                (
+                    "transfer_notice.txt",
+                    "{{ transfer.to_queue }} {{ ticket.tag }}",
+                ),
+                (
+                    "correspondence.txt",
+                    "{% if ticket.owner %}{{ relay.text }}{% endif %}",
+                ),
+                ("comment.txt", "{% if ticket.ownr %}x{% endif %}"),
+            ]),
+        )
+        .expect("load");
+        // The daemon renders the undefined value as nothing...
+        let r = t
+            .render("acknowledgement", "isda", "Q", &sample_context())
+            .expect("render");
+        assert_eq!(r.subject, "Portal down for <all> users");
+        // ... check says where it is.
+        let p: Vec<String> = t.check().iter().map(|p| p.to_string()).collect();
+        let has = |prefix: &str| p.iter().any(|l| l.starts_with(prefix));
+        assert!(
+            has("tpl/acknowledgement.subject:1: undefined value"),
+            "{p:?}"
+        );
+        assert!(has("tpl/acknowledgement.txt:3: undefined value"), "{p:?}");
+        // A new ticket's notification has no transfer.
+        assert!(
+            has("tpl/queue_notification.txt:1: undefined value"),
+            "{p:?}"
+        );
+        assert!(has("tpl/comment.txt:1: undefined value"), "{p:?}");
+        assert_eq!(p.len(), 4, "{p:?}");
+    }
+
+    #[test]
+    fn endless_or_huge_templates_are_stopped() {
+        let t = Templates::from_sources(
+            "tpl",
+            set(&[
+                (
+                    "acknowledgement.txt",
+                    "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+                ),
+                (
+                    "comment.txt",
+                    "{% for i in range(60000) %}{{ message.body }}{{ message.body }}{% endfor %}",
+                ),
+            ]),
+        )
+        .expect("load");
+        let p: Vec<String> = t.check().iter().map(|p| p.to_string()).collect();
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("tpl/acknowledgement.txt:1:") && l.contains("fuel")),
+            "{p:?}"
+        );
+        let big = Templates::from_sources(
+            "tpl",
+            set(&[(
+                "acknowledgement.txt",
+                "{% for i in range(90000) %}{{ message.body }}{% endfor %}",
+            )]),
+        )
+        .expect("load");
+        let ctx =
+            minijinja::context! { message => minijinja::context! { body => "y".repeat(20_000) } };
+        let e = big
+            .render("acknowledgement", "isda", "Q", &ctx)
+            .expect_err("refused");
+        assert!(e.to_string().contains("renders more than"), "{e}");
+    }
+
+    #[test]
+    fn override_folders_name_known_desks_and_queues() {
+        let t = Templates::from_sources(
+            "tpl",
+            set(&[
+                ("desks/isda/acknowledgement.txt", "ok"),
+                ("desks/nope/acknowledgement.txt", "never used"),
+                ("desks/nope/acknowledgement.subject", "never used"),
+                ("queues/Admin/acknowledgment.txt", "a typo"),
+                ("queues/Gone/comment.txt", "never used"),
+            ]),
+        )
+        .expect("load");
+        let p: Vec<String> = t
+            .check_overrides(&["isda", "database"], &["Admin", "Database"])
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(
+            p[0].starts_with("tpl/desks/nope:0: there is no desk \"nope\""),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("tpl/queues/Admin/acknowledgment.txt:0: not a template"),
+            "{p:?}"
+        );
+        assert!(
+            p[2].starts_with("tpl/queues/Gone:0: there is no queue \"Gone\""),
+            "{p:?}"
         );
     }
 

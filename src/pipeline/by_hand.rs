@@ -96,7 +96,7 @@ impl Pipeline {
             sender: actor.to_ascii_lowercase(),
         };
         let mut queued = 0;
-        if let Some(notifier) = &self.notifier {
+        if let Some(notifier) = self.notifier() {
             // What the mail shows of "the message": the ticket's first.
             let raw = tx.first_message_raw(number).await?.unwrap_or_default();
             let parsed = parse::parse(&raw);
@@ -106,7 +106,7 @@ impl Pipeline {
                 raw: &raw,
                 author,
             };
-            queued = record::steering_mail(&mut tx, notifier, number, &by, &done).await?;
+            queued = record::steering_mail(&mut tx, &notifier, number, &by, &done).await?;
         }
         tx.commit().await?;
         Ok((Some(done), queued))

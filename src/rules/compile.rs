@@ -308,7 +308,7 @@ impl Compiler<'_> {
                         e.span(),
                         format!(
                             "list {name:?}: {:?} is neither an address nor @domain",
-                            e.get_ref()
+                            crate::text::truncate(e.get_ref(), 80)
                         ),
                     );
                 }
@@ -616,7 +616,10 @@ impl Compiler<'_> {
             if field.is_address() && !is_address(&v.to_ascii_lowercase()) {
                 self.problem(
                     s.clone().unwrap_or(span.clone()),
-                    format!("{name}: {v:?} is not an address (write \"@domain\" for a domain)"),
+                    format!(
+                        "{name}: {:?} is not an address (write \"@domain\" for a domain)",
+                        crate::text::truncate(v, 80)
+                    ),
                 );
             }
             values.push(if cs { v.to_string() } else { v.to_lowercase() });
@@ -731,7 +734,14 @@ impl Compiler<'_> {
                 if is_address(&v) {
                     push_unique(&mut a.recipients, v);
                 } else {
-                    self.problem(rcpt.span(), format!("recipient {v:?} is not an address"));
+                    let why = crate::parse::address_problem(&v).unwrap_or_default();
+                    self.problem(
+                        rcpt.span(),
+                        format!(
+                            "recipient {:?} is not an address: it {why}",
+                            crate::text::truncate(&v, 80)
+                        ),
+                    );
                 }
             } else if let Some(l) = self.lists.get(v) {
                 for addr in l.addresses.clone() {
@@ -1257,12 +1267,7 @@ fn is_domain(d: &str) -> bool {
             .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
 }
 
-/// A plausible address: `local@domain`, no spaces.
+/// An address (`local@domain`), as `parse::address_problem` judges one.
 fn is_address(a: &str) -> bool {
-    match a.rsplit_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty() && !local.contains(char::is_whitespace) && is_domain(domain)
-        }
-        None => false,
-    }
+    crate::parse::address_problem(a).is_none()
 }

@@ -43,8 +43,9 @@ pub use lease::Lease;
 pub use ops::Gauges;
 pub use outbox::{NewMail, OutboxMail, OutboxSummary};
 pub use read::{
-    AttachmentRow, Counts, EventRow, LinkRow, MessageRow, QuarantineRow, SYSTEM_ACTOR,
-    TicketDetail, TicketFilter, TicketSummary, TimelineEntry,
+    AttachmentRow, Counts, EventRow, LinkRow, MailboxActivity, MessageRow, OldestOpen,
+    QuarantineRow, QueueCount, SYSTEM_ACTOR, StatusCount, Summary, TicketDetail, TicketFilter,
+    TicketSummary, TimelineEntry,
 };
 pub use report::{
     BUCKET_MS, BucketCount, EscalationRows, GroupCounts, ReportData, ReportQuery, ResponseTimes,

@@ -78,9 +78,12 @@ pub struct OutboxSummary {
     pub message_id: String,
     pub status: String,
     pub attempts: i64,
+    #[serde(serialize_with = "crate::clock::json_time::ms")]
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
+    #[serde(serialize_with = "crate::clock::json_time::ms")]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::clock::json_time::opt_ms")]
     pub sent_at: Option<i64>,
 }
 

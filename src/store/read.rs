@@ -40,16 +40,20 @@ pub struct TicketSummary {
     pub requester_name: Option<String>,
     pub subject: String,
     pub mailbox: String,
+    #[serde(serialize_with = "crate::clock::json_time::ms")]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::clock::json_time::ms")]
     pub updated_at: i64,
     pub urgency: Option<String>,
     pub impact: Option<String>,
     pub priority: Option<String>,
-    /// Initial response due, ms since the epoch.
+    /// Initial response due, ms since the epoch (RFC 3339 in JSON).
+    #[serde(serialize_with = "crate::clock::json_time::opt_ms")]
     pub due_at: Option<i64>,
     pub tags: Vec<String>,
     pub alert_key: Option<String>,
-    /// When the desk first answered (the first correspondence), ms.
+    /// When the desk first answered (the first correspondence), ms (RFC 3339 in JSON).
+    #[serde(serialize_with = "crate::clock::json_time::opt_ms")]
     pub first_response_at: Option<i64>,
     /// Who holds the ticket (its tech lead), if anyone.
     pub owner: Option<String>,
@@ -75,6 +79,7 @@ pub struct MessageRow {
     pub cc: Vec<MailAddr>,
     pub reply_to: Vec<MailAddr>,
     pub subject: Option<String>,
+    #[serde(serialize_with = "crate::clock::json_time::opt_secs")]
     pub date: Option<i64>,
     pub in_reply_to: Vec<String>,
     pub references: Vec<String>,
@@ -84,12 +89,14 @@ pub struct MessageRow {
     pub problems: Vec<String>,
     pub size: i64,
     pub sha256: String,
+    #[serde(serialize_with = "crate::clock::json_time::ms")]
     pub received_at: i64,
     pub attachments: Vec<AttachmentRow>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EventRow {
+    #[serde(serialize_with = "crate::clock::json_time::ms")]
     pub at: i64,
     pub kind: String,
     pub actor: String,
@@ -115,6 +122,7 @@ pub struct TicketDetail {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TimelineEntry {
     /// ms since the epoch.
+    #[serde(serialize_with = "crate::clock::json_time::ms")]
     pub at: i64,
     /// Who did it: an address, or `triaged` for the system.
     pub actor: String,
@@ -179,7 +187,7 @@ impl TicketDetail {
                         "status": m.status,
                         "attempts": m.attempts,
                         "last_error": m.last_error,
-                        "sent_at": m.sent_at,
+                        "sent_at": m.sent_at.and_then(crate::clock::rfc3339),
                     }),
                 },
             ));
@@ -199,6 +207,7 @@ pub struct LinkRow {
     /// was opened because of this one.
     pub direction: &'static str,
     pub reason: String,
+    #[serde(serialize_with = "crate::clock::json_time::ms")]
     pub at: i64,
 }
 
@@ -212,9 +221,55 @@ pub struct QuarantineRow {
     pub from: Option<String>,
     pub subject: Option<String>,
     pub size: i64,
+    #[serde(serialize_with = "crate::clock::json_time::ms")]
     pub created_at: i64,
     #[serde(skip)]
     pub headers: Vec<u8>,
+}
+
+/// `triaged stats`: the totals, and where the work stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Tickets per queue and status, by queue then status.
+    pub queues: Vec<QueueCount>,
+    /// The open (not resolved) ticket that has waited longest.
+    pub oldest_open: Option<OldestOpen>,
+    /// Mail in the outbox per status (`pending`, `sent`, `failed`).
+    pub outbox: Vec<StatusCount>,
+    /// Per mailbox: messages recorded and when the last one arrived.
+    pub mailboxes: Vec<MailboxActivity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueCount {
+    pub queue: String,
+    pub status: String,
+    pub tickets: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OldestOpen {
+    pub number: i64,
+    pub queue: String,
+    pub status: String,
+    #[serde(serialize_with = "crate::clock::json_time::ms")]
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusCount {
+    pub status: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MailboxActivity {
+    pub mailbox: String,
+    pub messages: i64,
+    #[serde(serialize_with = "crate::clock::json_time::ms")]
+    pub last_received_at: i64,
 }
 
 /// Totals, for summaries and for waiting on the daemon in tests.
@@ -406,7 +461,71 @@ impl Store {
         })
     }
 
-    /// A ticket with its messages, history, recipients and mail.
+    /// The totals and where the work stands (`triaged stats`): four
+    /// grouped reads, no transaction needed (a summary, not a ledger).
+    pub async fn summary(&self) -> Result<Summary, StoreError> {
+        let counts = self.counts().await?;
+        let rows = sqlx::query(
+            "SELECT queue, status, COUNT(*) AS n FROM tickets GROUP BY queue, status ORDER BY queue, status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let queues = all(&rows, |r| {
+            Ok(QueueCount {
+                queue: r.try_get("queue")?,
+                status: r.try_get("status")?,
+                tickets: r.try_get("n")?,
+            })
+        })?;
+        let oldest_open = sqlx::query(
+            "SELECT number, queue, status, created_at FROM tickets WHERE status <> $1
+             ORDER BY created_at, number LIMIT 1",
+        )
+        .bind(Status::Resolved.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| {
+            Ok::<_, sqlx::Error>(OldestOpen {
+                number: r.try_get("number")?,
+                queue: r.try_get("queue")?,
+                status: r.try_get("status")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()?;
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        let outbox = all(&rows, |r| {
+            Ok(StatusCount {
+                status: r.try_get("status")?,
+                count: r.try_get("n")?,
+            })
+        })?;
+        let rows = sqlx::query(
+            "SELECT mailbox, COUNT(*) AS n, MAX(received_at) AS last FROM messages
+             GROUP BY mailbox ORDER BY mailbox",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mailboxes = all(&rows, |r| {
+            Ok(MailboxActivity {
+                mailbox: r.try_get("mailbox")?,
+                messages: r.try_get("n")?,
+                last_received_at: r.try_get("last")?,
+            })
+        })?;
+        Ok(Summary {
+            counts,
+            queues,
+            oldest_open,
+            outbox,
+            mailboxes,
+        })
+    }
+
+    /// A ticket with its messages, history, recipients and mail.    /// A ticket with its messages, history, recipients and mail.
     pub async fn ticket(&self, number: i64) -> Result<Option<TicketDetail>, StoreError> {
         let Some(row) = sqlx::query(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE number = $1"

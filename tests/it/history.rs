@@ -226,9 +226,14 @@ fn a_conversation_reads_as_one_timeline() {
     assert_eq!(json["ticket"]["status"], "open", "{json:#}");
     assert_eq!(json["ticket"]["tag"], "[ISDA #1000]", "{json:#}");
     let entries = json["timeline"].as_array().expect("timeline");
-    let mut last = 0;
+    let mut last = String::new();
     for e in entries {
-        let at = e["at"].as_i64().expect("at");
+        // RFC 3339 UTC with milliseconds: in time order as text too.
+        let at = e["at"].as_str().expect("at").to_string();
+        assert!(
+            at.len() == "2026-11-24T01:30:22.123Z".len() && at.ends_with('Z'),
+            "{at}"
+        );
         assert!(at >= last, "not in time order: {json:#}");
         last = at;
         assert!(e["actor"].as_str().is_some_and(|a| !a.is_empty()), "{e}");
