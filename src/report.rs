@@ -296,7 +296,8 @@ pub struct Report {
     pub time_zone: String,
     pub desks: Vec<String>,
     /// When it was made, ms since the epoch (what "late" and "open" are
-    /// counted against).
+    /// counted against); RFC 3339 in JSON.
+    #[serde(serialize_with = "crate::clock::json_time::ms")]
     pub generated_at: i64,
     pub queues: Vec<QueueRow>,
     pub messages_per_day: Vec<MessagesDay>,
