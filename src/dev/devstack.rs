@@ -30,8 +30,22 @@ pub struct Dovecot {
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
+///
+/// Never the same port twice in one process: a port is free only until
+/// someone binds it, and the kernel may hand the one just released out again
+/// (Dovecot then refuses its config: "duplicate listener" when its IMAP and
+/// LMTP ports came out equal; seen with parallel tests).
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port found that this process has not used before")
 }
 
 fn find_binary(name: &str) -> Option<PathBuf> {
