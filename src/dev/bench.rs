@@ -27,6 +27,9 @@ pub enum BenchCommand {
         /// Database URL (default: a fresh SQLite file in a temporary folder).
         #[arg(long)]
         database_url: Option<String>,
+        /// Queue no mail (as `triaged ingest --no-notify`).
+        #[arg(long)]
+        no_notify: bool,
     },
     /// IMAP (private Dovecot) -> store throughput, with peak memory.
     Imap {
@@ -53,6 +56,30 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 50)]
         latency_samples: usize,
     },
+    /// MTA pipe mode: one `triaged ingest -` process per message, as an MTA
+    /// alias runs it; messages per second and CPU per message.
+    Pipe {
+        #[arg(long, default_value_t = 500)]
+        count: usize,
+    },
+    /// Every figure of issue 12 in one table, with the machine's core count
+    /// and load.
+    All {
+        /// Smaller sizes, for iterating (about a minute).
+        #[arg(long)]
+        quick: bool,
+        /// PostgreSQL server for the PostgreSQL row (a fresh database is made
+        /// and dropped); the row is skipped when it cannot be reached.
+        #[arg(
+            long,
+            env = "TRIAGED_TEST_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/test"
+        )]
+        postgres_url: String,
+        /// Append the table to this file (benches/README.md keeps the history).
+        #[arg(long)]
+        append: Option<std::path::PathBuf>,
+    },
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -60,17 +87,32 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Ingest {
             counts,
             database_url,
+            no_notify,
         } => {
             for count in counts {
-                bench_ingest(count, database_url.as_deref()).await?;
+                bench_ingest(count, database_url.as_deref(), !no_notify).await?;
             }
         }
-        BenchCommand::Imap { count } => bench_imap(count).await?,
-        BenchCommand::Classify { rules, count } => bench_classify(rules, count)?,
+        BenchCommand::Imap { count } => {
+            bench_imap(count).await?;
+        }
+        BenchCommand::Classify { rules, count } => {
+            bench_classify(rules, count)?;
+        }
         BenchCommand::Outbound {
             count,
             latency_samples,
-        } => bench_outbound(count, latency_samples).await?,
+        } => {
+            bench_outbound(count, latency_samples).await?;
+        }
+        BenchCommand::Pipe { count } => {
+            bench_pipe(count)?;
+        }
+        BenchCommand::All {
+            quick,
+            postgres_url,
+            append,
+        } => super::bench_all::run(quick, &postgres_url, append.as_deref()).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -97,6 +139,29 @@ fn rss_field(field: &str) -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
+}
+
+/// CPU time (user + system) of this process and of its waited-for children,
+/// in seconds (`/proc/self/stat`, clock ticks of 1/100 s).
+pub fn cpu_secs() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .map(|f| f.parse().unwrap_or(0.0))
+                .collect()
+        })
+        .unwrap_or_default();
+    let at = |i: usize| fields.get(i).copied().unwrap_or(0.0) / 100.0;
+    // utime, stime, cutime, cstime are fields 14-17; 3 is the first here.
+    (at(11) + at(12), at(13) + at(14))
+}
+
+/// Starts a new peak (VmHWM) for the next measurement.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 const WORDS: &[&str] = &[
@@ -189,9 +254,20 @@ fn bench_config(database_url: String) -> anyhow::Result<Arc<Config>> {
     Ok(Arc::new(config))
 }
 
-async fn bench_ingest(count: usize, database_url: Option<&str>) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let maildir = dir.path().join("Maildir");
+/// What one `bench ingest` run measured.
+pub struct IngestRun {
+    pub count: usize,
+    pub mail_bytes: usize,
+    pub secs: f64,
+    pub cpu_secs: f64,
+    pub peak_rss_mib: f64,
+    /// The SQLite file with its WAL after the run (0 for PostgreSQL).
+    pub db_bytes: u64,
+}
+
+/// Writes `count` generated messages into a Maildir under `dir`; their size.
+pub fn write_maildir(dir: &Path, count: usize) -> anyhow::Result<(std::path::PathBuf, usize)> {
+    let maildir = dir.join("Maildir");
     for d in ["cur", "new", "tmp"] {
         std::fs::create_dir_all(maildir.join(d))?;
     }
@@ -201,26 +277,54 @@ async fn bench_ingest(count: usize, database_url: Option<&str>) -> anyhow::Resul
         bytes += m.len();
         std::fs::write(maildir.join("new").join(format!("{i:08}.bench")), m)?;
     }
+    Ok((maildir, bytes))
+}
+
+pub async fn bench_ingest(
+    count: usize,
+    database_url: Option<&str>,
+    notify: bool,
+) -> anyhow::Result<IngestRun> {
+    let dir = tempfile::tempdir()?;
+    let (maildir, bytes) = write_maildir(dir.path(), count)?;
+    let db_path = dir.path().join("bench.db");
     let url = database_url
         .map(str::to_string)
-        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
+        .unwrap_or_else(|| format!("sqlite://{}", db_path.display()));
     let config = bench_config(url.clone())?;
     // The same work as `triaged ingest`: acknowledgements are composed and queued.
     let store = Store::open(&url, 1).await?;
-    let notifier = crate::notify::notifier(&config).map_err(|p| anyhow::anyhow!("{p}"))?;
-    let pipeline = Pipeline::new(config, store.clone())
-        .map_err(|p| anyhow::anyhow!("{p}"))?
-        .with_notifier(notifier, Arc::new(tokio::sync::Notify::new()));
+    let pipeline =
+        Pipeline::new(config.clone(), store.clone()).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let pipeline = if notify {
+        let notifier = crate::notify::notifier(&config).map_err(|p| anyhow::anyhow!("{p}"))?;
+        pipeline.with_notifier(notifier, Arc::new(tokio::sync::Notify::new()))
+    } else {
+        pipeline
+    };
+    reset_peak_rss();
     let rss_before = rss_mib();
+    let cpu_before = cpu_secs().0;
     let start = Instant::now();
     let summary =
         crate::ingest::ingest_paths(&pipeline, "isda-support", vec![maildir], |_| {}).await;
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_secs().0 - cpu_before;
+    let peak = peak_rss_mib();
     let tickets = store.count_tickets().await?;
     store.close().await;
+    let db_bytes = if database_url.is_none() {
+        ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", db_path.display())).ok())
+            .map(|m| m.len())
+            .sum()
+    } else {
+        0
+    };
     println!(
-        "bench ingest: {count} messages ({:.1} MiB) Maildir -> {} in {secs:.2} s = {:.0} msg/s; {tickets} tickets; {summary}; \
-         RSS {:.1} MiB before, {:.1} MiB after, peak {:.1} MiB",
+        "bench ingest: {count} messages ({:.1} MiB) Maildir -> {} in {secs:.2} s = {:.0} msg/s ({cpu:.2} s CPU, {:.0} us per message){}; \
+         {tickets} tickets; {summary}; RSS {:.1} MiB before, {:.1} MiB after, peak {peak:.1} MiB{}",
         bytes as f64 / 1048576.0,
         if url.starts_with("sqlite") {
             "SQLite"
@@ -228,14 +332,27 @@ async fn bench_ingest(count: usize, database_url: Option<&str>) -> anyhow::Resul
             "PostgreSQL"
         },
         count as f64 / secs,
+        cpu * 1e6 / count as f64,
+        if notify { "" } else { ", no mail" },
         rss_before,
         rss_mib(),
-        peak_rss_mib()
+        if db_bytes > 0 {
+            format!("; database {:.1} MiB", db_bytes as f64 / 1048576.0)
+        } else {
+            String::new()
+        }
     );
-    Ok(())
+    Ok(IngestRun {
+        count,
+        mail_bytes: bytes,
+        secs,
+        cpu_secs: cpu,
+        peak_rss_mib: peak,
+        db_bytes,
+    })
 }
 
-async fn bench_imap(count: usize) -> anyhow::Result<()> {
+pub async fn bench_imap(count: usize) -> anyhow::Result<(f64, f64)> {
     let dovecot = super::devstack::Dovecot::start()?;
     let messages: Vec<Vec<u8>> = (0..count).map(generate).collect();
     let t = Instant::now();
@@ -254,7 +371,9 @@ async fn bench_imap(count: usize) -> anyhow::Result<()> {
     let config = daemon_config(&url, &dovecot, &pw, None)?;
     let store = Store::open(&url, 1).await?;
     let shutdown = CancellationToken::new();
+    reset_peak_rss();
     let rss_before = rss_mib();
+    let cpu_before = cpu_secs().0;
     let start = Instant::now();
     let daemon = tokio::spawn(crate::daemon::run(config, store.clone(), shutdown.clone()));
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -266,20 +385,21 @@ async fn bench_imap(count: usize) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_secs().0 - cpu_before;
     let tickets = store.count_tickets().await?;
     shutdown.cancel();
     daemon.await??;
     println!(
-        "bench imap: {tickets} of {count} messages IMAP -> SQLite in {secs:.2} s = {:.0} msg/s; RSS {:.1} MiB before, {:.1} MiB after, peak {:.1} MiB",
+        "bench imap: {tickets} of {count} messages IMAP -> SQLite in {secs:.2} s = {:.0} msg/s ({cpu:.2} s CPU); RSS {:.1} MiB before, {:.1} MiB after, peak {:.1} MiB",
         tickets as f64 / secs,
         rss_before,
         rss_mib(),
         peak_rss_mib()
     );
-    Ok(())
+    Ok((tickets as f64 / secs, cpu))
 }
 
-async fn bench_outbound(count: usize, samples: usize) -> anyhow::Result<()> {
+pub async fn bench_outbound(count: usize, samples: usize) -> anyhow::Result<f64> {
     use super::devstack::{Dovecot, Smtpd};
     let dovecot = Dovecot::start()?;
     let smtpd = Smtpd::start(&dovecot)?;
@@ -341,6 +461,10 @@ async fn bench_outbound(count: usize, samples: usize) -> anyhow::Result<()> {
         sent as f64 / secs
     );
     store.close().await;
+    let rate = sent as f64 / secs;
+    if samples == 0 {
+        return Ok(rate);
+    }
 
     // Latency: the daemon (IMAP IDLE + sender) answering one message at a time.
     let url2 = format!("sqlite://{}", dir.path().join("latency.db").display());
@@ -392,10 +516,13 @@ async fn bench_outbound(count: usize, samples: usize) -> anyhow::Result<()> {
             pct(1.0)
         );
     }
-    Ok(())
+    Ok(rate)
 }
 
-fn bench_classify(generated: usize, count: usize) -> anyhow::Result<()> {
+/// Per rule set: its name and size, rule evaluation and full decision in msg/s.
+pub type ClassifyRun = Vec<(String, usize, f64, f64)>;
+
+pub fn bench_classify(generated: usize, count: usize) -> anyhow::Result<ClassifyRun> {
     use crate::classify::Classifier;
     use crate::rules::{Known, RuleSet};
     let config = Config::parse(DEFAULT_CONFIG, "built-in").map_err(|p| anyhow::anyhow!("{p}"))?;
@@ -413,6 +540,7 @@ fn bench_classify(generated: usize, count: usize) -> anyhow::Result<()> {
         .map_err(|p| anyhow::anyhow!("{p:?}"))?;
     let big_load = t.elapsed();
 
+    let mut figures = Vec::new();
     for (name, rules, load) in [
         ("shipped", shipped, shipped_load),
         ("generated", big, big_load),
@@ -445,6 +573,81 @@ fn bench_classify(generated: usize, count: usize) -> anyhow::Result<()> {
              full decision {full:.0} msg/s (one core, {hits} matches)",
             load.as_secs_f64() * 1000.0
         );
+        figures.push((name.to_string(), n_rules, engine, full));
     }
-    Ok(())
+    Ok(figures)
+}
+
+/// What `bench pipe` measured.
+pub struct PipeRun {
+    pub count: usize,
+    pub secs: f64,
+    /// CPU (user + system) of the children, per message.
+    pub cpu_ms_per_message: f64,
+    /// CPU of one `triaged check` (configuration, rules and templates
+    /// loaded and checked; no store): most of start-up.
+    pub startup_cpu_ms: f64,
+}
+
+/// One `triaged ingest -` process per message (the built-in deployment, a
+/// SQLite file through `TRIAGED_DATABASE_URL`), one after another.
+pub fn bench_pipe(count: usize) -> anyhow::Result<PipeRun> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe()?;
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("pipe.db").display());
+    // `check` reports the example's unset passwords and exits 1: its exit
+    // status is not the question there.
+    let run = |args: &[&str], stdin: Option<&[u8]>| -> anyhow::Result<()> {
+        let mut child = Command::new(&exe)
+            .args(args)
+            .current_dir(dir.path())
+            .env("TRIAGED_DATABASE_URL", &url)
+            .env_remove("TRIAGED_CONFIG")
+            .env("RUST_LOG", "error")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        if let (Some(raw), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(raw)?;
+        }
+        let status = child.wait()?;
+        anyhow::ensure!(
+            status.success() || args == ["check"],
+            "triaged {args:?} failed: {status}"
+        );
+        Ok(())
+    };
+    // The first run makes the database; not counted.
+    run(&["ingest", "-"], Some(&generate(count + 1)))?;
+    let checks = 20;
+    let before = cpu_secs().1;
+    for _ in 0..checks {
+        run(&["check"], None)?;
+    }
+    let startup_cpu_ms = (cpu_secs().1 - before) * 1000.0 / checks as f64;
+    let before = cpu_secs().1;
+    let start = Instant::now();
+    for i in 0..count {
+        run(&["ingest", "-"], Some(&generate(i)))?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu_ms_per_message = (cpu_secs().1 - before) * 1000.0 / count as f64;
+    println!(
+        "bench pipe: {count} messages, one `triaged ingest -` each, in {secs:.2} s = {:.1} msg/s; \
+         {cpu_ms_per_message:.1} ms CPU per message; `triaged check` alone {startup_cpu_ms:.1} ms CPU",
+        count as f64 / secs
+    );
+    Ok(PipeRun {
+        count,
+        secs,
+        cpu_ms_per_message,
+        startup_cpu_ms,
+    })
 }

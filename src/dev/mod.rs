@@ -5,6 +5,7 @@
 //! this module; it may import anything.
 
 pub mod bench;
+pub mod bench_all;
 pub mod demo;
 pub mod devstack;
 mod generate;

@@ -513,12 +513,17 @@ impl Tx {
         alert_key: Option<&str>,
         since: i64,
     ) -> Result<(i64, i64), StoreError> {
+        // Tickets of the sender (or the alert key), each looked for in the
+        // outbox by its number: indexed both ways (`tickets_requester_lower`,
+        // `outbox_ticket`), never a scan of the window's mail.
         let row = sqlx::query(
             "SELECT
-               COUNT(DISTINCT CASE WHEN LOWER(t.requester) = $1 THEN t.number END) AS by_sender,
-               COUNT(DISTINCT CASE WHEN t.alert_key = $2 THEN t.number END) AS by_alert
-             FROM outbox o JOIN tickets t ON t.number = o.ticket_number
-             WHERE o.created_at > $3 AND o.kind <> 'acknowledgement'",
+               (SELECT COUNT(*) FROM tickets t WHERE LOWER(t.requester) = $1
+                  AND EXISTS (SELECT 1 FROM outbox o WHERE o.ticket_number = t.number
+                                AND o.created_at > $3 AND o.kind <> 'acknowledgement')) AS by_sender,
+               (SELECT COUNT(*) FROM tickets t WHERE t.alert_key = $2
+                  AND EXISTS (SELECT 1 FROM outbox o WHERE o.ticket_number = t.number
+                                AND o.created_at > $3 AND o.kind <> 'acknowledgement')) AS by_alert",
         )
         .bind(text(sender.unwrap_or("")))
         .bind(opt_text(alert_key))

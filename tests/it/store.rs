@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use triaged::config::{Config, DEFAULT_CONFIG};
 use triaged::pipeline::{Origin, Outcome, Pipeline};
-use triaged::store::{Cursor, Store, TicketFilter};
+use triaged::store::{Cursor, Status, Store, TicketFilter};
 
 use crate::harness::{PgDb, message};
 
@@ -341,5 +341,86 @@ async fn concurrent_writers_sqlite() {
 async fn concurrent_writers_postgres() {
     let db = PgDb::create("race").await;
     concurrent_writers(&db.url).await;
+    db.drop_db().await;
+}
+
+/// The notification caps' counts (`Tx::recent_notified`): tickets of one
+/// sender (in any case) and of one alert key that were sent mail in the last
+/// hour, indexed lookups since issue 12. The shipped limits: 10 tickets per
+/// sender, 3 per alert key.
+async fn notification_caps(url: &str) {
+    let mut config = Config::parse(DEFAULT_CONFIG, "default").expect("default config");
+    config.notify.ack_limit_per_hour = i64::MAX;
+    let config = Arc::new(config);
+    let store = Store::open(url, 1).await.expect("open store");
+    let notifier = triaged::notify::notifier(&config).expect("templates");
+    let p = Pipeline::new(config, store)
+        .expect("rules")
+        .with_notifier(notifier, Arc::new(tokio::sync::Notify::new()));
+    // One sender, its address in changing case: 10 notified, then suppressed.
+    for i in 0..14 {
+        let from = if i % 2 == 0 {
+            "Ops@Customer.Example"
+        } else {
+            "ops@customer.example"
+        };
+        let raw = message(
+            &format!("flood{i}@x"),
+            from,
+            "map-support@example.edu",
+            &format!("server{i} is down"),
+            "It is down.",
+        );
+        assert!(matches!(
+            one(&p, "map-support", i, raw).await,
+            Outcome::Created(_)
+        ));
+    }
+    // One alert key, each ticket resolved before the next alert: 3 notified.
+    for i in 0..5 {
+        let raw = message(
+            &format!("flap{i}@monitor.example.edu"),
+            "nagios@monitor.example.edu",
+            "map-support@example.edu",
+            "PROBLEM Host Alert: web1 is DOWN",
+            "Host web1 is DOWN.",
+        );
+        let Outcome::Created(n) = one(&p, "map-support", 100 + i, raw).await else {
+            panic!("alert {i} made no ticket");
+        };
+        let mut tx = p.store().begin().await.expect("begin");
+        assert!(
+            tx.move_status(n, Status::New, Status::Resolved, "test", "resolved")
+                .await
+                .expect("resolve")
+        );
+        tx.commit().await.expect("commit");
+    }
+    let outbox = p.store().list_outbox(None, i64::MAX).await.expect("outbox");
+    let notified = |from: &str| {
+        outbox
+            .iter()
+            .filter(|m| m.kind == "queue_notification")
+            .filter(|m| {
+                let n = m.ticket_number.unwrap_or(0);
+                if from == "ops" { n < 15 } else { n > 14 }
+            })
+            .count()
+    };
+    assert_eq!(notified("ops"), 10, "{outbox:?}");
+    assert_eq!(notified("nagios"), 3, "{outbox:?}");
+    p.store().close().await;
+}
+
+#[tokio::test]
+async fn notification_caps_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    notification_caps(&format!("sqlite://{}", dir.path().join("t.db").display())).await;
+}
+
+#[tokio::test]
+async fn notification_caps_postgres() {
+    let db = PgDb::create("caps").await;
+    notification_caps(&db.url).await;
     db.drop_db().await;
 }
