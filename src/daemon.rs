@@ -1,5 +1,6 @@
 //! The daemon: one watcher task per IMAP mailbox, a shared store, the
-//! outbox sender (woken by the pipeline's commits that queue mail), and a
+//! outbox sender (woken by the pipeline's commits that queue mail), the SLA
+//! scheduler (`sla::Scheduler`: warnings, escalations, daily status), and a
 //! designed shutdown (cancel, let each watcher finish the chunk in hand, join
 //! every task against a deadline).
 
@@ -14,6 +15,7 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::notify::sender::Sender;
 use crate::pipeline::Pipeline;
+use crate::sla::Scheduler;
 use crate::sources::imap::Watcher;
 use crate::store::Store;
 
@@ -63,7 +65,7 @@ pub async fn run(
         off_runtime(move || Pipeline::new(config, store))
             .await?
             .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?
-            .with_notifier(notifier, wake)
+            .with_notifier(notifier, wake.clone())
     };
     let mut tasks = JoinSet::new();
     for mailbox in &config.mailboxes {
@@ -83,6 +85,19 @@ pub async fn run(
         );
     }
     let reloader = tokio::spawn(watch_rules(pipeline.clone(), shutdown.clone()));
+    // The SLA clock: its own notifier (the same templates), the same wake.
+    let sla_notifier =
+        crate::notify::notifier(&config).map_err(|p| anyhow::anyhow!("templates:\n{p}"))?;
+    let scheduler = tokio::spawn(
+        Scheduler {
+            config: config.clone(),
+            store: store.clone(),
+            notifier: Arc::new(sla_notifier),
+            clock: crate::clock::system(),
+            wake: wake.clone(),
+        }
+        .run(shutdown.clone()),
+    );
     info!(mailboxes = tasks.len(), database = %crate::config::redact_url(&config.store.database_url), "triaged running");
 
     shutdown.cancelled().await;
@@ -98,6 +113,9 @@ pub async fn run(
     if joined.is_err() {
         warn!("watchers did not stop within {SHUTDOWN_DEADLINE:?}; aborting them");
         tasks.abort_all();
+    }
+    if let Err(e) = scheduler.await {
+        error!(error = %e, "SLA scheduler task failed");
     }
     if let Some(sender) = sender {
         // Let mail that is due now go out, within a deadline; the rest waits

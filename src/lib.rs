@@ -13,7 +13,10 @@
 //! - [`store`]: the only module that speaks SQL (SQLite or PostgreSQL).
 //! - [`pipeline`]: wires parse, classify and thread into one `prepare`, and
 //!   commits batches; used by the daemon and by `triaged ingest` alike.
-//! - [`daemon`]: the running service: watchers, shutdown.
+//! - [`sla`]: the SLA clock: warnings, escalations, on-call pages and the
+//!   daily status of urgent tickets, each sent once (a scheduler task of the
+//!   daemon over a deadline index).
+//! - [`daemon`]: the running service: watchers, scheduler, shutdown.
 //! - [`ingest`]: the file-ingest engine behind `triaged ingest` and the benchmark.
 //! - [`config`], [`telemetry`], [`cli`]: configuration, logs, command line.
 //! - Shared leaves every layer may use: [`problem`] (`file:line: reason`),
@@ -33,7 +36,7 @@
 //! ([`problem`], [`clock`], [`text`], [`priority`], [`calendar`]); [`parse`];
 //! [`thread`], [`telemetry`], [`automated`], [`reply`]; [`authres`];
 //! [`commands`]; [`rules`]; [`config`];
-//! [`classify`]; [`store`]; [`notify`]; [`pipeline`]; [`sources`];
+//! [`classify`]; [`store`]; [`notify`]; [`sla`]; [`pipeline`]; [`sources`];
 //! [`ingest`]; [`daemon`]; [`rules_cmd`]; `dev`; [`cli`]. `tests/tidy.rs`
 //! holds the table and fails on any other import.
 
@@ -57,6 +60,7 @@ pub mod problem;
 pub mod reply;
 pub mod rules;
 pub mod rules_cmd;
+pub mod sla;
 pub mod sources;
 pub mod store;
 pub mod telemetry;

@@ -42,6 +42,8 @@ const LAYERS: &[&[&str]] = &[
     &["store"],
     // Composes and sends mail; may use the store's outbox.
     &["notify"],
+    // The SLA clock: pure deadlines, and the scheduler's tick (store + notify).
+    &["sla"],
     // prepare (pure) and commit (one transaction per batch).
     &["pipeline"],
     // Where messages come from: the IMAP watchers; files, Maildirs, mbox and

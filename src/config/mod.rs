@@ -18,6 +18,9 @@ pub use redact::{redact_text, redact_url};
 
 mod check;
 mod redact;
+mod sla;
+
+pub use sla::{ResolutionTargets, SlaConfig, SlaLevelConfig, UrgentConfig, parse_time_of_day};
 
 /// The shipped example deployment, used when no config file exists.
 pub const DEFAULT_CONFIG: &str = include_str!("../../deploy/triaged.example.toml");
@@ -169,8 +172,13 @@ pub struct DeskConfig {
     /// The desk's own addresses (never acknowledged, never looped to).
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// Escalations (and daily status mail) about the desk's tickets.
     #[serde(default)]
     pub managers: Vec<String>,
+    /// Out of business hours, a Critical ticket pages these addresses at
+    /// once (an `oncall` escalation) instead of waiting for the morning.
+    #[serde(default)]
+    pub oncall: Vec<String>,
     #[serde(default)]
     pub integrators: Vec<String>,
     /// The desk's team: the integrators who answer its tickets. Each entry is
@@ -499,6 +507,8 @@ struct ConfigFile {
     priority: Option<crate::priority::PriorityConfig>,
     targets: Option<crate::priority::TargetsConfig>,
     #[serde(default)]
+    sla: SlaConfig,
+    #[serde(default)]
     desks: Vec<DeskConfig>,
     #[serde(default)]
     queues: Vec<QueueConfig>,
@@ -562,6 +572,8 @@ pub struct Config {
     pub commands: CommandsConfig,
     pub priority: crate::priority::PriorityConfig,
     pub targets: crate::priority::TargetsConfig,
+    /// The SLA clock: warnings, escalations, daily status.
+    pub sla: SlaConfig,
     pub desks: Vec<DeskConfig>,
     /// Each desk's business-hours calendar, by desk name.
     pub calendars: std::collections::BTreeMap<String, crate::calendar::Calendar>,
@@ -624,6 +636,7 @@ impl Config {
         check::smtp(raw.smtp.as_ref(), &mut found);
         check::commands(raw.commands.as_ref(), &mut found);
         check::priority_and_targets(&raw, &mut found);
+        check::sla(&raw, &mut found);
         check::essentials(&raw, &mut found);
         found.finish()?;
         Ok(Config {
@@ -637,6 +650,7 @@ impl Config {
             commands: raw.commands.map(Spanned::into_inner).unwrap_or_default(),
             priority: raw.priority.unwrap_or_default(),
             targets: raw.targets.unwrap_or_default(),
+            sla: raw.sla,
             calendars,
             desks: raw.desks,
             queues: raw.queues,
@@ -755,13 +769,19 @@ impl Config {
     }
 
     /// Every address that belongs to the deployment itself: desks' addresses,
-    /// managers, integrators, mailboxes and queue lists, lower-case. Mail from
+    /// managers, on-call, integrators, mailboxes and queue lists, lower-case. Mail from
     /// them is never acknowledged, and they are never shown to customers.
     pub fn own_addresses(&self) -> Vec<String> {
         let mut all: Vec<String> = self
             .desks
             .iter()
-            .flat_map(|d| d.addresses.iter().chain(&d.managers).chain(&d.integrators))
+            .flat_map(|d| {
+                d.addresses
+                    .iter()
+                    .chain(&d.managers)
+                    .chain(&d.integrators)
+                    .chain(&d.oncall)
+            })
             .chain(self.mailboxes.iter().map(|m| &m.address))
             .chain(self.queues.iter().flat_map(|q| &q.notify))
             .map(|a| a.to_ascii_lowercase())

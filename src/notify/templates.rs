@@ -355,6 +355,7 @@ pub fn sample_context() -> Value {
             due => "2026-11-23 09:30 CST", requester => "ann@example.org",
             requester_name => "Ann Lee", requester_display => "Ann Lee <ann@example.org>",
             mailbox => "isda-support", created_at => "2026-11-20 16:30 CST", desk => "isda",
+            owner => "jlee@example.edu",
         },
         desk => minijinja::context! { name => "isda", tag => "ISDA", title => "ISDA support", address => "isda-support@example.edu" },
         message => minijinja::context! {
@@ -369,6 +370,16 @@ pub fn sample_context() -> Value {
             author => "Jane Lee", text => "We restarted the portal; please try again.",
             attachments => vec![minijinja::context! { name => "log.txt", size => "2 KiB" }],
             withheld => vec![minijinja::context! { name => "dump.bin", size => "40 MiB" }],
+        },
+        sla => minijinja::context! {
+            clock => "response", level => "escalation", oncall => false, resolution => false,
+            level_due => "2026-11-23 09:30 CST", due => "2026-11-23 09:30 CST", age => "2d 17h",
+        },
+        status => minijinja::context! {
+            age => "2d 17h", last_activity => "2026-11-21 10:00 CST", responded => (),
+            latest => minijinja::context! {
+                from => "ann@example.org", at => "2026-11-21 10:00 CST", text => "Still down.",
+            },
         },
     }
 }

@@ -12,6 +12,8 @@
 //! - [`read`]: read models for the command line.
 //! - [`outbox`]: the outbox as a claimed queue, for the sender.
 //! - [`in_flight`]: markers of IMAP messages in hand.
+//! - [`sla`]: the SLA deadline index and the once-only marks of what the
+//!   scheduler sent.
 //!
 //! The store knows the pure types (`parse`, `classify`, `thread`) and nothing
 //! of sources, the pipeline, notify or the command line.
@@ -21,6 +23,7 @@ mod conversation;
 mod in_flight;
 mod outbox;
 mod read;
+mod sla;
 mod write;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +40,7 @@ pub use read::{
     AttachmentRow, Counts, EventRow, LinkRow, MessageRow, QuarantineRow, SYSTEM_ACTOR,
     TicketDetail, TicketFilter, TicketSummary, TimelineEntry,
 };
+pub use sla::{LatestMessage, SlaMark, SlaTicket, StatusChange};
 pub use write::{NewMessage, NewQuarantine, Seen, Tx};
 
 /// Process-wide counts of store trouble, for logs now and for a metrics
