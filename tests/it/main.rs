@@ -14,6 +14,7 @@ mod outbound;
 mod outbox_claim;
 mod poison;
 mod rules;
+mod sla;
 mod steering;
 mod store;
 mod threading;
