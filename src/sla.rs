@@ -370,6 +370,14 @@ impl Scheduler {
             tick_secs = self.config.sla.tick_secs,
             "SLA scheduler started"
         );
+        // Deadlines in the index were computed with the settings of their
+        // time: new settings (a target, a level, a calendar, the daily status
+        // time) have every open ticket looked at again.
+        match self.store.sla_settings(fingerprint(&self.config)).await {
+            Ok(true) => info!("SLA settings new or changed: every open ticket is looked at again"),
+            Ok(false) => {}
+            Err(e) => warn!(error = %e, "cannot compare the SLA settings with the last run's"),
+        }
         loop {
             match self.tick().await {
                 Ok(r) if r.tickets > 0 => debug!(?r, "SLA tick"),
@@ -592,6 +600,34 @@ impl Scheduler {
         }
         out
     }
+}
+
+/// A fingerprint of everything a deadline depends on in the configuration:
+/// `[sla]`, `[targets]`, and each desk's calendar, managers, on-call and team.
+pub fn fingerprint(config: &Config) -> i64 {
+    use sha2::{Digest, Sha256};
+    let desks: Vec<String> = config
+        .desks
+        .iter()
+        .map(|d| {
+            format!(
+                "{}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+                d.name.get_ref(),
+                d.time_zone,
+                d.hours,
+                d.holidays,
+                d.managers,
+                d.oncall,
+                d.integrators,
+                d.team
+            )
+        })
+        .collect();
+    let text = format!("{:?}|{:?}|{:?}", config.sla, config.targets, desks);
+    let digest = Sha256::digest(text.as_bytes());
+    let mut eight = [0u8; 8];
+    eight.copy_from_slice(&digest[..8]);
+    i64::from_le_bytes(eight)
 }
 
 async fn queue(

@@ -32,7 +32,7 @@ pub struct SlaConfig {
     /// resolution), with the same warning and escalation levels.
     #[serde(default)]
     pub resolution: ResolutionTargets,
-    /// The time of day (`HH:MM`, the desk's time zone) of the daily status
+    /// The time of day (`HH:MM` or `HH:MM:SS`, the desk's time zone) of the daily status
     /// mail about unresolved urgent tickets, on business days.
     #[serde(default = "default_daily_status_at")]
     pub daily_status_at: String,
@@ -150,15 +150,18 @@ impl Default for SlaConfig {
     }
 }
 
-/// `HH:MM` as a time of day.
+/// `HH:MM` (or `HH:MM:SS`) as a time of day.
 pub fn parse_time_of_day(s: &str) -> Option<Time> {
-    let (h, m) = s.trim().split_once(':')?;
-    if h.len() != 2 || m.len() != 2 || !(h.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit()) {
+    let parts: Vec<&str> = s.trim().split(':').collect();
+    if !(2..=3).contains(&parts.len())
+        || parts
+            .iter()
+            .any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
         return None;
     }
-    let h: i8 = h.parse().ok()?;
-    let m: i8 = m.parse().ok()?;
-    Time::new(h, m, 0, 0).ok()
+    let n = |i: usize| parts.get(i).and_then(|p| p.parse::<i8>().ok()).unwrap_or(0);
+    Time::new(n(0), n(1), n(2), 0).ok()
 }
 
 impl SlaConfig {

@@ -96,6 +96,38 @@ impl Store {
         Ok(row.try_get::<Option<i64>, _>("next")?)
     }
 
+    /// Makes every unresolved ticket due for a look when the SLA settings'
+    /// `fingerprint` differs from the one recorded (a changed target, level,
+    /// calendar or daily status time moves deadlines the index already
+    /// holds), and records it. Whether they changed. One statement over the
+    /// tickets, only when the settings changed.
+    pub async fn sla_settings(&self, fingerprint: i64) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT value FROM counters WHERE name = 'sla_settings'")
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+        let known: Option<i64> = match row {
+            Some(r) => Some(r.try_get("value")?),
+            None => None,
+        };
+        if known == Some(fingerprint) {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        sqlx::query("UPDATE tickets SET sla_next_at = 0 WHERE status <> 'resolved'")
+            .execute(&mut *tx.tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO counters (name, value) VALUES ('sla_settings', $1)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(fingerprint)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Every level marked for a ticket, in the order marked (for tests and
     /// the command line).
     pub async fn sla_marks(&self, number: i64) -> Result<Vec<SlaMark>, StoreError> {

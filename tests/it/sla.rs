@@ -330,6 +330,17 @@ async fn clock_semantics(url: &str) {
     let before = desk.mail(a).await.len();
     desk.tick_at(chicago("2026-11-23T09:00")).await;
     assert_eq!(desk.mail(a).await.len(), before);
+
+    // Changed settings make every open ticket due for a look, once.
+    assert!(desk.store.sla_settings(1).await.expect("settings"));
+    assert_eq!(desk.store.sla_next().await.expect("next"), Some(0));
+    desk.tick_at(chicago("2026-11-23T09:01")).await;
+    assert_ne!(desk.store.sla_next().await.expect("next"), Some(0));
+    assert!(!desk.store.sla_settings(1).await.expect("settings"));
+    assert_ne!(desk.store.sla_next().await.expect("next"), Some(0));
+    assert!(desk.store.sla_settings(2).await.expect("settings"));
+    assert_eq!(desk.store.sla_next().await.expect("next"), Some(0));
+    assert_eq!(desk.mail(a).await.len(), before, "resolved: still nothing");
 }
 
 /// Two transactions mark the same level: the second is told it was marked.
@@ -375,4 +386,259 @@ async fn clock_on_postgres() {
     marks_once(&db2.url).await;
     db.drop_db().await;
     db2.drop_db().await;
+}
+
+// ---------------------------------------------------------------------------
+// End to end: the real binary, OpenSMTPD -> Dovecot.
+
+mod e2e {
+    use std::time::Duration;
+
+    use triaged::dev::devstack::{Dovecot, Smtpd};
+
+    use crate::correspondence::{header, inbox, smtp_send, wait_inbox};
+    use crate::harness::{Mailbox, World, message, wait_for};
+
+    const SUPPORT: &str = "isda-support@example.edu";
+    const MANAGERS: &str = "isda-managers@example.edu";
+    const INTEGRATORS: &str = "isda-integrators@example.edu";
+    const INTEGRATOR: &str = "jlee@example.edu";
+    const ANN: &str = "ann@customer.example";
+    const BOB: &str = "bob@customer.example";
+    const MX: &str = "mx.test.example";
+
+    /// The daily status time `secs` from now, in the desk's time zone.
+    fn daily_in(secs: i64) -> String {
+        jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_secs(secs))
+            .expect("time")
+            .to_zoned(jiff::tz::TimeZone::get("America/Chicago").expect("tz"))
+            .strftime("%H:%M:%S")
+            .to_string()
+    }
+
+    /// Every ticket with a 20 s target (Critical unless a rule says otherwise), the desk open around the
+    /// clock, a tick a second, the warning at half the target, and the
+    /// daily status at `daily` (the desk's time zone).
+    fn world(dovecot: Dovecot, smtp_port: u16, daily: &str) -> World {
+        let extra = format!(
+            "[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"plain\"\nretry_initial_secs = 1\nretry_max_secs = 2\n\n\
+             [commands]\nrequire_authenticated = true\ntrusted_authserv_ids = [\"{MX}\"]\n\n\
+             [priority]\nurgency = \"critical\"\nimpact = \"extensive\"\ndefaults = []\n\n\
+             [targets]\ncritical = \"20s\"\nhigh = \"20s\"\nmedium = \"20s\"\nlow = \"20s\"\noverrides = []\n\n\
+             [sla]\ntick_secs = 1\nwarning_share = 0.5\ndaily_status_at = \"{daily}\"\n"
+        );
+        let w = World::with(
+            dovecot,
+            &[Mailbox {
+                name: "isda-support",
+                user: SUPPORT,
+                queue: "Customer-Support",
+                after: "seen",
+            }],
+            None,
+            &extra,
+        );
+        let text = std::fs::read_to_string(&w.config).expect("config");
+        let desk = "[[desks]]\nname = \"isda\"\ntag = \"ISDA\"\naddresses = [\"isda-support@example.edu\"]\n";
+        assert!(text.contains(desk), "{text}");
+        let day = "[\"00:00-24:00\"]";
+        let text = text.replace(
+            desk,
+            &format!(
+                "{desk}title = \"ISDA support\"\nteam = [\"{INTEGRATOR}\"]\nmanagers = [\"{MANAGERS}\"]\n\
+                 integrators = [\"{INTEGRATORS}\"]\noncall = [\"isda-oncall@example.edu\"]\n\
+                 hours = {{ mon = {day}, tue = {day}, wed = {day}, thu = {day}, fri = {day}, sat = {day}, sun = {day} }}\n"
+            ),
+        );
+        std::fs::write(&w.config, text).expect("config");
+        w
+    }
+
+    fn subjects(mail: &[String]) -> Vec<String> {
+        mail.iter()
+            .map(|m| header(m, "Subject").unwrap_or_default())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn warning_escalation_and_daily_status_through_the_servers() {
+        let dovecot = Dovecot::start().expect("dovecot");
+        let smtpd = Smtpd::start(&dovecot).expect("smtpd");
+        // No daily status in the first run (its time is far away).
+        let far = daily_in(12 * 3600);
+        let world = world(dovecot, smtpd.port, &far);
+        let daemon = world.start_daemon();
+
+        // Bob's ticket is answered in time.
+        let bob = message(
+            "bob-1@customer.example",
+            "Bob <bob@customer.example>",
+            SUPPORT,
+            "Reports are slow",
+            "The monthly report takes minutes.",
+        );
+        smtp_send(smtpd.port, BOB, SUPPORT, &bob).await;
+        let acks = wait_inbox(&world.dovecot, BOB, 1, Duration::from_secs(20)).await;
+        assert_eq!(acks.len(), 1, "daemon log:\n{}", daemon.log());
+        let bob_ticket = world.tickets()[0]["number"].as_i64().expect("number");
+        let ack_id = header(&acks[0], "Message-ID").expect("ack id");
+        let answer = format!(
+            "Authentication-Results: {MX}; dkim=pass header.d=example.edu; spf=pass smtp.mailfrom={INTEGRATOR}\r\n\
+             In-Reply-To: {ack_id}\r\nReferences: <bob-1@customer.example> {ack_id}\r\n"
+        );
+        let mut reply = message(
+            "jlee-1@example.edu",
+            "Jane Lee <jlee@example.edu>",
+            SUPPORT,
+            &format!("Re: [ISDA #{bob_ticket}] Reports are slow"),
+            "We are looking at it now.",
+        );
+        reply.splice(0..0, answer.bytes());
+        smtp_send(smtpd.port, INTEGRATOR, SUPPORT, &reply).await;
+        let show = |n: i64| world.json(&["tickets", "show", &n.to_string(), "--json"]);
+        assert!(
+            wait_for(Duration::from_secs(15), || {
+                !show(bob_ticket)["first_response_at"].is_null()
+            }),
+            "no initial response; daemon log:\n{}",
+            daemon.log()
+        );
+
+        // Ann's ticket is not answered: warning to the integrators, then the
+        // escalation to the managers.
+        let ann = message(
+            "ann-1@customer.example",
+            "Ann Lee <ann@customer.example>",
+            SUPPORT,
+            "Portal outage",
+            "The portal is down for the whole department.",
+        );
+        smtp_send(smtpd.port, ANN, SUPPORT, &ann).await;
+        assert_eq!(
+            wait_inbox(&world.dovecot, ANN, 1, Duration::from_secs(20))
+                .await
+                .len(),
+            1
+        );
+        let ann_ticket = world
+            .tickets()
+            .iter()
+            .filter_map(|t| t["number"].as_i64())
+            .max()
+            .expect("ann's ticket");
+        assert_ne!(ann_ticket, bob_ticket);
+        let tag = format!("[ISDA #{ann_ticket}]");
+        assert_eq!(show(ann_ticket)["kind"], "incident");
+        // The integrators are on an incident's list (the urgent notice) and
+        // get the warning.
+        let warned = wait_inbox(&world.dovecot, INTEGRATORS, 2, Duration::from_secs(30)).await;
+        let warnings: Vec<String> = subjects(&warned)
+            .into_iter()
+            .filter(|s| s.contains("Response due soon"))
+            .collect();
+        assert_eq!(
+            warnings,
+            [format!("{tag} Response due soon: Portal outage")],
+            "daemon log:\n{}",
+            daemon.log()
+        );
+        let escalated = wait_inbox(&world.dovecot, MANAGERS, 1, Duration::from_secs(30)).await;
+        let escalations: Vec<&String> = escalated
+            .iter()
+            .filter(|m| {
+                header(m, "Subject")
+                    .unwrap_or_default()
+                    .contains("ESCALATION")
+            })
+            .collect();
+        assert_eq!(escalations.len(), 1, "{:?}", subjects(&escalated));
+        let e = escalations[0];
+        assert_eq!(
+            header(e, "Subject"),
+            Some(format!("{tag} ESCALATION: response overdue: Portal outage"))
+        );
+        assert!(e.contains("been given."), "{e}");
+
+        // Restarted with the daily status due in a few seconds: each
+        // unresolved urgent ticket's list hears once; the customer's copy
+        // names nobody inside; nothing sent before is sent again.
+        let stopped = daemon.terminate(Duration::from_secs(30));
+        assert!(stopped.success(), "{stopped:?}");
+        let text = std::fs::read_to_string(&world.config).expect("config");
+        let soon = daily_in(6);
+        std::fs::write(
+            &world.config,
+            text.replace(
+                &format!("daily_status_at = \"{far}\""),
+                &format!("daily_status_at = \"{soon}\""),
+            ),
+        )
+        .expect("config");
+        let daemon = world.start_daemon();
+        let got = wait_inbox(&world.dovecot, ANN, 2, Duration::from_secs(30)).await;
+        let status: Vec<&String> = got
+            .iter()
+            .filter(|m| {
+                header(m, "Subject")
+                    .unwrap_or_default()
+                    .contains("Daily status")
+            })
+            .collect();
+        assert_eq!(
+            status.len(),
+            1,
+            "{:?}; log:\n{}",
+            subjects(&got),
+            daemon.log()
+        );
+        let body = status[0].split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+        for inside in [INTEGRATOR, MANAGERS, INTEGRATORS, "isda-oncall"] {
+            assert!(
+                !status[0].contains(inside),
+                "{inside} shown to the customer:\n{}",
+                status[0]
+            );
+        }
+        assert!(body.contains("Status:"), "{body}");
+        // The managers: the escalation and both tickets' status.
+        let managers = wait_inbox(&world.dovecot, MANAGERS, 3, Duration::from_secs(20)).await;
+        assert_eq!(managers.len(), 3, "{:?}", subjects(&managers));
+        let status = daemon.terminate(Duration::from_secs(30));
+        assert!(status.success(), "{status:?}");
+
+        // Bob's ticket: no warning, no escalation; one daily status each.
+        let events = |n: i64, kind: &str| -> Vec<serde_json::Value> {
+            show(n)["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| e["kind"] == kind)
+                .collect()
+        };
+        assert!(events(bob_ticket, "escalation").is_empty());
+        let ann_levels: Vec<String> = events(ann_ticket, "escalation")
+            .iter()
+            .map(|e| e["detail"]["level"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(ann_levels, ["warning", "escalation"]);
+        assert_eq!(events(ann_ticket, "daily status").len(), 1);
+        assert_eq!(events(bob_ticket, "daily status").len(), 1);
+        let managers = subjects(&inbox(&world.dovecot, MANAGERS).await);
+        assert!(
+            !managers
+                .iter()
+                .any(|s| s.contains(&format!("#{bob_ticket}]")) && s.contains("ESCALATION")),
+            "{managers:?}"
+        );
+        // The timeline reads them.
+        let text = world.triaged(&["tickets", "show", &ann_ticket.to_string()]);
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            text.contains("SLA escalation: response overdue to isda-managers@example.edu"),
+            "{text}"
+        );
+        assert!(text.contains("daily status for"), "{text}");
+    }
 }
