@@ -9,7 +9,7 @@
 -- ticket: the row is inserted in the transaction that queues its mail, and
 -- the unique key decides which of several daemons sends it.
 ALTER TABLE tickets ADD COLUMN sla_next_at BIGINT;
-CREATE INDEX tickets_sla_next ON tickets (sla_next_at);
+CREATE INDEX tickets_sla_next ON tickets (sla_next_at, number);
 -- Tickets that exist already are looked at once.
 UPDATE tickets SET sla_next_at = 0 WHERE status <> 'resolved';
 

@@ -321,6 +321,51 @@ async fn clock_semantics(url: &str) {
     assert!(desk.mail(e).await.is_empty(), "the clock moved on");
     assert!(desk.store.sla_next().await.expect("next").is_some());
 
+    // `/urgency critical` on a medium ticket (8 h): the priority and due
+    // time are recomputed and the escalation follows the new due time.
+    let (g, d) = desk
+        .ticket(
+            "isda-support",
+            message(
+                "g@x",
+                "cy@customer.example",
+                "isda-support@example.edu",
+                "A third question",
+                "Which form?",
+            ),
+            monday,
+        )
+        .await;
+    let old_due = d.due_ms.expect("due");
+    desk.tick_at(monday + MIN).await;
+    let mut tx = desk.store.begin_at(monday + 2 * MIN).await.expect("begin");
+    triaged::pipeline::steer::apply(
+        &mut tx,
+        &desk.config,
+        g,
+        &[triaged::commands::Command::Urgency(
+            triaged::priority::Urgency::Critical,
+        )],
+        "jlee@example.edu",
+    )
+    .await
+    .expect("steer");
+    tx.commit().await.expect("commit");
+    let new_due = desk
+        .store
+        .ticket(g)
+        .await
+        .expect("detail")
+        .expect("ticket")
+        .ticket
+        .due_at
+        .expect("due");
+    assert!(new_due < old_due, "{new_due} !< {old_due}");
+    desk.tick_at(new_due).await;
+    assert_eq!(kinds(&desk.mail(g).await), ["escalation"], "due {new_due}");
+    let escalation = desk.events(g, "escalation").await;
+    assert_eq!(escalation[0]["due_at"], new_due);
+
     // A resolved ticket has no deadlines.
     let mut tx = desk.store.begin().await.expect("begin");
     tx.move_status(a, Status::New, Status::Resolved, "jlee@example.edu", "done")
