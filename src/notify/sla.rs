@@ -277,3 +277,211 @@ fn event<'a>(t: &'a SlaTicket, d: &'a Decision, first: &'a ParsedMessage) -> Tic
         ticket: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::{Config, DEFAULT_CONFIG};
+    use crate::notify::{OutboundMail, longest_line};
+    use crate::parse::parse;
+    use crate::priority::Kind;
+    use crate::store::Status;
+
+    fn notifier() -> Notifier {
+        let config = Arc::new(Config::parse(DEFAULT_CONFIG, "t").expect("config"));
+        crate::notify::notifier(&config).expect("templates")
+    }
+
+    fn ticket(subject: &str) -> SlaTicket {
+        SlaTicket {
+            number: 1042,
+            desk: "isda".into(),
+            desk_tag: "ISDA".into(),
+            queue: "ProductionDefect".into(),
+            kind: Kind::Incident,
+            status: Status::Open,
+            urgency: None,
+            impact: None,
+            priority: Some(Priority::Critical),
+            requester: "ann@example.org".into(),
+            requester_name: Some("Ann".into()),
+            subject: subject.into(),
+            mailbox: "isda-support".into(),
+            owner: Some("jlee@example.edu".into()),
+            alert: false,
+            created_at: 1_794_844_800_000,
+            updated_at: 1_794_848_400_000,
+            due_at: Some(1_794_852_000_000),
+            first_response_at: None,
+            resolved_at: None,
+            recipients: vec![
+                "ann@example.org".into(),
+                "isda-pipeline@example.edu".into(),
+                "bob@partner.example".into(),
+            ],
+        }
+    }
+
+    fn mail(o: &Outgoing) -> &OutboundMail {
+        match o {
+            Outgoing::Mail(m) => m,
+            Outgoing::Suppressed { kind, reason } => panic!("{kind} suppressed: {reason}"),
+        }
+    }
+
+    fn text(m: &OutboundMail) -> String {
+        String::from_utf8_lossy(&m.raw).into_owned()
+    }
+
+    #[test]
+    fn escalation_names_the_level_and_due_time() {
+        let n = notifier();
+        let t = ticket("Portal down");
+        let first = parse(b"From: Ann <ann@example.org>\nSubject: Portal down\nMessage-ID: <f@example.org>\n\nDown.\n");
+        let to = vec!["isda-managers@example.edu".to_string()];
+        let notice = SlaNotice {
+            ticket: &t,
+            first: &first,
+            clock: "response",
+            level: "escalation",
+            due_at: 1_794_852_000_000,
+            target_due_at: 1_794_852_000_000,
+            to: &to,
+            now: 1_794_852_060_000,
+        };
+        let out = n.compose_sla(&notice);
+        let m = mail(&out);
+        assert_eq!(m.kind, "escalation");
+        assert_eq!(m.rcpt, to);
+        assert_eq!(
+            m.subject,
+            "[ISDA #1042] ESCALATION: response overdue: Portal down"
+        );
+        let body = text(m);
+        assert!(body.contains("In-Reply-To: <f@example.org>"), "{body}");
+        let level2 = n.compose_sla(&SlaNotice {
+            level: "level2",
+            ..notice
+        });
+        assert_eq!(
+            mail(&level2).subject,
+            "[ISDA #1042] ESCALATION (level2): response overdue: Portal down"
+        );
+        let page = n.compose_sla(&SlaNotice {
+            level: "oncall",
+            ..notice
+        });
+        assert!(
+            mail(&page).subject.contains("ON-CALL"),
+            "{}",
+            mail(&page).subject
+        );
+        let warning = n.compose_sla(&SlaNotice {
+            level: "warning",
+            clock: "resolution",
+            ..notice
+        });
+        assert_eq!(mail(&warning).kind, "escalation_warning");
+        assert!(mail(&warning).subject.contains("Resolution due soon"));
+        // Nobody configured: suppressed with the reason.
+        let none = n.compose_sla(&SlaNotice { to: &[], ..notice });
+        assert!(
+            matches!(&none, Outgoing::Suppressed { reason, .. } if reason.contains("managers")),
+            "{none:?}"
+        );
+    }
+
+    #[test]
+    fn daily_status_keeps_internal_things_inside() {
+        let n = notifier();
+        let t = ticket("Portal down");
+        let first = parse(b"From: Ann <ann@example.org>\nSubject: Portal down\n\nDown.\n");
+        let latest = LatestMessage {
+            from: Some("jlee@example.edu".into()),
+            body: "Internal: restarting the db cluster.".into(),
+            received_at: 1_794_848_400_000,
+        };
+        let managers = vec!["isda-managers@example.edu".to_string()];
+        let out = n.compose_daily_status(&t, &first, Some(&latest), &managers, 1_794_931_200_000);
+        let mails: Vec<&OutboundMail> = out.iter().map(mail).collect();
+        assert_eq!(mails.len(), 3, "{out:?}");
+        assert_eq!(
+            mails[0].rcpt,
+            ["isda-pipeline@example.edu", "isda-managers@example.edu"]
+        );
+        let inside = text(mails[0]);
+        assert!(inside.contains("restarting the db cluster"), "{inside}");
+        assert!(inside.contains("jlee@example.edu"), "{inside}");
+        for outside in &mails[1..] {
+            assert_eq!(outside.rcpt.len(), 1);
+            let body = text(outside);
+            for hidden in ["jlee@", "isda-managers", "isda-pipeline", "restarting"] {
+                assert!(!body.contains(hidden), "{hidden} in {body}");
+            }
+            assert!(body.contains("Status:"), "{body}");
+        }
+        // An alert ticket's requester (a monitoring system) never hears.
+        let mut alert = ticket("Disk full");
+        alert.alert = true;
+        let out = n.compose_daily_status(&alert, &first, None, &managers, 1_794_931_200_000);
+        assert!(
+            out.iter()
+                .map(mail)
+                .all(|m| !m.rcpt.contains(&"ann@example.org".to_string()))
+        );
+        // Nobody at all: suppressed.
+        let mut lonely = ticket("x");
+        lonely.recipients.clear();
+        let out = n.compose_daily_status(&lonely, &first, None, &[], 1_794_931_200_000);
+        assert!(
+            matches!(out.as_slice(), [Outgoing::Suppressed { .. }]),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn hostile_subject_and_text_stay_bounded() {
+        let n = notifier();
+        let huge = format!(
+            "Down\r\nBcc: eve@attacker.example\r\n{}",
+            "x".repeat(1 << 20)
+        );
+        let t = ticket(&huge);
+        let first = parse(
+            format!(
+                "From: \"{}\" <ann@example.org>\nSubject: {huge}\n\nDown.\n",
+                "N".repeat(100_000)
+            )
+            .as_bytes(),
+        );
+        let to = vec!["isda-managers@example.edu".to_string()];
+        let out = n.compose_sla(&SlaNotice {
+            ticket: &t,
+            first: &first,
+            clock: "response",
+            level: "escalation",
+            due_at: 0,
+            target_due_at: 0,
+            to: &to,
+            now: 0,
+        });
+        let latest = LatestMessage {
+            from: Some(huge.clone()),
+            body: format!("{}\u{202e}\x1b[31m", "line\r\n".repeat(1 << 18)),
+            received_at: 0,
+        };
+        let mut all = n.compose_daily_status(&t, &first, Some(&latest), &to, 0);
+        all.push(out);
+        for o in &all {
+            let m = mail(o);
+            assert!(m.raw.len() < 64 * 1024, "{} bytes", m.raw.len());
+            assert!(longest_line(&m.raw).is_some_and(|l| l <= 998));
+            let raw = text(m);
+            assert!(!raw.contains("\nBcc:"), "header injected");
+            assert!(!raw.contains('\u{202e}') && !raw.contains('\x1b'));
+            assert_eq!(m.rcpt.iter().filter(|r| r.contains("attacker")).count(), 0);
+        }
+    }
+}
