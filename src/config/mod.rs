@@ -960,6 +960,65 @@ mod tests {
     }
 
     #[test]
+    fn sla_section_and_oncall() {
+        let c = Config::parse(DEFAULT_CONFIG, "t").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.sla.warning_share, 0.75);
+        assert_eq!(c.sla.tick_secs, 30);
+        assert!(c.sla.pause_when_stalled);
+        assert_eq!(c.sla.daily_status_at, "09:00");
+        assert!(c.sla.levels.is_empty());
+        assert_eq!(
+            c.desk("isda").map(|d| d.oncall.clone()),
+            Some(vec!["isda-oncall@example.edu".to_string()])
+        );
+        assert!(
+            c.own_addresses()
+                .contains(&"isda-oncall@example.edu".to_string())
+        );
+        // The commented examples, switched on.
+        let on = DEFAULT_CONFIG
+            .replace(
+                "    # { at_share = 2.0, to = [\"isda-director@example.edu\"] },",
+                "    { at_share = 2.0, to = [\"isda-director@example.edu\"] },",
+            )
+            .replace("# critical = \"8h\"", "critical = \"8h\"")
+            .replace(
+                "    # { desk = \"database\", kind = \"incident\", target = \"4h\" },",
+                "    { desk = \"database\", kind = \"incident\", target = \"4h\" },",
+            );
+        let c = Config::parse(&on, "t").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.sla.levels.len(), 1);
+        let r = &c.sla.resolution;
+        use crate::priority::{Kind, Priority};
+        assert_eq!(
+            r.target("isda", "Admin", Kind::Service, Priority::Critical),
+            Some(std::time::Duration::from_secs(8 * 3600))
+        );
+        assert_eq!(
+            r.target("database", "Database", Kind::Incident, Priority::Low),
+            Some(std::time::Duration::from_secs(4 * 3600))
+        );
+        assert_eq!(
+            r.target("isda", "Admin", Kind::Service, Priority::Low),
+            None
+        );
+        // Problems are reported with their line.
+        let bad = DEFAULT_CONFIG
+            .replace("warning_share = 0.75", "warning_share = 1.5")
+            .replace(
+                "oncall = [\"isda-oncall@example.edu\"]",
+                "oncall = [\"isda-oncall\"]",
+            );
+        let e = Config::parse(&bad, "t.toml")
+            .err()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("sla.warning_share 1.5"), "{e}");
+        assert!(e.contains("\"isda-oncall\" is not an address"), "{e}");
+        assert!(!e.contains("t.toml:0:"), "{e}");
+    }
+
+    #[test]
     fn secret_never_prints() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
     }
