@@ -291,6 +291,28 @@ impl Calendar {
         Duration::try_from(total).map_err(|_| CalendarError::OutOfRange)
     }
 
+    /// Whether the desk opens at all on `date` (a weekday with hours, not a
+    /// holiday): a business day.
+    pub fn is_business_day(&self, date: Date) -> bool {
+        let idx = usize::try_from(date.weekday().to_monday_zero_offset()).unwrap_or(0);
+        !self.holidays.contains(&date) && !self.week[idx].is_empty()
+    }
+
+    /// The civil date of `t` in the desk's time zone.
+    pub fn date_of(&self, t: Timestamp) -> Date {
+        self.tz.to_datetime(t).date()
+    }
+
+    /// The instant of the local time `time` on `date` (a time skipped by a
+    /// spring-forward change is the instant after the gap; a repeated one
+    /// the first).
+    pub fn at(&self, date: Date, time: Time) -> Result<Timestamp, CalendarError> {
+        self.tz
+            .to_ambiguous_timestamp(DateTime::from_parts(date, time))
+            .compatible()
+            .map_err(|_| CalendarError::OutOfRange)
+    }
+
     /// The opening intervals of one civil date as instants; none on a holiday.
     fn day_instants(&self, date: Date) -> Result<Vec<(Timestamp, Timestamp)>, CalendarError> {
         if self.holidays.contains(&date) {

@@ -1,9 +1,11 @@
 //! The daemon: one watcher task per IMAP mailbox whose lease it holds
 //! ([`fleet`]: several daemons on one database share the mailboxes), a
 //! shared store, the outbox sender (woken by the pipeline's commits that
-//! queue mail), the optional HTTP listener (`http`: metrics and health), and
-//! a designed shutdown (cancel, let each watcher finish the chunk in hand,
-//! join every task against a deadline, release the leases).
+//! queue mail), the SLA scheduler (`sla::Scheduler`: warnings, escalations,
+//! daily status; ticking on the daemon that holds the `scheduler` lease),
+//! the optional HTTP listener (`http`: metrics and health), and a designed
+//! shutdown (cancel, let each watcher finish the chunk in hand, join every
+//! task against a deadline, release the leases).
 //!
 //! [`lock_sqlite`]: on SQLite, `triaged run` holds an exclusive lock file
 //! beside the database for its whole life; a second daemon refuses to start.
@@ -18,6 +20,7 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::notify::sender::Sender;
 use crate::pipeline::Pipeline;
+use crate::sla::Scheduler;
 use crate::sources::imap::Watcher;
 use crate::store::{Backend, Store};
 
@@ -71,7 +74,7 @@ pub async fn run(
         off_runtime(move || Pipeline::new(config, store))
             .await?
             .map_err(|p| anyhow::anyhow!("invalid routing rules:\n{p}"))?
-            .with_notifier(notifier, wake)
+            .with_notifier(notifier, wake.clone())
     };
     // Every watched mailbox is checked (its password readable) before the
     // daemon starts; the fleet task then starts the watchers of the
@@ -113,6 +116,30 @@ pub async fn run(
         }
         .run(),
     );
+    // The SLA clock: the templates in force (reloads swap them), the same
+    // wake; on one daemon of several at a time (the `scheduler` lease).
+    let current = {
+        let pipeline = pipeline.clone();
+        let fallback = Arc::new(
+            crate::notify::notifier(&config).map_err(|p| anyhow::anyhow!("templates:\n{p}"))?,
+        );
+        Arc::new(move || pipeline.notifier().unwrap_or_else(|| fallback.clone()))
+            as crate::sla::CurrentNotifier
+    };
+    let scheduler = tokio::spawn(
+        Scheduler {
+            config: config.clone(),
+            store: store.clone(),
+            notifier: current,
+            clock: crate::clock::system(),
+            wake: wake.clone(),
+            leader: Some(crate::sla::Leader {
+                holder: fleet::holder().to_string(),
+                ttl: config.cluster.lease(),
+            }),
+        }
+        .run(shutdown.clone()),
+    );
     let reloader = tokio::spawn(watch_files(pipeline.clone(), shutdown.clone()));
     info!(mailboxes, holder = fleet::holder(), database = %crate::config::redact_url(&config.store.database_url), "triaged running");
     let status = format!("watching {mailboxes} mailboxes");
@@ -131,6 +158,9 @@ pub async fn run(
     // releases their leases.
     if let Err(e) = fleet.await {
         error!(error = %e, "fleet task failed");
+    }
+    if let Err(e) = scheduler.await {
+        error!(error = %e, "SLA scheduler task failed");
     }
     if let Some(sender) = sender {
         // Let mail that is due now go out, within a deadline; the rest waits

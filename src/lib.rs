@@ -15,7 +15,10 @@
 //!   commits batches; used by the daemon and by `triaged ingest` alike.
 //! - [`report`]: the service report card (`triaged report`): figures per
 //!   queue, priority and day from the store's counts. Pure.
-//! - [`daemon`]: the running service: watchers, shutdown.
+//! - [`sla`]: the SLA clock: warnings, escalations, on-call pages and the
+//!   daily status of urgent tickets, each sent once (a scheduler task of the
+//!   daemon over a deadline index).
+//! - [`daemon`]: the running service: watchers, scheduler, shutdown.
 //! - [`ingest`]: the file-ingest engine behind `triaged ingest` and the benchmark.
 //! - [`config`], [`telemetry`], [`cli`]: configuration, logs, command line.
 //! - [`metrics`] (the Prometheus registry and each mailbox session's state,
@@ -38,7 +41,7 @@
 //! ([`problem`], [`clock`], [`text`], [`priority`], [`calendar`]); [`parse`];
 //! [`thread`], [`telemetry`], [`metrics`], [`automated`], [`reply`]; [`authres`];
 //! [`commands`]; [`rules`]; [`config`];
-//! [`classify`]; [`store`]; [`notify`]; [`report`]; [`pipeline`]; [`sources`];
+//! [`classify`]; [`store`]; [`notify`]; [`report`]; [`sla`]; [`pipeline`]; [`sources`];
 //! [`ingest`]; [`http`]; [`daemon`]; [`rules_cmd`]; `dev`; [`cli`]. `tests/tidy.rs`
 //! holds the table and fails on any other import.
 
@@ -65,6 +68,7 @@ pub mod reply;
 pub mod report;
 pub mod rules;
 pub mod rules_cmd;
+pub mod sla;
 pub mod sources;
 pub mod store;
 pub mod telemetry;

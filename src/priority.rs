@@ -452,7 +452,7 @@ pub struct TargetOverride {
 }
 
 impl TargetOverride {
-    fn selects(&self, desk: &str, queue: &str, kind: Kind, priority: Priority) -> bool {
+    pub fn selects(&self, desk: &str, queue: &str, kind: Kind, priority: Priority) -> bool {
         self.desk.as_deref().is_none_or(|d| d == desk)
             && self.queue.as_deref().is_none_or(|q| q == queue)
             && self.kind.is_none_or(|k| k == kind)

@@ -46,6 +46,8 @@ const LAYERS: &[&[&str]] = &[
     // The report card: figures from the store's counts (pure); the
     // scheduler may mail it.
     &["report"],
+    // The SLA clock: pure deadlines, and the scheduler's tick (store + notify).
+    &["sla"],
     // prepare (pure) and commit (one transaction per batch).
     &["pipeline"],
     // Where messages come from: the IMAP watchers; files, Maildirs, mbox and

@@ -479,6 +479,36 @@ fn describe(e: &TimelineEntry) -> (String, Vec<String>) {
             why(&mut more, "reason");
             format!("mail not sent: {}", field(d, "kind"))
         }
+        "escalation" => {
+            if let Some(due) = d.get("due_at").and_then(|v| v.as_i64()) {
+                more.push(format!("{} target due {}", field(d, "clock"), utc(due)));
+            }
+            if has(d, "suppressed") {
+                more.push(format!("not sent: {}", field(d, "suppressed")));
+            }
+            let level = field(d, "level");
+            let what = match level.as_str() {
+                "warning" => "SLA warning".to_string(),
+                "escalation" => "SLA escalation".to_string(),
+                "oncall" => "SLA on-call page (Critical, out of hours)".to_string(),
+                other => format!("SLA escalation, {other}"),
+            };
+            format!(
+                "{what}: {} overdue{} to {}",
+                field(d, "clock"),
+                if level == "warning" { " soon" } else { "" },
+                list_field(d, "to")
+            )
+        }
+        "escalation skipped" => {
+            why(&mut more, "reason");
+            format!("SLA {} {} skipped", field(d, "clock"), field(d, "level"))
+        }
+        "daily status" => format!(
+            "daily status for {} to {}",
+            field(d, "day"),
+            list_field(d, "to")
+        ),
         other => {
             if !d.is_null() && d.as_object().is_none_or(|o| !o.is_empty()) {
                 more.push(compact(d));
@@ -487,6 +517,13 @@ fn describe(e: &TimelineEntry) -> (String, Vec<String>) {
         }
     };
     (what, more)
+}
+
+/// A time in ms as `YYYY-MM-DD HH:MM UTC`.
+fn utc(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|_| ms.to_string())
 }
 
 /// Details as one line of compact JSON, bounded and escaped.
@@ -523,6 +560,26 @@ mod tests {
         ));
         assert_eq!(what, "mail failed: correspondence to a@x, b@x");
         assert_eq!(more, ["error: 550 no"]);
+        let (what, more) = describe(&entry(
+            "escalation",
+            serde_json::json!({"level": "escalation", "clock": "response",
+                               "to": ["isda-managers@example.edu"], "due_at": 1_795_000_000_000_i64}),
+        ));
+        assert_eq!(
+            what,
+            "SLA escalation: response overdue to isda-managers@example.edu"
+        );
+        assert_eq!(more, ["response target due 2026-11-18 11:06 UTC"]);
+        let (what, _) = describe(&entry(
+            "escalation",
+            serde_json::json!({"level": "warning", "clock": "resolution", "to": ["a@x"], "due_at": 0}),
+        ));
+        assert_eq!(what, "SLA warning: resolution overdue soon to a@x");
+        let (what, _) = describe(&entry(
+            "daily status",
+            serde_json::json!({"day": "2026-11-17", "to": ["a@x", "b@x"]}),
+        ));
+        assert_eq!(what, "daily status for 2026-11-17 to a@x, b@x");
     }
 
     #[test]

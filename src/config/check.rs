@@ -365,6 +365,33 @@ pub(super) fn priority_and_targets(raw: &ConfigFile, found: &mut Found) {
     }
 }
 
+/// `[sla]` and each desk's `oncall`: see `SlaConfig::check`.
+pub(super) fn sla(raw: &ConfigFile, found: &mut Found) {
+    let queue_list: Vec<&str> = raw
+        .queues
+        .iter()
+        .map(|q| q.name.get_ref().as_str())
+        .collect();
+    let desk_list: Vec<&str> = raw
+        .desks
+        .iter()
+        .map(|d| d.name.get_ref().as_str())
+        .collect();
+    for reason in raw.sla.check(&desk_list, &queue_list) {
+        found.in_section("[sla", reason);
+    }
+    for d in &raw.desks {
+        for a in d.oncall.iter().chain(&d.managers) {
+            if !super::sla::is_address(a) {
+                found.at(
+                    d.name.span(),
+                    format!("desk {:?}: {a:?} is not an address", d.name.get_ref()),
+                );
+            }
+        }
+    }
+}
+
 /// What a deployment cannot run without.
 pub(super) fn essentials(raw: &ConfigFile, found: &mut Found) {
     if raw.desks.is_empty() {

@@ -18,6 +18,9 @@ pub use redact::{redact_text, redact_url};
 
 mod check;
 mod redact;
+mod sla;
+
+pub use sla::{ResolutionTargets, SlaConfig, SlaLevelConfig, UrgentConfig, parse_time_of_day};
 
 /// The shipped example deployment, used when no config file exists.
 pub const DEFAULT_CONFIG: &str = include_str!("../../deploy/triaged.example.toml");
@@ -169,8 +172,13 @@ pub struct DeskConfig {
     /// The desk's own addresses (never acknowledged, never looped to).
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// Escalations (and daily status mail) about the desk's tickets.
     #[serde(default)]
     pub managers: Vec<String>,
+    /// Out of business hours, a Critical ticket pages these addresses at
+    /// once (an `oncall` escalation) instead of waiting for the morning.
+    #[serde(default)]
+    pub oncall: Vec<String>,
     #[serde(default)]
     pub integrators: Vec<String>,
     /// The desk's team: the integrators who answer its tickets. Each entry is
@@ -548,6 +556,8 @@ struct ConfigFile {
     priority: Option<crate::priority::PriorityConfig>,
     targets: Option<crate::priority::TargetsConfig>,
     #[serde(default)]
+    sla: SlaConfig,
+    #[serde(default)]
     desks: Vec<DeskConfig>,
     #[serde(default)]
     queues: Vec<QueueConfig>,
@@ -619,6 +629,8 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     pub priority: crate::priority::PriorityConfig,
     pub targets: crate::priority::TargetsConfig,
+    /// The SLA clock: warnings, escalations, daily status.
+    pub sla: SlaConfig,
     pub desks: Vec<DeskConfig>,
     /// Each desk's business-hours calendar, by desk name.
     pub calendars: std::collections::BTreeMap<String, crate::calendar::Calendar>,
@@ -686,6 +698,7 @@ impl Config {
         check::commands(raw.commands.as_ref(), &mut found);
         check::cluster(raw.cluster.as_ref(), &mut found);
         check::priority_and_targets(&raw, &mut found);
+        check::sla(&raw, &mut found);
         check::essentials(&raw, &mut found);
         found.finish()?;
         Ok(Config {
@@ -706,6 +719,7 @@ impl Config {
             http: raw.http,
             priority: raw.priority.unwrap_or_default(),
             targets: raw.targets.unwrap_or_default(),
+            sla: raw.sla,
             calendars,
             desks: raw.desks,
             queues: raw.queues,
@@ -853,13 +867,19 @@ impl Config {
     }
 
     /// Every address that belongs to the deployment itself: desks' addresses,
-    /// managers, integrators, mailboxes and queue lists, lower-case. Mail from
+    /// managers, on-call, integrators, mailboxes and queue lists, lower-case. Mail from
     /// them is never acknowledged, and they are never shown to customers.
     pub fn own_addresses(&self) -> Vec<String> {
         let mut all: Vec<String> = self
             .desks
             .iter()
-            .flat_map(|d| d.addresses.iter().chain(&d.managers).chain(&d.integrators))
+            .flat_map(|d| {
+                d.addresses
+                    .iter()
+                    .chain(&d.managers)
+                    .chain(&d.integrators)
+                    .chain(&d.oncall)
+            })
             .chain(self.mailboxes.iter().map(|m| &m.address))
             .chain(self.queues.iter().flat_map(|q| &q.notify))
             .map(|a| a.to_ascii_lowercase())
@@ -1204,6 +1224,65 @@ mod tests {
             e.contains("t.toml:13: mailbox \"m\": address: \"m@\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn sla_section_and_oncall() {
+        let c = Config::parse(DEFAULT_CONFIG, "t").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.sla.warning_share, 0.75);
+        assert_eq!(c.sla.tick_secs, 30);
+        assert!(c.sla.pause_when_stalled);
+        assert_eq!(c.sla.daily_status_at, "09:00");
+        assert!(c.sla.levels.is_empty());
+        assert_eq!(
+            c.desk("isda").map(|d| d.oncall.clone()),
+            Some(vec!["isda-oncall@example.edu".to_string()])
+        );
+        assert!(
+            c.own_addresses()
+                .contains(&"isda-oncall@example.edu".to_string())
+        );
+        // The commented examples, switched on.
+        let on = DEFAULT_CONFIG
+            .replace(
+                "    # { at_share = 2.0, to = [\"isda-director@example.edu\"] },",
+                "    { at_share = 2.0, to = [\"isda-director@example.edu\"] },",
+            )
+            .replace("# critical = \"8h\"", "critical = \"8h\"")
+            .replace(
+                "    # { desk = \"database\", kind = \"incident\", target = \"4h\" },",
+                "    { desk = \"database\", kind = \"incident\", target = \"4h\" },",
+            );
+        let c = Config::parse(&on, "t").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.sla.levels.len(), 1);
+        let r = &c.sla.resolution;
+        use crate::priority::{Kind, Priority};
+        assert_eq!(
+            r.target("isda", "Admin", Kind::Service, Priority::Critical),
+            Some(std::time::Duration::from_secs(8 * 3600))
+        );
+        assert_eq!(
+            r.target("database", "Database", Kind::Incident, Priority::Low),
+            Some(std::time::Duration::from_secs(4 * 3600))
+        );
+        assert_eq!(
+            r.target("isda", "Admin", Kind::Service, Priority::Low),
+            None
+        );
+        // Problems are reported with their line.
+        let bad = DEFAULT_CONFIG
+            .replace("warning_share = 0.75", "warning_share = 1.5")
+            .replace(
+                "oncall = [\"isda-oncall@example.edu\"]",
+                "oncall = [\"isda-oncall\"]",
+            );
+        let e = Config::parse(&bad, "t.toml")
+            .err()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("sla.warning_share 1.5"), "{e}");
+        assert!(e.contains("\"isda-oncall\" is not an address"), "{e}");
+        assert!(!e.contains("t.toml:0:"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!   attachment) from a Maildir into a fresh SQLite (or `--database-url`).
 //! - `bench imap`: the same messages appended to a private Dovecot, taken by the
 //!   daemon's IMAP watcher until every one is a ticket.
+//! - `bench sla`: the SLA scheduler's ticks over 100,000 open tickets.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -45,6 +46,16 @@ pub enum BenchCommand {
         /// Messages classified per measurement.
         #[arg(long, default_value_t = 200_000)]
         count: usize,
+    },
+    /// The SLA scheduler over N open tickets: the catch-up pass over new
+    /// tickets, an idle tick (nothing due), and ticks that send warnings and
+    /// escalations; time per tick and memory. SQLite, or `--database-url`.
+    Sla {
+        #[arg(long, default_value_t = 100_000)]
+        tickets: usize,
+        /// Database URL (default: a fresh SQLite file in a temporary folder).
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Acknowledgements through the outbox to a private OpenSMTPD: mails per
     /// second, then the latency from a message landing in the watched mailbox
@@ -99,6 +110,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Classify { rules, count } => {
             bench_classify(rules, count)?;
         }
+        BenchCommand::Sla {
+            tickets,
+            database_url,
+        } => bench_sla(tickets, database_url.as_deref()).await?,
         BenchCommand::Outbound {
             count,
             latency_samples,
@@ -350,6 +365,144 @@ pub async fn bench_ingest(
         peak_rss_mib: peak,
         db_bytes,
     })
+}
+
+async fn bench_sla(count: usize, database_url: Option<&str>) -> anyhow::Result<()> {
+    use crate::clock::{ManualClock, SharedClock};
+    let dir = tempfile::tempdir()?;
+    let url = database_url
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("sla.db").display()));
+    let backend = if url.starts_with("sqlite") {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    };
+    let config = bench_config(url.clone())?;
+    let store = Store::open(&url, 1).await?;
+    let classifier =
+        crate::classify::Classifier::load(&config).map_err(|p| anyhow::anyhow!("{p}"))?;
+    // Monday 2026-11-16 10:00 in Chicago: every ticket arrives then, with a
+    // response due from one to ten business hours later (spread evenly).
+    let arrival: i64 = 1_794_844_800_000;
+    let raw = generate(0);
+    let parsed = crate::parse::parse(&raw);
+    let mailbox = config
+        .mailbox("isda-support")
+        .ok_or_else(|| anyhow::anyhow!("no isda-support mailbox"))?;
+    let mut decision = classifier.classify(&parsed, mailbox, arrival, &config);
+    let cal = config
+        .calendars
+        .get(&decision.desk)
+        .ok_or_else(|| anyhow::anyhow!("no calendar"))?
+        .clone();
+    let rss_before = rss_mib();
+    let start = Instant::now();
+    let mut made = 0;
+    while made < count {
+        let mut tx = store.begin_at(arrival).await?;
+        for _ in 0..5_000.min(count - made) {
+            let minutes = 60 + (made % 540) as u64;
+            decision.due_ms = Some(
+                cal.due(
+                    jiff::Timestamp::from_millisecond(arrival)?,
+                    Duration::from_secs(minutes * 60),
+                )?
+                .as_millisecond(),
+            );
+            tx.create_ticket(&parsed, &decision, "isda-support").await?;
+            made += 1;
+        }
+        tx.commit().await?;
+    }
+    println!(
+        "bench sla ({backend}): {count} open tickets made in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    let clock = ManualClock::at(arrival);
+    let scheduler = crate::sla::Scheduler {
+        config: config.clone(),
+        store: store.clone(),
+        notifier: crate::sla::fixed(
+            crate::notify::notifier(&config).map_err(|p| anyhow::anyhow!("{p}"))?,
+        ),
+        clock: Arc::new(clock.clone()) as SharedClock,
+        wake: Arc::new(tokio::sync::Notify::new()),
+        leader: None,
+    };
+    // 1. Every ticket is new: the catch-up pass looks at each once.
+    let start = Instant::now();
+    let mut ticks = 0;
+    let mut looked = 0;
+    loop {
+        let r = scheduler.tick().await?;
+        ticks += 1;
+        looked += r.tickets;
+        if r.tickets == 0 {
+            break;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "  catch-up: {looked} tickets looked at in {ticks} ticks, {secs:.1} s ({:.0} tickets/s)",
+        looked as f64 / secs
+    );
+    // 2. Idle ticks: nothing due (an index probe, no scan).
+    let mut times = Vec::new();
+    for i in 0..50 {
+        clock.set(arrival + 1_000 * i);
+        let start = Instant::now();
+        let r = scheduler.tick().await?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(
+            r.tickets == 0,
+            "an idle tick looked at {} tickets",
+            r.tickets
+        );
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "  idle tick: median {:.2} ms, max {:.2} ms over {} ticks",
+        times[times.len() / 2],
+        times[times.len() - 1],
+        times.len()
+    );
+    // 3. Ticks every 30 s of the first business hour after the first
+    // warnings: each sends the warnings (and escalations) due since the last.
+    let first_warning = cal
+        .due(
+            jiff::Timestamp::from_millisecond(arrival)?,
+            Duration::from_secs(45 * 60),
+        )?
+        .as_millisecond();
+    let mut busy = Vec::new();
+    let (mut sent, mut mails) = (0, 0);
+    for i in 0..120 {
+        clock.set(first_warning + 30_000 * i);
+        let start = Instant::now();
+        let r = scheduler.tick().await?;
+        busy.push((start.elapsed().as_secs_f64() * 1000.0, r.tickets));
+        sent += r.levels;
+        mails += r.mails;
+    }
+    let total: f64 = busy.iter().map(|b| b.0).sum();
+    let looked: usize = busy.iter().map(|b| b.1).sum();
+    let worst = busy.iter().map(|b| b.0).fold(0.0, f64::max);
+    println!(
+        "  busy ticks (one hour of 30 s ticks): {} ticks, {looked} tickets looked at, {sent} levels, {mails} mails queued; \
+         {:.1} ms per tick on average, worst {worst:.1} ms; {:.2} ms per ticket looked at",
+        busy.len(),
+        total / busy.len() as f64,
+        total / looked.max(1) as f64
+    );
+    println!(
+        "  RSS {:.1} MiB before the tickets, {:.1} MiB after, peak {:.1} MiB",
+        rss_before,
+        rss_mib(),
+        peak_rss_mib()
+    );
+    store.close().await;
+    Ok(())
 }
 
 pub async fn bench_imap(count: usize) -> anyhow::Result<(f64, f64)> {

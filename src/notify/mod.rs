@@ -8,6 +8,8 @@
 //! - [`policy`] says who must never get an automatic reply (loops, bounces, lists).
 //! - [`templates`] renders the minijinja templates.
 //! - [`sender`] delivers the outbox over SMTP.
+//! - `sla.rs`: the SLA clock's mail (warnings, escalations, on-call pages,
+//!   daily status), for `crate::sla`.
 //!
 //! Customer-facing mail goes to the customer alone; internal lists get their own
 //! mails, so no internal address is ever shown to a customer.
@@ -16,6 +18,7 @@ mod event;
 pub mod policy;
 mod relay;
 pub mod sender;
+mod sla;
 mod steering;
 pub mod templates;
 
@@ -31,6 +34,7 @@ use crate::parse::ParsedMessage;
 use crate::thread::format_tag;
 pub use event::{OutboundMail, Outgoing, TicketEvent};
 pub use relay::{Correspondent, RELAYED_TEXT_CHARS, correspondent, human_size, relay_text};
+pub use sla::{STATUS_TEXT_CHARS, SlaNotice, age};
 pub use steering::Steering;
 use templates::{
     REFLECTED_BODY_CHARS, REFLECTED_ID_CHARS, REFLECTED_NAME_CHARS, REFLECTED_SUBJECT_CHARS,

@@ -193,7 +193,7 @@ impl Notifier {
     }
 }
 
-fn is_robot(address: &str) -> bool {
+pub(super) fn is_robot(address: &str) -> bool {
     let probe = crate::parse::parse(format!("From: {address}\n\n").as_bytes());
     policy::no_reply_reason(&probe, &[]).is_some()
 }

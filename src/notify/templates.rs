@@ -478,6 +478,7 @@ pub fn sample_context() -> Value {
             due => "2026-11-23 09:30 CST", requester => "ann@example.org",
             requester_name => "Ann Lee", requester_display => "Ann Lee <ann@example.org>",
             mailbox => "isda-support", created_at => "2026-11-20 16:30 CST", desk => "isda",
+            owner => "jlee@example.edu",
         },
         desk => sample_desk(),
         message => minijinja::context! {
@@ -485,6 +486,17 @@ pub fn sample_context() -> Value {
             date => "2026-11-20 16:30 CST", message_id => "abc@example.org",
         },
         recipients => vec!["ann@example.org", "isda-pipeline@example.edu"],
+    }
+}
+
+/// An alert's ticket as the SLA mail sees it: no requester, no owner.
+fn sample_alert_ticket() -> Value {
+    minijinja::context! {
+        number => 1042, tag => "[ISDA #1042]", subject => "PROBLEM: db01 is DOWN",
+        queue => "ProductionDefect", kind => "alert", status => "new",
+        urgency => "high", impact => "extensive", priority => "critical",
+        due => "2026-11-23 09:30 CST", mailbox => "map-support",
+        created_at => "2026-11-20 16:30 CST", desk => "isda", owner => (),
     }
 }
 
@@ -532,6 +544,44 @@ pub fn sample_contexts(kind: &str) -> Vec<Value> {
             },
             recipients => vec!["ann@example.org"],
         }],
+        "escalation" | "escalation_warning" => {
+            let sla = |level: &str, clock: &str| {
+                minijinja::context! {
+                    clock => clock, level => level, oncall => level == "oncall",
+                    resolution => clock == "resolution",
+                    level_due => "2026-11-23 09:30 CST", due => "2026-11-23 09:30 CST", age => "2d 17h",
+                }
+            };
+            vec![
+                minijinja::context! { sla => sla("warning", "response"), ..base.clone() },
+                minijinja::context! { sla => sla("escalation", "response"), ..base.clone() },
+                minijinja::context! { sla => sla("oncall", "response"), ..base.clone() },
+                minijinja::context! { sla => sla("level2", "resolution"), ..base.clone() },
+                // An alert's ticket: no requester, nobody holds it.
+                minijinja::context! { ticket => sample_alert_ticket(), sla => sla("escalation", "response"), ..base },
+            ]
+        }
+        "daily_status" => {
+            let status = |latest: bool| {
+                minijinja::context! {
+                    age => "2d 17h", last_activity => "2026-11-21 10:00 CST",
+                    responded => if latest { Value::from("2026-11-20 17:00 CST") } else { Value::from(()) },
+                    latest => if latest {
+                        minijinja::context! {
+                            from => "ann@example.org", at => "2026-11-21 10:00 CST", text => "Still down.",
+                        }
+                    } else {
+                        Value::from(())
+                    },
+                }
+            };
+            vec![
+                // The internal copy: owner and the latest message.
+                minijinja::context! { status => status(true), ..base.clone() },
+                // The customer's copy: neither.
+                minijinja::context! { ticket => sample_alert_ticket(), status => status(false), ..base },
+            ]
+        }
         _ => vec![base],
     }
 }
@@ -548,7 +598,12 @@ mod tests {
                     (format!("{k}.subject"), format!("{{{{ ticket.tag }}}} {k}")),
                     (
                         format!("{k}.txt"),
-                        format!("{k} body for {{{{ ticket.requester }}}}"),
+                        // An alert's SLA mail has no requester.
+                        if ["escalation", "escalation_warning", "daily_status"].contains(k) {
+                            format!("{k} body for {{{{ ticket.tag }}}}")
+                        } else {
+                            format!("{k} body for {{{{ ticket.requester }}}}")
+                        },
                     ),
                 ]
             })

@@ -152,6 +152,9 @@ impl Tx {
     /// Moves a ticket from `from` to `to` (only if it is still in `from`;
     /// `resolved_at` is now when it moves to resolved, else none) and records
     /// a `status` event with the actor and the reason. Whether it moved.
+    /// Like every change to a ticket's clocks (the initial response, a
+    /// transfer), it asks the SLA scheduler to look at the ticket again
+    /// (`sla_next_at` 0).
     pub async fn move_status(
         &mut self,
         number: i64,
@@ -162,7 +165,7 @@ impl Tx {
     ) -> Result<bool, StoreError> {
         let resolved_at = (to == Status::Resolved).then_some(self.now);
         let done = sqlx::query(
-            "UPDATE tickets SET status = $1, resolved_at = $2, updated_at = $3 \
+            "UPDATE tickets SET status = $1, resolved_at = $2, updated_at = $3, sla_next_at = 0 \
              WHERE number = $4 AND status = $5",
         )
         .bind(to.as_str())
@@ -196,7 +199,7 @@ impl Tx {
         actor: &str,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE tickets SET first_response_at = $1 WHERE number = $2 AND first_response_at IS NULL",
+            "UPDATE tickets SET first_response_at = $1, sla_next_at = 0 WHERE number = $2 AND first_response_at IS NULL",
         )
         .bind(self.now)
         .bind(number)
@@ -278,7 +281,7 @@ impl Tx {
         } = *r;
         sqlx::query(
             "UPDATE tickets SET queue = $1, kind = $2, urgency = $3, impact = $4, priority = $5,
-             due_at = $6, updated_at = $7 WHERE number = $8",
+             due_at = $6, updated_at = $7, sla_next_at = 0 WHERE number = $8",
         )
         .bind(text(queue))
         .bind(kind.as_str())

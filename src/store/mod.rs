@@ -16,6 +16,8 @@
 //!   a daemon's liveness, the scheduler's leader).
 //! - [`ops`]: reachability, the gauges of a metrics scrape, SQLite backup.
 //! - [`report`]: the report card's aggregates (`triaged report`).
+//! - [`sla`]: the SLA deadline index and the once-only marks of what the
+//!   scheduler sent.
 //!
 //! The store knows the pure types (`parse`, `classify`, `thread`) and nothing
 //! of sources, the pipeline, notify or the command line.
@@ -28,6 +30,7 @@ mod ops;
 mod outbox;
 mod read;
 mod report;
+mod sla;
 mod write;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +53,7 @@ pub use read::{
 pub use report::{
     BUCKET_MS, BucketCount, EscalationRows, GroupCounts, ReportData, ReportQuery, ResponseTimes,
 };
+pub use sla::{LatestMessage, SlaMark, SlaTicket, StatusChange};
 pub use write::{NewMessage, NewQuarantine, Seen, Tx};
 
 /// Process-wide counts of store trouble, for logs now and for a metrics

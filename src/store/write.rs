@@ -18,6 +18,7 @@ pub struct Tx {
     pub(super) tx: Transaction<'static, Any>,
     first_number: i64,
     pub(super) now: i64,
+    pub(super) backend: super::Backend,
 }
 
 /// An earlier holder of a dedupe key (see [`Tx::seen`]).
@@ -63,10 +64,17 @@ pub struct NewQuarantine<'a> {
 impl Store {
     /// Opens a write transaction; its statements see one `now` ([`Tx::now`]).
     pub async fn begin(&self) -> Result<Tx, StoreError> {
+        self.begin_at(now_ms()).await
+    }
+
+    /// Opens a write transaction whose `now` is `now` (ms): for work driven
+    /// by an injected clock (the SLA scheduler), and tests.
+    pub async fn begin_at(&self, now: i64) -> Result<Tx, StoreError> {
         Ok(Tx {
             tx: self.pool.begin().await?,
             first_number: self.first_number,
-            now: now_ms(),
+            now,
+            backend: self.backend,
         })
     }
 }
@@ -313,7 +321,8 @@ impl Tx {
         }))
     }
 
-    /// Makes a ticket (status new) with the next number and returns it.
+    /// Makes a ticket (status new) with the next number and returns it. The
+    /// SLA scheduler looks at it at its next tick (`sla_next_at` 0).
     pub async fn create_ticket(
         &mut self,
         parsed: &ParsedMessage,
@@ -324,8 +333,8 @@ impl Tx {
         let requester = parsed.requester();
         sqlx::query(
             "INSERT INTO tickets (number, desk, desk_tag, queue, kind, status, requester, requester_name, subject, mailbox, created_at, updated_at,
-               urgency, impact, priority, due_at, tags, alert_key)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17)",
+               urgency, impact, priority, due_at, tags, alert_key, sla_next_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17, 0)",
         )
         .bind(number)
         .bind(&decision.desk)

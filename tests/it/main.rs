@@ -21,6 +21,7 @@ mod poison;
 mod reload;
 mod report;
 mod rules;
+mod sla;
 mod steering;
 mod store;
 mod threading;
