@@ -31,7 +31,7 @@ use crate::clock::SharedClock;
 use crate::config::{Config, SlaConfig};
 use crate::notify::{Notifier, Outgoing, SlaNotice};
 use crate::priority::Priority;
-use crate::store::{NewMail, SlaTicket, Status, StatusChange, Store, StoreError};
+use crate::store::{SlaTicket, Status, StatusChange, Store, StoreError};
 
 /// Which clock a level belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -699,19 +699,7 @@ async fn queue(
     number: i64,
     m: &crate::notify::OutboundMail,
 ) -> Result<(), StoreError> {
-    tx.queue_mail(
-        number,
-        &NewMail {
-            kind: &m.kind,
-            from: &m.from,
-            rcpt: &m.rcpt,
-            subject: &m.subject,
-            message_id: &m.message_id,
-            raw: &m.raw,
-        },
-    )
-    .await
-    .map(|_| ())
+    tx.queue_mail(number, &m.to_new_mail()).await.map(|_| ())
 }
 
 #[cfg(test)]

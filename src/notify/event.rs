@@ -3,7 +3,7 @@
 
 use crate::classify::Decision;
 use crate::parse::ParsedMessage;
-use crate::store::TicketState;
+use crate::store::{NewMail, TicketState};
 
 /// A ticket event, as the composer of outgoing mail sees it. The pipeline
 /// builds it inside the event's transaction, with the counts for the caps
@@ -47,6 +47,20 @@ pub struct OutboundMail {
     pub message_id: String,
     /// The whole RFC 5322 message.
     pub raw: Vec<u8>,
+}
+
+impl OutboundMail {
+    /// The outbox row this mail is queued as (`Tx::queue_mail`).
+    pub fn to_new_mail(&self) -> NewMail<'_> {
+        NewMail {
+            kind: &self.kind,
+            from: &self.from,
+            rcpt: &self.rcpt,
+            subject: &self.subject,
+            message_id: &self.message_id,
+            raw: &self.raw,
+        }
+    }
 }
 
 /// What the composer decided for one kind of mail.

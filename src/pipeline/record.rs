@@ -16,7 +16,7 @@ use crate::notify::{
     CAP_WINDOW_MS, Correspondent, Notifier, Outgoing, Steering, TicketEvent, correspondent,
 };
 use crate::parse::{self, ParsedMessage};
-use crate::store::{NewMail, NewMessage, NewQuarantine, Status, StoreError, TicketState, Tx};
+use crate::store::{NewMessage, NewQuarantine, Status, StoreError, TicketState, Tx};
 use crate::thread::{self, ThreadKeys, Threading, Via};
 
 tokio::task_local! {
@@ -688,18 +688,7 @@ pub(super) async fn queue_all(
             Outgoing::Mail(m) => {
                 // The outbox row is the record that the mail was queued; the
                 // ticket shows it beside its history (`TicketDetail::mail`).
-                tx.queue_mail(
-                    number,
-                    &NewMail {
-                        kind: &m.kind,
-                        from: &m.from,
-                        rcpt: &m.rcpt,
-                        subject: &m.subject,
-                        message_id: &m.message_id,
-                        raw: &m.raw,
-                    },
-                )
-                .await?;
+                tx.queue_mail(number, &m.to_new_mail()).await?;
                 queued += 1;
             }
             Outgoing::Suppressed { kind, reason } => {

@@ -416,6 +416,75 @@ async fn marks_once(url: &str) {
     assert_eq!(desk.store.sla_marks(n).await.expect("marks").len(), 1);
 }
 
+/// With several daemons, only the holder of the `scheduler` lease ticks:
+/// while another daemon holds it, a due escalation waits; once it is free,
+/// this scheduler takes it, sends the escalation, and releases it at stop.
+async fn only_the_lease_holder_ticks(url: &str) {
+    use std::time::Duration;
+    let desk = Desk::new(url).await;
+    let monday = chicago("2026-11-16T10:00");
+    let (n, d) = desk.ticket("map-support", outage("lease@x"), monday).await;
+    let due = d.due_ms.expect("due");
+    let other = "other-host:1:abc";
+    assert!(
+        desk.store
+            .try_lease(triaged::sla::LEASE, other, Duration::from_secs(3600))
+            .await
+            .expect("lease")
+    );
+    let mut me = desk.schedulers[0].clone();
+    me.leader = Some(triaged::sla::Leader {
+        holder: "this-host:2:def".to_string(),
+        ttl: Duration::from_secs(30),
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(me.run(stop.clone()));
+    // Past the escalation: the follower wakes, does not tick.
+    desk.clock.set(due + 10 * MIN);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(desk.mail(n).await.is_empty(), "a follower ticked");
+    // The other daemon stops: the lease is free at the next wake.
+    desk.store
+        .release_lease(triaged::sla::LEASE, other)
+        .await
+        .expect("release");
+    desk.clock.set(due + 20 * MIN);
+    let mut sent = Vec::new();
+    for _ in 0..100 {
+        sent = desk.mail(n).await;
+        if sent.iter().any(|m| m.0 == "escalation") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        sent.iter().any(|m| m.0 == "escalation"),
+        "the new leader sent nothing: {sent:?}"
+    );
+    stop.cancel();
+    task.await.expect("scheduler");
+    // Released at stop: another daemon may lead at once.
+    assert!(
+        desk.store
+            .try_lease(triaged::sla::LEASE, other, Duration::from_secs(30))
+            .await
+            .expect("lease")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_lease_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    only_the_lease_holder_ticks(&format!("sqlite://{}", dir.path().join("l.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_lease_on_postgres() {
+    let db = PgDb::create("sla_lease").await;
+    only_the_lease_holder_ticks(&db.url).await;
+    db.drop_db().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn clock_on_sqlite() {
     let dir = tempfile::tempdir().expect("tempdir");
