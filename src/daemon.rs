@@ -120,10 +120,12 @@ pub async fn run(
     // wake; on one daemon of several at a time (the `scheduler` lease).
     let current = {
         let pipeline = pipeline.clone();
-        let fallback = Arc::new(
-            crate::notify::notifier(&config).map_err(|p| anyhow::anyhow!("templates:\n{p}"))?,
-        );
-        Arc::new(move || pipeline.notifier().unwrap_or_else(|| fallback.clone()))
+        // The pipeline was given its notifier above; the templates are not
+        // loaded a second time for the scheduler.
+        let first = pipeline
+            .notifier()
+            .ok_or_else(|| anyhow::anyhow!("internal: the pipeline has no notifier"))?;
+        Arc::new(move || pipeline.notifier().unwrap_or_else(|| first.clone()))
             as crate::sla::CurrentNotifier
     };
     let scheduler = tokio::spawn(

@@ -175,6 +175,28 @@ async fn reassess(
     }))
 }
 
+/// Re-weighs ticket `number` as `r` with `kind` in its queue (priority
+/// and due time recomputed), records it as a `what` event, and says what
+/// it became.
+#[allow(clippy::too_many_arguments)]
+async fn reweigh(
+    tx: &mut Tx,
+    config: &Config,
+    number: i64,
+    actor: &str,
+    r: &Routing,
+    kind: Kind,
+    what: &str,
+    value: &(dyn std::fmt::Display + Sync),
+) -> Result<Result<String, String>, StoreError> {
+    let detail = reassess(tx, config, number, r, &r.queue, kind).await?;
+    tx.event_by(number, what, actor, &detail).await?;
+    Ok(Ok(format!(
+        "{what} {value}, priority {}",
+        detail["priority"].as_str().unwrap_or("")
+    )))
+}
+
 /// One command: `Ok(what it did)` or `Err(why it was refused)`.
 async fn one(
     tx: &mut Tx,
@@ -253,37 +275,20 @@ async fn one(
                 Ok(format!("transferred from {} to {to}", r.queue))
             }
         },
-        Command::Kind(kind) => {
-            let detail = reassess(tx, config, number, &r, &r.queue, *kind).await?;
-            tx.event_by(number, "kind", actor, &detail).await?;
-            Ok(format!(
-                "kind {kind}, priority {}",
-                detail["priority"].as_str().unwrap_or("")
-            ))
-        }
+        Command::Kind(kind) => reweigh(tx, config, number, actor, &r, *kind, "kind", kind).await?,
         Command::Urgency(u) => {
             let r2 = Routing {
                 urgency: Some(*u),
                 ..r.clone()
             };
-            let detail = reassess(tx, config, number, &r2, &r.queue, r.kind).await?;
-            tx.event_by(number, "urgency", actor, &detail).await?;
-            Ok(format!(
-                "urgency {u}, priority {}",
-                detail["priority"].as_str().unwrap_or("")
-            ))
+            reweigh(tx, config, number, actor, &r2, r.kind, "urgency", u).await?
         }
         Command::Impact(i) => {
             let r2 = Routing {
                 impact: Some(*i),
                 ..r.clone()
             };
-            let detail = reassess(tx, config, number, &r2, &r.queue, r.kind).await?;
-            tx.event_by(number, "impact", actor, &detail).await?;
-            Ok(format!(
-                "impact {i}, priority {}",
-                detail["priority"].as_str().unwrap_or("")
-            ))
+            reweigh(tx, config, number, actor, &r2, r.kind, "impact", i).await?
         }
         Command::RecipientsAdd(list) => {
             tx.add_recipients(number, list).await?;
