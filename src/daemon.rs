@@ -90,12 +90,31 @@ pub async fn run(
         }
         watched.push(mailbox.clone());
     }
-    if watched.is_empty() {
+    let spools: Vec<(String, std::path::PathBuf)> = config
+        .mailboxes
+        .iter()
+        .filter_map(|m| m.spool.clone().map(|s| (m.name.clone(), s)))
+        .collect();
+    if watched.is_empty() && spools.is_empty() {
         bail!(
-            "no mailbox has an [mailboxes.imap] table in {}: nothing to watch",
+            "no mailbox has an [mailboxes.imap] table or a spool in {}: nothing to watch",
             config.source
         );
     }
+    // Each spool (what `triaged deliver` writes) is ingested on this host,
+    // whatever leases it holds: the spool is local to it.
+    let spool_stop = shutdown.clone();
+    let spool_tasks: Vec<_> = spools
+        .into_iter()
+        .map(|(name, dir)| {
+            tokio::spawn(crate::ingest::spool::watch(
+                pipeline.clone(),
+                name,
+                dir,
+                spool_stop.clone(),
+            ))
+        })
+        .collect();
     let http = match &config.http {
         Some(h) => Some(
             crate::http::start(h, store.clone(), shutdown.clone())
@@ -160,6 +179,11 @@ pub async fn run(
     // releases their leases.
     if let Err(e) = fleet.await {
         error!(error = %e, "fleet task failed");
+    }
+    for task in spool_tasks {
+        if let Err(e) = task.await {
+            error!(error = %e, "spool task failed");
+        }
     }
     if let Err(e) = scheduler.await {
         error!(error = %e, "SLA scheduler task failed");

@@ -5,6 +5,8 @@
 //! in one transaction. Reading and parsing overlap with committing, and memory is
 //! bounded by the channel, not by the number of messages.
 
+pub mod spool;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -79,7 +79,9 @@ async fn against_store(
     decision: &Decision,
     keys: &ThreadKeys,
 ) -> Result<String, StoreError> {
-    let store = Store::open(&config.store.database_url, config.tickets.first_number).await?;
+    let store = Store::open(&config.store.database_url, config.tickets.first_number)
+        .await?
+        .with_message_limit(config.ingest.max_message_bytes);
     let result = async {
         let mut tx = store.begin().await?;
         if let Some(id) = msg.message_id.as_deref()
@@ -543,7 +545,8 @@ pub async fn diff(
         None => {
             let store =
                 crate::store::Store::open(&config.store.database_url, config.tickets.first_number)
-                    .await?;
+                    .await?
+                    .with_message_limit(config.ingest.max_message_bytes);
             let mut after = 0;
             loop {
                 let page = store.raw_messages_after(after, 500).await?;

@@ -11,6 +11,7 @@
 
 mod backup;
 mod check;
+mod deliver;
 mod ingest;
 mod outbox;
 mod quarantine;
@@ -56,7 +57,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon: watch every mailbox that has IMAP settings, until SIGTERM or SIGINT.
+    /// Run the daemon: watch every mailbox that has IMAP settings and ingest
+    /// every mailbox's spool, until SIGTERM or SIGINT.
     Run,
     /// Validate the configuration, passwords' sources, routing rules and
     /// templates; print `file:line: reason` per problem.
@@ -87,6 +89,14 @@ pub enum Command {
         /// Inputs; `-` reads stdin (one message, or an mbox if it starts with `From `).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+    },
+    /// Read one message from stdin and write it durably into the mailbox's
+    /// spool, which the daemon ingests; for an MTA's pipe alias. Exit 0 once
+    /// durable, 75 to have the MTA retry, 65 for an empty or oversized message.
+    Deliver {
+        /// The mailbox (default: the first configured); it needs `spool = "..."`.
+        #[arg(long)]
+        mailbox: Option<String>,
     },
     /// List and show tickets.
     Tickets {
@@ -384,6 +394,7 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Arc<Config>> {
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Store::open(&config.store.database_url, config.tickets.first_number)
         .await
+        .map(|s| s.with_message_limit(config.ingest.max_message_bytes))
         .with_context(|| {
             format!(
                 "opening database {}",
@@ -398,6 +409,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { connect, json } => check::check(path, connect, json).await,
         Command::Run => run_daemon(path).await,
+        Command::Deliver { mailbox } => Ok(deliver::deliver(path, mailbox.as_deref())),
         Command::Ingest {
             mailbox,
             verbose,
@@ -541,7 +553,7 @@ async fn run_daemon(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> 
     let mut attempt = 0u32;
     let store = loop {
         match Store::open(&config.store.database_url, config.tickets.first_number).await {
-            Ok(store) => break store,
+            Ok(store) => break store.with_message_limit(config.ingest.max_message_bytes),
             Err(e) if e.is_retryable() && !e.is_resource() && attempt < 5 => {
                 attempt += 1;
                 tracing::warn!(error = %e, attempt, "opening the database failed; trying again");

@@ -297,6 +297,7 @@ pub(super) fn mailboxes(
             desk: m.desk.get_ref().clone(),
             default_queue: m.default_queue.get_ref().clone(),
             imap,
+            spool: m.spool.clone(),
         });
     }
     resolved
@@ -422,8 +423,8 @@ fn imap(c: &ImapConfig) -> Result<ImapSettings, String> {
     if c.password_env.is_none() && c.password_file.is_none() {
         return Err("imap needs password_env or password_file".to_string());
     }
-    let fetch_batch = c.fetch_batch.unwrap_or(100);
-    if fetch_batch == 0 {
+    let fetch_batch = c.fetch_batch;
+    if fetch_batch == Some(0) {
         return Err("imap.fetch_batch must be at least 1".to_string());
     }
     Ok(ImapSettings {

@@ -291,6 +291,9 @@ struct MailboxConfig {
     pub desk: Spanned<String>,
     pub default_queue: Spanned<String>,
     pub imap: Option<ImapConfig>,
+    /// A Maildir that `triaged deliver --mailbox NAME` writes to and the
+    /// daemon ingests from.
+    pub spool: Option<PathBuf>,
 }
 
 /// Outgoing mail server. Without `[smtp]`, mail is queued in the outbox and
@@ -338,8 +341,7 @@ fn default_retry_max() -> u64 {
 fn default_give_up() -> u64 {
     5 * 24 * 3600
 }
-/// lettre sets no TCP_NODELAY, so each SMTP transaction waits about 40 ms on
-/// Nagle's algorithm and the server's delayed ACK; parallel connections hide it.
+/// Lanes, each with its own kept connection (`notify::smtp`).
 fn default_smtp_concurrency() -> usize {
     16
 }
@@ -580,7 +582,10 @@ pub struct ImapSettings {
     pub idle: bool,
     pub poll_interval: std::time::Duration,
     pub idle_timeout: std::time::Duration,
-    pub fetch_batch: usize,
+    /// Messages per chunk (one FETCH, one transaction); `None`: adaptive,
+    /// from 100 up to 500 as the backlog grows. Either way a chunk holds
+    /// at most 2 MiB of mail.
+    pub fetch_batch: Option<usize>,
     pub ca_file: Option<PathBuf>,
 }
 
@@ -605,6 +610,9 @@ pub struct Mailbox {
     pub default_queue: String,
     /// `None` for a mailbox without `[mailboxes.imap]`: not watched.
     pub imap: Option<ImapSettings>,
+    /// The Maildir `triaged deliver` writes this mailbox's mail to (from an
+    /// MTA) and the daemon ingests; `None`: no spool.
+    pub spool: Option<PathBuf>,
     /// The line of its `name` in the config file, for problems found later
     /// (its password); 0 when not from a file.
     pub line: usize,
@@ -745,6 +753,7 @@ impl Config {
         join(&mut self.paths.rules);
         join(&mut self.paths.templates);
         for m in &mut self.mailboxes {
+            join_opt(&mut m.spool);
             if let Some(imap) = &mut m.imap {
                 join_opt(&mut imap.password_file);
                 join_opt(&mut imap.ca_file);

@@ -387,7 +387,7 @@ protocol imap {{
             idle: true,
             poll_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(25 * 60),
-            fetch_batch: 100,
+            fetch_batch: None,
             ca_file: None,
         }
     }

@@ -19,6 +19,7 @@ pub mod policy;
 mod relay;
 pub mod sender;
 mod sla;
+pub mod smtp;
 mod steering;
 pub mod templates;
 

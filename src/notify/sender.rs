@@ -1,4 +1,5 @@
-//! The sender: delivers the outbox over SMTP with lettre.
+//! The sender: delivers the outbox over SMTP (`notify::smtp`: lettre's SMTP
+//! connection, one kept connection per lane).
 //!
 //! It claims due rows oldest first (a claim names this sender's run and
 //! expires, see `store::outbox`), so that two daemons on one database never
@@ -8,7 +9,8 @@
 //! the result right after the server's answer:
 //! - accepted: `sent`. The at-least-once window is the time between the
 //!   server's acceptance and that update; a crash inside it sends the mail once
-//!   more after restart.
+//!   more after restart. Lanes share these updates' commits (`Recorder`: a
+//!   group commit), and a lane takes its next mail only after its update.
 //! - 5xx: `failed`, with the server's words, never retried on its own
 //!   (`triaged outbox retry ID` puts it back).
 //! - anything else (4xx, connection refused, timeout): retried with exponential
@@ -21,15 +23,17 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lettre::Address;
 use lettre::address::Envelope;
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::client::Tls;
+use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::smtp::{Lane, SendError};
 use crate::clock::now_ms;
 use crate::config::{Security, SmtpConfig};
 use crate::store::{OutboxMail, Store};
@@ -44,51 +48,63 @@ const MIN_CLAIM: Duration = Duration::from_secs(60);
 
 pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
 
-/// Builds the SMTP transport from the configuration.
+/// lettre's whole transport, for `triaged check --connect` (EHLO, AUTH, NOOP).
 pub fn transport(c: &SmtpConfig) -> Result<Transport, String> {
-    let tls = |host: &str| -> Result<TlsParameters, String> {
-        let mut b = TlsParameters::builder(host.to_string());
-        if let Some(file) = &c.ca_file {
-            let pem =
-                std::fs::read(file).map_err(|e| format!("ca_file {}: {e}", file.display()))?;
-            let cert = Certificate::from_pem(&pem)
-                .map_err(|e| format!("ca_file {}: {e}", file.display()))?;
-            b = b.add_root_certificate(cert);
-        }
-        b.build().map_err(|e| format!("TLS: {e}"))
-    };
     let mut b = Transport::builder_dangerous(&c.host).port(c.port());
     b = match c.security {
-        Security::Tls => b.tls(Tls::Wrapper(tls(&c.host)?)),
-        Security::Starttls => b.tls(Tls::Required(tls(&c.host)?)),
+        Security::Tls => b.tls(Tls::Wrapper(super::smtp::tls_parameters(c)?)),
+        Security::Starttls => b.tls(Tls::Required(super::smtp::tls_parameters(c)?)),
         Security::Plain => b.tls(Tls::None),
     };
     if let (Some(user), Some(pw)) = (&c.username, c.password()?) {
         b = b.credentials(Credentials::new(user.clone(), pw.expose().to_string()));
     }
-    // One kept-alive connection per transport; the sender runs one transport
-    // per lane (see `transports`).
-    let pool = PoolConfig::new().max_size(1);
     Ok(b.timeout(Some(Duration::from_secs(c.timeout_secs)))
-        .pool_config(pool)
+        .pool_config(PoolConfig::new().max_size(1))
         .build())
 }
 
-/// One transport per lane of `concurrency`: each lane sends its share of a
-/// batch in order over its own connection.
-pub fn transports(c: &SmtpConfig) -> Result<Vec<Transport>, String> {
-    (0..c.concurrency.max(1)).map(|_| transport(c)).collect()
+/// One lane per `concurrency`: each lane sends its share of a batch in order
+/// over its own kept connection (see `notify::smtp`).
+pub fn transports(c: &SmtpConfig) -> Result<Vec<Lane>, String> {
+    super::smtp::lanes(c, c.concurrency.max(1))
 }
 
 /// The sender task.
 pub struct Sender {
     pub store: Store,
     /// One per lane, from [`transports`].
-    pub transports: Vec<Transport>,
+    pub transports: Vec<Lane>,
     pub config: SmtpConfig,
     /// Poked after every commit that queued mail.
     pub wake: Arc<Notify>,
     pub shutdown: CancellationToken,
+}
+
+/// Group commit of outcomes: a lane queues its mail's outcome, then waits
+/// for the right to write; whoever gets it writes every queued outcome in
+/// one transaction. A lane goes on to its next mail only once its outcome is
+/// committed (by itself or by the lane before it), so the at-least-once
+/// window stays "acceptance to the update"; lanes just share the commits.
+#[derive(Default)]
+struct Recorder {
+    done: std::sync::Mutex<Vec<(i64, bool, String)>>,
+    writer: tokio::sync::Mutex<()>,
+}
+
+impl Recorder {
+    async fn record(&self, store: &Store, id: i64, sent: bool, words: String) {
+        self.done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, sent, words));
+        let _writer = self.writer.lock().await;
+        let batch = std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Err(e) = store.outbox_finish_many(&batch).await {
+            let ids: Vec<i64> = batch.iter().map(|(id, _, _)| *id).collect();
+            warn!(outbox = ?ids, error = %e, "could not record the outcome of mails; they are sent again when their claim expires");
+        }
+    }
 }
 
 enum Delivery {
@@ -101,6 +117,7 @@ impl Sender {
     /// Runs until shutdown. At shutdown the mail in hand is finished first.
     pub async fn run(self) {
         let sender = Arc::new(self);
+        let recorder = Arc::new(Recorder::default());
         let claimer = claimer_name();
         // The longest one mail can take (two tries, each bounded by the
         // timeout): a mail is started only with this much of its claim left.
@@ -129,6 +146,7 @@ impl Sender {
                 let results =
                     futures::future::join_all((0..sender.transports.len().max(1)).map(|lane| {
                         let s = sender.clone();
+                        let recorder = recorder.clone();
                         let next = &next;
                         async move {
                             let mut all_done = true;
@@ -140,7 +158,7 @@ impl Sender {
                                     unsent.push(mail.id);
                                     continue;
                                 }
-                                all_done &= s.deliver(mail, lane).await;
+                                all_done &= s.deliver(mail, lane, &recorder).await;
                             }
                             (all_done, unsent)
                         }
@@ -172,18 +190,24 @@ impl Sender {
     }
 
     /// Sends one mail and records the outcome; false when it is to be retried.
-    async fn deliver(&self, mail: OutboxMail, lane: usize) -> bool {
+    async fn deliver(&self, mail: OutboxMail, lane: usize, recorder: &Recorder) -> bool {
         let result = self.send(&mail, lane).await;
         let recorded = match &result {
             Delivery::Sent(response) => {
                 info!(outbox = mail.id, ticket = ?mail.ticket_number, kind = %mail.kind, to = ?mail.rcpt, "mail sent");
                 crate::metrics::mail_sent(&mail.kind);
-                self.store.outbox_sent(mail.id, response).await
+                recorder
+                    .record(&self.store, mail.id, true, response.clone())
+                    .await;
+                Ok(())
             }
             Delivery::Failed(error) => {
                 warn!(outbox = mail.id, ticket = ?mail.ticket_number, error = %error, "mail failed for good");
                 crate::metrics::mail_failed(&mail.kind);
-                self.store.outbox_failed(mail.id, error).await
+                recorder
+                    .record(&self.store, mail.id, false, error.clone())
+                    .await;
+                Ok(())
             }
             Delivery::Retry(error) => {
                 let age = now_ms() - mail.created_at;
@@ -195,7 +219,8 @@ impl Sender {
                     );
                     warn!(outbox = mail.id, error = %why, "mail failed for good");
                     crate::metrics::mail_failed(&mail.kind);
-                    self.store.outbox_failed(mail.id, &why).await
+                    recorder.record(&self.store, mail.id, false, why).await;
+                    Ok(())
                 } else {
                     let delay = backoff(&self.config, mail.attempts);
                     warn!(outbox = mail.id, error = %error, retry_in_s = delay.as_secs(), "mail not sent; will retry");
@@ -230,22 +255,14 @@ impl Sender {
             Ok(e) => e,
             Err(e) => return Delivery::Failed(format!("envelope: {e}")),
         };
-        // A temporary refusal is often about the connection, not the mail (a
-        // server's per-session message limit, an idle connection it dropped):
-        // one more try, on a fresh connection, before backing off.
-        let mut last = None;
+        // A temporary failure is often about the connection, not the mail (a
+        // server's per-session message limit, a connection it dropped, a
+        // greeting that never came): one more try, on a fresh connection (a
+        // failed try never keeps its connection), before backing off. Each try
+        // is bounded by `timeout_secs` in all (`Lane::send`).
+        let mut last = String::new();
         for _ in 0..2 {
-            // A guard above lettre's own timeouts: no mail may hold a slot forever.
-            let limit = Duration::from_secs(self.config.timeout_secs.max(1));
-            let sent =
-                match tokio::time::timeout(limit, transport.send_raw(&envelope, &mail.raw)).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        last = Some(format!("no answer from the SMTP server within {limit:?}"));
-                        continue;
-                    }
-                };
-            match sent {
+            match transport.send(&envelope, &mail.raw).await {
                 Ok(response) => {
                     return Delivery::Sent(format!(
                         "{} {}",
@@ -253,11 +270,11 @@ impl Sender {
                         response.message().collect::<Vec<_>>().join(" ")
                     ));
                 }
-                Err(e) if e.is_permanent() => return Delivery::Failed(e.to_string()),
-                Err(e) => last = Some(e.to_string()),
+                Err(SendError::Permanent(e)) => return Delivery::Failed(e),
+                Err(SendError::Temporary(e)) => last = e,
             }
         }
-        Delivery::Retry(last.unwrap_or_default())
+        Delivery::Retry(last)
     }
 }
 

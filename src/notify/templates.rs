@@ -419,26 +419,60 @@ pub fn reflect_line(s: &str, max: usize) -> String {
 /// dropped, at most `max` characters, lines longer than 996 bytes broken.
 pub fn reflect_text(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max.saturating_mul(2)));
-    let mut chars = s.chars().peekable();
+    let mut rest = s;
     let mut count = 0;
     let mut line = 0;
     let mut truncated = false;
-    while let Some(c) = chars.next() {
+    loop {
+        // A run of printable ASCII (one byte, one character each) is copied
+        // whole, up to the line and character limits: most of a body.
+        let run = rest
+            .bytes()
+            .take_while(|b| (0x20..0x7f).contains(b))
+            .count();
+        let mut taken = 0;
+        while taken < run {
+            if count >= max {
+                truncated = true;
+                break;
+            }
+            if line >= TEXT_LINE_BYTES {
+                out.push('\n');
+                line = 0;
+            }
+            let n = (run - taken).min(max - count).min(TEXT_LINE_BYTES - line);
+            out.push_str(&rest[taken..taken + n]);
+            taken += n;
+            count += n;
+            line += n;
+        }
+        if truncated {
+            break;
+        }
+        rest = &rest[run..];
+        let mut chars = rest.chars();
+        let Some(c) = chars.next() else {
+            break;
+        };
         if count >= max {
             truncated = true;
             break;
         }
         let c = match c {
             '\r' => {
-                if chars.peek() == Some(&'\n') {
+                if chars.as_str().starts_with('\n') {
                     chars.next();
                 }
                 '\n'
             }
             '\n' | '\t' => c,
-            c if is_invisible_control(c) => continue,
+            c if is_invisible_control(c) => {
+                rest = chars.as_str();
+                continue;
+            }
             c => c,
         };
+        rest = chars.as_str();
         if c == '\n' {
             line = 0;
         } else if line + c.len_utf8() > TEXT_LINE_BYTES {
@@ -589,6 +623,83 @@ pub fn sample_contexts(kind: &str) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The character-at-a-time `reflect_text` the ASCII-run one replaced.
+    fn reflect_text_by_char(s: &str, max: usize) -> String {
+        let mut out = String::new();
+        let mut chars = s.chars().peekable();
+        let (mut count, mut line, mut truncated) = (0, 0, false);
+        while let Some(c) = chars.next() {
+            if count >= max {
+                truncated = true;
+                break;
+            }
+            let c = match c {
+                '\r' => {
+                    if chars.peek() == Some(&'\n') {
+                        chars.next();
+                    }
+                    '\n'
+                }
+                '\n' | '\t' => c,
+                c if is_invisible_control(c) => continue,
+                c => c,
+            };
+            if c == '\n' {
+                line = 0;
+            } else if line + c.len_utf8() > TEXT_LINE_BYTES {
+                out.push('\n');
+                line = 0;
+            }
+            if c != '\n' {
+                line += c.len_utf8();
+            }
+            out.push(c);
+            count += 1;
+        }
+        if truncated {
+            out.push_str("\n[... truncated]");
+        }
+        out
+    }
+
+    #[test]
+    fn reflect_text_runs_match_char_by_char() {
+        let pieces = [
+            "plain words ",
+            "\r\n",
+            "\r",
+            "\n",
+            "\t",
+            "\u{1b}[31m",
+            "\u{202e}",
+            "é",
+            "日本",
+            "\u{7f}",
+            "x",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for case in 0..400 {
+            let mut s = String::new();
+            for _ in 0..(case % 40) {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let p = pieces[(seed >> 33) as usize % pieces.len()];
+                if (seed >> 20).is_multiple_of(7) {
+                    s.push_str(&"a".repeat(300 + (seed >> 40) as usize % 900));
+                }
+                s.push_str(p);
+            }
+            for max in [0, 1, 5, 37, 996, 1000, 5000, usize::MAX] {
+                assert_eq!(
+                    reflect_text(&s, max),
+                    reflect_text_by_char(&s, max),
+                    "case {case} max {max}: {s:?}"
+                );
+            }
+        }
+    }
 
     fn set(extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut files: Vec<(String, String)> = KINDS

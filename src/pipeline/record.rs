@@ -16,7 +16,9 @@ use crate::notify::{
     CAP_WINDOW_MS, Correspondent, Notifier, Outgoing, Steering, TicketEvent, correspondent,
 };
 use crate::parse::{self, ParsedMessage};
-use crate::store::{NewMessage, NewQuarantine, Status, StoreError, TicketState, Tx};
+use crate::store::{
+    NewMessage, NewQuarantine, RecentCaps, Seen, Status, StoreError, TicketState, Tx,
+};
 use crate::thread::{self, ThreadKeys, Threading, Via};
 
 tokio::task_local! {
@@ -40,10 +42,16 @@ pub(super) async fn record(
     notifier: Option<&Notifier>,
     p: &Prepared,
 ) -> Result<Recorded, StoreError> {
-    if let Some(outcome) = own_mail(tx, config, p).await? {
+    let message_id = match &p.action {
+        Action::Ticket { parsed, .. } => parsed.message_id.as_deref(),
+        Action::Quarantine { .. } => None,
+    };
+    let (base_key, _) = split_dedupe_key(&p.dedupe_key);
+    let (own, seen) = tx.arrival(message_id, base_key, &p.dedupe_key).await?;
+    if let Some(outcome) = own_mail(tx, config, p, own).await? {
         return Ok(Recorded { outcome, queued: 0 });
     }
-    let fresh = match dedupe(tx, p).await? {
+    let fresh = match dedupe(tx, p, seen).await? {
         Dedupe::Seen(outcome) => return Ok(Recorded { outcome, queued: 0 }),
         Dedupe::New(fresh) => fresh,
     };
@@ -161,6 +169,7 @@ async fn own_mail(
     tx: &mut Tx,
     config: &Config,
     p: &Prepared,
+    own: Option<i64>,
 ) -> Result<Option<Outcome>, StoreError> {
     let Action::Ticket { parsed, .. } = &p.action else {
         return Ok(None);
@@ -168,7 +177,7 @@ async fn own_mail(
     let Some(message_id) = parsed.message_id.as_deref() else {
         return Ok(None);
     };
-    let Some(number) = tx.own_mail(message_id).await? else {
+    let Some(number) = own else {
         return Ok(None);
     };
     // Our mail is always From one of the desks' own addresses. Anything else
@@ -224,10 +233,14 @@ enum Dedupe<'a> {
 /// Seen before, as a message or in quarantine? A key `mid:<id>#<hash>` is
 /// looked up as itself and as `mid:<id>` (the first message with that ID,
 /// stored before any collision).
-async fn dedupe<'a>(tx: &mut Tx, p: &'a Prepared) -> Result<Dedupe<'a>, StoreError> {
+async fn dedupe<'a>(
+    tx: &mut Tx,
+    p: &'a Prepared,
+    seen: Vec<Seen>,
+) -> Result<Dedupe<'a>, StoreError> {
     let (base_key, content_hash) = split_dedupe_key(&p.dedupe_key);
     let mut collision = None;
-    for seen in tx.seen(base_key, &p.dedupe_key).await? {
+    for seen in seen {
         let mut hash = seen.content_hash.clone();
         if hash.is_none() && !seen.in_quarantine && content_hash.is_some() {
             // Stored before content hashes were kept: its raw bytes tell
@@ -648,15 +661,11 @@ async fn notify(
     };
     let since = tx.now() - CAP_WINDOW_MS;
     let sender = parsed.requester().map(|a| a.address.to_ascii_lowercase());
-    let recent_acks = match (created, &sender) {
-        (true, Some(sender)) => tx.recent_acks(sender, since).await?,
-        _ => 0,
-    };
-    let (recent_notified_sender, recent_notified_alert) = if created {
-        tx.recent_notified(sender.as_deref(), decision.alert_key.as_deref(), since)
+    let caps = if created {
+        tx.recent_caps(sender.as_deref(), decision.alert_key.as_deref(), since)
             .await?
     } else {
-        (0, 0)
+        RecentCaps::default()
     };
     let event = TicketEvent {
         created,
@@ -664,9 +673,9 @@ async fn notify(
         mailbox: &p.mailbox,
         decision,
         parsed,
-        recent_acks,
-        recent_notified_sender,
-        recent_notified_alert,
+        recent_acks: caps.acks,
+        recent_notified_sender: caps.by_sender,
+        recent_notified_alert: caps.by_alert,
         now: tx.now(),
         raw: &p.raw,
         ticket,

@@ -5,13 +5,16 @@ use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::Path;
 
-use regex::{RegexBuilder, RegexSetBuilder};
+use regex_automata::meta;
+use regex_automata::nfa::thompson::{self, WhichCaptures};
+use regex_automata::util::syntax;
+use regex_syntax::hir::Hir;
 use toml::Spanned;
 
 use super::format::{CondDe, FileDe, MatchAt, MatchDe, MatchTable, Patterns, RuleDe};
 use super::{
     Actions, Atom, Builtin, Expr, FIXED_SLOTS, Field, FieldIndex, Index, Known, Matcher, Part,
-    Rule, RuleSet, Template,
+    Rule, RuleRegex, RuleSet, Template,
 };
 use crate::priority::{Impact, Kind, Urgency};
 use crate::problem::{Problem, line_of};
@@ -28,7 +31,7 @@ const SIZE_CLASSES: [usize; 3] = [4 * 1024, 128 * 1024, RULE_SIZE_LIMIT];
 /// 1 MiB regex.
 pub const TOTAL_SIZE_LIMIT: usize = 64 * 1024 * 1024;
 /// The lazy DFA cache of one regex (grows while matching, never beyond this).
-const RULE_DFA_LIMIT: usize = 2 * 1024 * 1024;
+pub(super) const RULE_DFA_LIMIT: usize = 2 * 1024 * 1024;
 /// The compiled size of all the regexes of one field together (one `RegexSet`).
 /// A thousand generated rules need under 1 MB per field, the shipped ones 0.5 MB.
 pub const SET_SIZE_LIMIT: usize = 16 * 1024 * 1024;
@@ -113,6 +116,7 @@ impl RuleSet {
             rule_name: String::new(),
             atom_origins: Vec::new(),
             regex_charge: 0,
+            hirs: HashMap::new(),
         };
         // First every file is parsed and its lists collected, so that a rule
         // may use a list defined in any file.
@@ -194,7 +198,13 @@ impl RuleSet {
         if !c.problems.is_empty() {
             return Err(c.problems);
         }
-        let index = build_index(&c.atoms, &c.atom_origins, c.header_names, &mut c.problems);
+        let index = build_index(
+            &c.atoms,
+            &c.atom_origins,
+            c.header_names,
+            std::mem::take(&mut c.hirs),
+            &mut c.problems,
+        );
         if !c.problems.is_empty() {
             return Err(c.problems);
         }
@@ -247,6 +257,9 @@ struct Compiler<'k> {
     atom_origins: Vec<AtomOrigin>,
     /// The compiled size of the regexes so far, counted by size class.
     regex_charge: usize,
+    /// Each regex as parsed (by pattern and case sensitivity), for the
+    /// field sets: a pattern is parsed once.
+    hirs: HashMap<(String, bool), Hir>,
 }
 
 /// How the short form of a matcher (a bare string or array) reads on a field.
@@ -510,21 +523,11 @@ impl Compiler<'_> {
                 // Over budget already (reported once): compile nothing more.
                 return Expr::True;
             }
-            // Each regex is compiled within the smallest size class it fits
+            // Each regex is checked within the smallest size class it fits
             // and counted at that size against the budget of the whole set.
-            let mut built = Err(regex::Error::CompiledTooBig(0));
-            for class in SIZE_CLASSES {
-                built = RegexBuilder::new(&source)
-                    .case_insensitive(!case_sensitive)
-                    .size_limit(class)
-                    .dfa_size_limit(RULE_DFA_LIMIT)
-                    .build();
-                if built.is_ok() {
-                    self.regex_charge += class;
-                }
-                if !matches!(built, Err(regex::Error::CompiledTooBig(_))) {
-                    break;
-                }
+            let built = check_regex(&source, case_sensitive);
+            if let Ok((_, class, _)) = &built {
+                self.regex_charge += class;
             }
             if self.regex_charge > TOTAL_SIZE_LIMIT {
                 let rule = self.rule_name.clone();
@@ -542,7 +545,15 @@ impl Compiler<'_> {
                 return Expr::True;
             }
             match built {
-                Ok(r) => regexes.push(r),
+                Ok((names, _, hir)) => {
+                    self.hirs.insert((source.clone(), case_sensitive), hir);
+                    regexes.push(RuleRegex {
+                        source,
+                        case_sensitive,
+                        names,
+                        compiled: std::sync::OnceLock::new(),
+                    });
+                }
                 Err(regex::Error::CompiledTooBig(limit)) => {
                     let rule = self.rule_name.clone();
                     self.problem(
@@ -588,7 +599,6 @@ impl Compiler<'_> {
             Matcher::Regex {
                 regexes,
                 description,
-                case_sensitive,
             },
         )
     }
@@ -833,7 +843,7 @@ impl Compiler<'_> {
                     }) = self.atoms.get(*a as usize)
                     {
                         for r in regexes {
-                            out.extend(r.capture_names().flatten().map(str::to_string));
+                            out.extend(r.capture_names().map(str::to_string));
                         }
                     }
                 }
@@ -957,11 +967,12 @@ fn build_index(
     atoms: &[Atom],
     origins: &[AtomOrigin],
     header_names: HashMap<String, u32>,
+    mut hirs: HashMap<(String, bool), Hir>,
     problems: &mut Vec<Problem>,
 ) -> Index {
     let slots = FIXED_SLOTS + header_names.len();
     let mut fields: Vec<FieldIndex> = (0..slots).map(|_| FieldIndex::default()).collect();
-    let mut patterns: Vec<Vec<String>> = vec![Vec::new(); slots];
+    let mut patterns: Vec<Vec<Hir>> = vec![Vec::new(); slots];
     let mut bools = Vec::new();
     for (id, a) in atoms.iter().enumerate() {
         let id = id as u32;
@@ -972,7 +983,20 @@ fn build_index(
         match &a.matcher {
             Matcher::Regex { regexes, .. } => {
                 for r in regexes {
-                    patterns[slot].push(r.as_str().to_string());
+                    // Parsed when checked; an atom shared by several rules
+                    // is one atom, so each is taken once.
+                    let key = (r.as_str().to_string(), r.case_sensitive);
+                    let hir = match hirs.remove(&key) {
+                        Some(h) => h,
+                        None => match syntax::parse_with(
+                            r.as_str(),
+                            &syntax::Config::new().case_insensitive(!r.case_sensitive),
+                        ) {
+                            Ok(h) => h,
+                            Err(_) => continue,
+                        },
+                    };
+                    patterns[slot].push(hir);
                     fi.set_atoms.push(id);
                 }
             }
@@ -1012,24 +1036,9 @@ fn build_index(
         if pats.is_empty() {
             continue;
         }
-        // The individual regexes were built with the case-insensitive flag;
-        // their source text does not carry it, so it is restored per pattern.
-        let sources: Vec<String> = pats
-            .iter()
-            .zip(&fields[slot].set_atoms)
-            .map(
-                |(p, &id)| match atoms.get(id as usize).map(|a| &a.matcher) {
-                    Some(Matcher::Regex {
-                        case_sensitive: true,
-                        ..
-                    }) => p.clone(),
-                    _ => format!("(?i){p}"),
-                },
-            )
-            .collect();
-        match build_set(&sources) {
+        match build_set(&pats) {
             Ok(set) => {
-                max_set = max_set.max(set.len());
+                max_set = max_set.max(set.pattern_len());
                 fields[slot].set = Some(set);
             }
             Err(e) => {
@@ -1041,7 +1050,7 @@ fn build_index(
                     .unwrap_or_default();
                 problems.push(set_problem(
                     &field,
-                    &sources,
+                    &pats,
                     &fields[slot].set_atoms,
                     origins,
                     &e,
@@ -1062,11 +1071,78 @@ fn build_index(
     }
 }
 
-fn build_set(sources: &[String]) -> Result<regex::RegexSet, regex::Error> {
-    RegexSetBuilder::new(sources)
-        .size_limit(SET_SIZE_LIMIT)
-        .dfa_size_limit(SET_DFA_LIMIT)
-        .build()
+/// Checks one rule regex as `regex::RegexBuilder` would build it
+/// (case-insensitive unless `case_sensitive`, [`RULE_SIZE_LIMIT`]), without
+/// building the matcher: the pattern is parsed once, and its forward and
+/// reverse NFAs (the two a `Regex` builds, each under the size limit) are
+/// compiled in each size class, smallest first, until they fit. Gives its
+/// named groups, the class it fits and the parsed pattern, or the error
+/// `regex` would give:
+/// `Syntax` with the parser's words, `CompiledTooBig` with the limit.
+fn check_regex(
+    source: &str,
+    case_sensitive: bool,
+) -> Result<(Vec<String>, usize, Hir), regex::Error> {
+    let hir = syntax::parse_with(
+        source,
+        &syntax::Config::new().case_insensitive(!case_sensitive),
+    )
+    .map_err(|e| regex::Error::Syntax(e.to_string()))?;
+    let mut too_big = regex::Error::CompiledTooBig(RULE_SIZE_LIMIT);
+    for class in SIZE_CLASSES {
+        let config = thompson::Config::new()
+            .utf8(true)
+            .nfa_size_limit(Some(class))
+            .shrink(false);
+        let forward = thompson::Compiler::new()
+            .configure(config.clone().which_captures(WhichCaptures::All))
+            .build_from_hir(&hir);
+        let reverse = match &forward {
+            Ok(_) => thompson::Compiler::new()
+                .configure(config.which_captures(WhichCaptures::None).reverse(true))
+                .build_from_hir(&hir)
+                .map(|_| ()),
+            Err(_) => Ok(()),
+        };
+        let failed = match (&forward, &reverse) {
+            (Err(e), _) | (Ok(_), Err(e)) => Some(e),
+            (Ok(_), Ok(())) => None,
+        };
+        if let Some(e) = failed {
+            match e.size_limit() {
+                Some(limit) => {
+                    too_big = regex::Error::CompiledTooBig(limit);
+                    continue;
+                }
+                None => return Err(regex::Error::Syntax(e.to_string())),
+            }
+        }
+        if let Ok(nfa) = forward {
+            let names = nfa
+                .group_info()
+                .pattern_names(regex_automata::PatternID::ZERO)
+                .flatten()
+                .map(str::to_string)
+                .collect();
+            return Ok((names, class, hir));
+        }
+    }
+    Err(too_big)
+}
+
+/// One field's set, configured as `regex::RegexSetBuilder` configures one
+/// (every match, no captures), from the patterns parsed at load.
+fn build_set(hirs: &[Hir]) -> Result<meta::Regex, Box<meta::BuildError>> {
+    let config = meta::Config::new()
+        .nfa_size_limit(Some(SET_SIZE_LIMIT))
+        .hybrid_cache_capacity(SET_DFA_LIMIT)
+        .match_kind(regex_automata::MatchKind::All)
+        .utf8_empty(true)
+        .which_captures(WhichCaptures::None);
+    meta::Builder::new()
+        .configure(config)
+        .build_many_from_hir(hirs)
+        .map_err(Box::new)
 }
 
 /// Why one field's patterns cannot be compiled together, at the rule that
@@ -1074,10 +1150,10 @@ fn build_set(sources: &[String]) -> Result<regex::RegexSet, regex::Error> {
 /// compiles is found by bisection (each attempt stops at the size limit).
 fn set_problem(
     field: &str,
-    sources: &[String],
+    sources: &[Hir],
     set_atoms: &[u32],
     origins: &[AtomOrigin],
-    e: &regex::Error,
+    e: &meta::BuildError,
 ) -> Problem {
     let at = |i: usize| {
         set_atoms
@@ -1090,8 +1166,8 @@ fn set_problem(
                 rule: String::new(),
             })
     };
-    match e {
-        regex::Error::CompiledTooBig(limit) => {
+    match e.size_limit() {
+        Some(limit) => {
             // The set of the first `ok` patterns compiles, with `bad` it does not.
             let (mut ok, mut bad) = (0, sources.len());
             while bad - ok > 1 {
@@ -1111,7 +1187,7 @@ fn set_problem(
                      exceed the compiled size limit of {} per field; narrow or remove {} pattern",
                     o.rule,
                     sources.len(),
-                    mib(*limit),
+                    mib(limit),
                     if bad - 1 == 0 {
                         "this"
                     } else {
@@ -1120,12 +1196,12 @@ fn set_problem(
                 ),
             }
         }
-        other => {
+        None => {
             let o = at(0);
             Problem {
                 file: o.file,
                 line: o.line,
-                reason: format!("the {field} patterns cannot be compiled together: {other}"),
+                reason: format!("the {field} patterns cannot be compiled together: {e}"),
             }
         }
     }

@@ -108,7 +108,7 @@ fn values<'m>(
 
 /// Scratch space reused across the fields of one evaluation.
 struct Scratch {
-    set: Vec<bool>,
+    set: regex_automata::PatternSet,
     lower: String,
     domain: String,
 }
@@ -116,14 +116,13 @@ struct Scratch {
 /// Sets the bit of every atom of `fi` that holds for the value `v`.
 fn match_value(fi: &FieldIndex, v: &str, bits: &mut [u64], s: &mut Scratch) {
     if let Some(set) = &fi.set
-        && let Some(slots) = s.set.get_mut(..set.len())
+        && set.pattern_len() <= s.set.capacity()
     {
-        slots.fill(false);
-        if set.matches_read_at(slots, v, 0) {
-            for (i, _) in slots.iter().enumerate().filter(|(_, m)| **m) {
-                if let Some(&id) = fi.set_atoms.get(i) {
-                    set_bit(bits, id);
-                }
+        s.set.clear();
+        set.which_overlapping_matches(&regex_automata::Input::new(v), &mut s.set);
+        for pid in s.set.iter() {
+            if let Some(&id) = fi.set_atoms.get(pid.as_usize()) {
+                set_bit(bits, id);
             }
         }
     }
@@ -181,7 +180,7 @@ impl Atom {
         match &self.matcher {
             Matcher::Regex { regexes, .. } => regexes
                 .iter()
-                .find_map(|r| r.find(v))
+                .find_map(|r| r.regex().and_then(|r| r.find(v)))
                 .map(|m| m.as_str().to_string()),
             Matcher::Exact {
                 values,
@@ -361,7 +360,7 @@ impl RuleSet {
     fn atom_bits(&self, mailbox: &str, msg: &ParsedMessage) -> Vec<u64> {
         let mut bits = vec![0u64; self.atoms.len().div_ceil(64)];
         let mut s = Scratch {
-            set: vec![false; self.index.max_set],
+            set: regex_automata::PatternSet::new(self.index.max_set),
             lower: String::new(),
             domain: String::new(),
         };
@@ -528,9 +527,12 @@ impl RuleSet {
                     &mut vals,
                 );
                 for r in regexes {
-                    if !r.capture_names().flatten().any(|n| wanted.contains(&n)) {
+                    if !r.capture_names().any(|n| wanted.contains(&n)) {
                         continue;
                     }
+                    let Some(r) = r.regex() else {
+                        continue;
+                    };
                     for v in &vals {
                         let Some(caps) = r.captures(v.trim()) else {
                             continue;

@@ -35,7 +35,10 @@ mod format;
 
 use std::collections::{BTreeSet, HashMap};
 
-use regex::{Regex, RegexSet};
+use std::sync::OnceLock;
+
+use regex::Regex;
+use regex_automata::meta;
 use serde::{Deserialize, Serialize};
 
 pub use eval::auto_generated;
@@ -281,9 +284,8 @@ enum Matcher {
     /// Regular expressions and `contains` literals, any of which may match.
     /// The description keeps what was written.
     Regex {
-        regexes: Vec<Regex>,
+        regexes: Vec<RuleRegex>,
         description: String,
-        case_sensitive: bool,
     },
     /// Exact values; lower-cased unless case-sensitive.
     Exact {
@@ -302,6 +304,48 @@ enum Matcher {
     Bool(bool),
 }
 
+/// One regex of a rule. Its syntax and compiled size are checked when the
+/// rules are loaded, and it is matched through its field's `RegexSet`; the
+/// regex of its own (for the text it matched and its captured groups) is
+/// compiled only when a rule that holds asks for it, once per rule set.
+/// Compiling each one at load cost most of a one-message run's start-up.
+#[derive(Debug)]
+struct RuleRegex {
+    /// The pattern as given to the set (`contains` literals escaped).
+    source: String,
+    case_sensitive: bool,
+    /// Its named groups, known at load (alert-key templates are checked
+    /// against them).
+    names: Vec<String>,
+    compiled: OnceLock<Option<Regex>>,
+}
+
+impl RuleRegex {
+    fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    fn capture_names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
+    /// The compiled regex, built on first use with the limits it was
+    /// checked against at load. `None` only if it cannot be built after
+    /// all, which the load-time check rules out; it then matches nothing.
+    fn regex(&self) -> Option<&Regex> {
+        self.compiled
+            .get_or_init(|| {
+                let built = regex::RegexBuilder::new(&self.source)
+                    .case_insensitive(!self.case_sensitive)
+                    .size_limit(compile::RULE_SIZE_LIMIT)
+                    .dfa_size_limit(compile::RULE_DFA_LIMIT)
+                    .build();
+                built.ok()
+            })
+            .as_ref()
+    }
+}
+
 /// A rule's condition over atom numbers.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Expr {
@@ -315,7 +359,9 @@ enum Expr {
 /// Per-field lookup structures built from the atoms.
 #[derive(Debug, Default)]
 struct FieldIndex {
-    set: Option<RegexSet>,
+    /// Every regex of the field, as one `regex::RegexSet` would be (match
+    /// kind all), built from the patterns parsed once at load.
+    set: Option<meta::Regex>,
     /// The atom of each pattern in `set`.
     set_atoms: Vec<u32>,
     exact_ci: HashMap<String, Vec<u32>>,

@@ -11,6 +11,12 @@
 //! connection and reconnect with exponential backoff; watchers share nothing but
 //! the store, so one broken mailbox never stalls another.
 //!
+//! A backlog is pipelined: while one chunk commits, the next is prepared
+//! (parsed, classified) on a blocking thread and the session acknowledges the
+//! chunk committed before and fetches the one after; chunks grow with the
+//! backlog (see [`plan_chunks`]). Acknowledgements stay after their commit and
+//! in UID order; a message is marked in flight before it is prepared.
+//!
 //! A message that kills the process (an abort, a stack overflow) cannot stop
 //! its mailbox: each chunk's UIDs are marked in flight (committed) before they
 //! are prepared, and a later run that finds another run's marker above the
@@ -289,13 +295,8 @@ impl Watcher {
         loop {
             drain(&session);
             let new = self.new_uids(&mut session, cursor.last_uid).await?;
-            for chunk in new.chunks(s.fetch_batch) {
-                self.take_chunk(&mut session, &mut cursor, chunk, can_move)
-                    .await?;
-                if self.shutdown.is_cancelled() {
-                    break;
-                }
-            }
+            self.take_round(&mut session, &mut cursor, &new, can_move)
+                .await?;
             if self.shutdown.is_cancelled() {
                 let _ = session.logout().await;
                 info!(mailbox = %self.mailbox.name, "mailbox closed for shutdown");
@@ -327,7 +328,170 @@ impl Watcher {
             .await?;
         // `n:*` always matches the highest UID, even one below n.
         let uids: BTreeSet<u32> = found.into_iter().filter(|&u| u > last_uid).collect();
-        Ok(uids.into_iter().collect())
+        // A round takes at most ROUND_MAX; the next SEARCH finds the rest.
+        Ok(uids.into_iter().take(ROUND_MAX).collect())
+    }
+
+    /// Takes the new UIDs of one round (ascending).
+    ///
+    /// Up to the last message another run died holding, chunk by chunk as
+    /// [`Watcher::take_chunk`] does; the rest pipelined, three chunks in
+    /// hand at most: while chunk N commits, chunk N+1 (marked in flight
+    /// first) is prepared on a blocking thread, and the session acknowledges
+    /// chunk N-1 and then fetches chunk N+2. Each chunk is acknowledged only
+    /// after its commit returned, in UID order, as in the plain path.
+    async fn take_round(
+        &self,
+        session: &mut ImapSession,
+        cursor: &mut Cursor,
+        new: &[u32],
+        can_move: bool,
+    ) -> Result<(), ImapError> {
+        let (Some(&first), Some(&last)) = (new.first(), new.last()) else {
+            return Ok(());
+        };
+        let priors = self.priors(cursor, first, last).await?;
+        let cut = new
+            .iter()
+            .rposition(|uid| priors.get(uid).is_some_and(|p| p.deaths > 0))
+            .map_or(0, |i| i + 1);
+        let (suspect, rest) = new.split_at(cut);
+        for chunk in suspect.chunks(self.settings.fetch_batch.unwrap_or(ADAPTIVE_MIN)) {
+            self.take_chunk(session, cursor, chunk, can_move).await?;
+            if self.shutdown.is_cancelled() {
+                return Ok(());
+            }
+        }
+        if rest.is_empty() {
+            return Ok(());
+        }
+
+        let limit = self.pipeline.config().ingest.max_message_bytes;
+        let meta = metadata(session, rest).await?;
+        let mut chunks = plan_chunks(rest, &meta, self.settings.fetch_batch, limit).into_iter();
+        let Some(c) = chunks.next() else {
+            return Ok(());
+        };
+        let f = fetch_bodies(session, c, &meta, limit).await?;
+        self.mark(cursor, &f.uids, &priors, "batch").await?;
+        let mut ready = Some(self.prepare(cursor, f).await?);
+        let mut fetched = match chunks.next() {
+            Some(c) => Some(fetch_bodies(session, c, &meta, limit).await?),
+            None => None,
+        };
+        let mut unacked: Option<Vec<u32>> = None;
+        while let Some(current) = ready.take() {
+            let stop = self.shutdown.is_cancelled();
+            let to_prepare = if stop { None } else { fetched.take() };
+            let to_fetch = if stop { None } else { chunks.next() };
+            let to_ack = unacked.take();
+            let base = cursor.clone();
+            // In hand from here until a commit moves the cursor past them.
+            if let Some(f) = &to_prepare {
+                self.mark(&base, &f.uids, &priors, "batch").await?;
+            }
+            let server = async {
+                if let Some(uids) = &to_ack {
+                    self.acknowledge(session, uids, can_move).await?;
+                }
+                match to_fetch {
+                    Some(c) => fetch_bodies(session, c, &meta, limit).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let prepare = async {
+                match to_prepare {
+                    Some(f) => self.prepare(&base, f).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let uids = current.uids.clone();
+            let commit = self.commit_ready(&base, current, &meta);
+            let (committed, prepared, served) = tokio::join!(commit, prepare, server);
+            *cursor = committed?;
+            unacked = Some(uids);
+            ready = prepared?;
+            fetched = served?;
+        }
+        if let Some(uids) = unacked {
+            self.acknowledge(session, &uids, can_move).await?;
+        }
+        Ok(())
+    }
+
+    /// What earlier runs did with the UIDs in `first..=last`, from their
+    /// in-flight markers above the cursor.
+    async fn priors(
+        &self,
+        cursor: &Cursor,
+        first: u32,
+        last: u32,
+    ) -> Result<HashMap<u32, Prior>, ImapError> {
+        Ok(self
+            .pipeline
+            .store()
+            .in_flight(cursor, first, last)
+            .await?
+            .iter()
+            .map(|m| (m.uid, Prior::of(m, run_id())))
+            .collect())
+    }
+
+    /// Prepares a fetched chunk on a blocking thread, in UID order.
+    async fn prepare(&self, cursor: &Cursor, f: Fetched) -> Result<Ready, ImapError> {
+        let pipeline = self.pipeline.clone();
+        let mailbox = self.mailbox.name.clone();
+        let uidvalidity = cursor.uidvalidity;
+        let Fetched { uids, raws, heads } = f;
+        let mut prepared: Vec<(u32, Prepared)> = tokio::task::spawn_blocking(move || {
+            let origin = |uid| Origin::Imap { uidvalidity, uid };
+            raws.into_iter()
+                .map(|(uid, raw)| (uid, pipeline.prepare(&mailbox, origin(uid), raw)))
+                .chain(heads.into_iter().map(|(uid, head, size)| {
+                    (
+                        uid,
+                        pipeline.prepare_oversized(&mailbox, origin(uid), head, size),
+                    )
+                }))
+                .collect()
+        })
+        .await
+        .map_err(|e| ImapError::Internal(format!("message preparation failed: {e}")))?;
+        prepared.sort_by_key(|(uid, _)| *uid);
+        let (taken, batch) = prepared.into_iter().unzip();
+        Ok(Ready { uids, taken, batch })
+    }
+
+    /// Commits a prepared chunk together with the cursor past its last UID;
+    /// returns that cursor. Nothing is acknowledged here.
+    async fn commit_ready(
+        &self,
+        cursor: &Cursor,
+        ready: Ready,
+        meta: &HashMap<u32, Meta>,
+    ) -> Result<Cursor, ImapError> {
+        // A UID that vanished between SEARCH and FETCH (expunged meanwhile) is simply
+        // passed; the cursor still moves past the whole chunk.
+        let next = Cursor {
+            last_uid: ready
+                .uids
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(cursor.last_uid)
+                .max(cursor.last_uid),
+            ..cursor.clone()
+        };
+        let outcomes = self.pipeline.commit(&ready.batch, Some(&next)).await?;
+        let committed = crate::clock::now_ms();
+        for ((uid, p), outcome) in ready.taken.iter().zip(&ready.batch).zip(&outcomes) {
+            log_outcome(&self.mailbox.name, *uid, p, outcome);
+            if let Some(arrived) = meta.get(uid).and_then(|m| m.arrived) {
+                let lag = u64::try_from(committed.saturating_sub(arrived)).unwrap_or(0);
+                metrics::ingest_lag(&self.mailbox.name, Duration::from_millis(lag));
+            }
+        }
+        Ok(next)
     }
 
     /// Flags or moves what was committed but not yet acknowledged on the server.
@@ -379,14 +543,7 @@ impl Watcher {
         let (Some(&first), Some(&last)) = (chunk.iter().min(), chunk.iter().max()) else {
             return Ok(());
         };
-        let priors: HashMap<u32, Prior> = self
-            .pipeline
-            .store()
-            .in_flight(cursor, first, last)
-            .await?
-            .iter()
-            .map(|m| (m.uid, Prior::of(m, run_id())))
-            .collect();
+        let priors = self.priors(cursor, first, last).await?;
         let suspects = priors.values().filter(|p| p.deaths > 0).count();
         if suspects == 0 {
             return self
@@ -437,100 +594,17 @@ impl Watcher {
         alone: bool,
     ) -> Result<(), ImapError> {
         let limit = self.pipeline.config().ingest.max_message_bytes;
-        let set = uid_set(chunk);
-        // Sizes, and arrival times (INTERNALDATE) for the ingest-lag metric.
-        let fetched: Vec<(u32, u32, Option<i64>)> = session
-            .uid_fetch(&set, "(UID RFC822.SIZE INTERNALDATE)")
-            .await?
-            .try_filter_map(|f| async move {
-                let arrived = f.internal_date().map(|d| d.timestamp_millis());
-                Ok(f.uid.map(|u| (u, f.size.unwrap_or(0), arrived)))
-            })
-            .try_collect()
-            .await?;
-        let arrivals: HashMap<u32, i64> = fetched
-            .iter()
-            .filter_map(|&(u, _, at)| at.map(|at| (u, at)))
-            .collect();
-        let sizes: Vec<(u32, u32)> = fetched.iter().map(|&(u, size, _)| (u, size)).collect();
-        let (small, big): (Vec<_>, Vec<_>) = sizes
-            .into_iter()
-            .partition(|&(_, size)| u64::from(size) <= limit);
-
-        let mut raws: Vec<(u32, Vec<u8>)> = Vec::with_capacity(chunk.len());
-        if !small.is_empty() {
-            let set = uid_set(&small.iter().map(|&(u, _)| u).collect::<Vec<_>>());
-            let mut stream = session.uid_fetch(&set, "(UID BODY.PEEK[])").await?;
-            while let Some(f) = stream.try_next().await? {
-                if let (Some(uid), Some(body)) = (f.uid, f.body()) {
-                    raws.push((uid, body.to_vec()));
-                }
-            }
-        }
-        let mut heads: Vec<(u32, Vec<u8>, u64)> = Vec::new();
-        if !big.is_empty() {
-            let set = uid_set(&big.iter().map(|&(u, _)| u).collect::<Vec<_>>());
-            let mut stream = session.uid_fetch(&set, "(UID BODY.PEEK[HEADER])").await?;
-            while let Some(f) = stream.try_next().await? {
-                if let Some(uid) = f.uid {
-                    let size = big
-                        .iter()
-                        .find(|&&(u, _)| u == uid)
-                        .map(|&(_, s)| u64::from(s))
-                        .unwrap_or(0);
-                    heads.push((uid, f.header().unwrap_or_default().to_vec(), size));
-                }
-            }
-        }
+        let meta = metadata(session, chunk).await?;
+        let fetched = fetch_bodies(session, chunk.to_vec(), &meta, limit).await?;
 
         // In hand from here until the commit moves the cursor past them.
         let stage = if alone { "parse" } else { "batch" };
         self.mark(cursor, chunk, priors, stage).await?;
-
-        let pipeline = self.pipeline.clone();
-        let mailbox = self.mailbox.name.clone();
-        let uidvalidity = cursor.uidvalidity;
-        let mut prepared: Vec<(u32, Prepared)> = tokio::task::spawn_blocking(move || {
-            let origin = |uid| Origin::Imap { uidvalidity, uid };
-            raws.into_iter()
-                .map(|(uid, raw)| (uid, pipeline.prepare(&mailbox, origin(uid), raw)))
-                .chain(heads.into_iter().map(|(uid, head, size)| {
-                    (
-                        uid,
-                        pipeline.prepare_oversized(&mailbox, origin(uid), head, size),
-                    )
-                }))
-                .collect()
-        })
-        .await
-        .map_err(|e| ImapError::Internal(format!("message preparation failed: {e}")))?;
-        prepared.sort_by_key(|(uid, _)| *uid);
+        let ready = self.prepare(cursor, fetched).await?;
         if alone {
             self.mark(cursor, chunk, priors, "commit").await?;
         }
-
-        // A UID that vanished between SEARCH and FETCH (expunged meanwhile) is simply
-        // passed; the cursor still moves past the whole chunk.
-        let next = Cursor {
-            last_uid: chunk
-                .iter()
-                .copied()
-                .max()
-                .unwrap_or(cursor.last_uid)
-                .max(cursor.last_uid),
-            ..cursor.clone()
-        };
-        let batch: Vec<Prepared> = prepared.iter().map(|(_, p)| p.clone()).collect();
-        let outcomes = self.pipeline.commit(&batch, Some(&next)).await?;
-        *cursor = next;
-        let committed = crate::clock::now_ms();
-        for ((uid, p), outcome) in prepared.iter().zip(&outcomes) {
-            log_outcome(&self.mailbox.name, *uid, p, outcome);
-            if let Some(&arrived) = arrivals.get(uid) {
-                let lag = u64::try_from(committed.saturating_sub(arrived)).unwrap_or(0);
-                metrics::ingest_lag(&self.mailbox.name, Duration::from_millis(lag));
-            }
-        }
+        *cursor = self.commit_ready(cursor, ready, &meta).await?;
         self.acknowledge(session, chunk, can_move).await
     }
 
@@ -754,6 +828,137 @@ fn run_id() -> &'static str {
     ID.get_or_init(|| format!("{}-{}", std::process::id(), crate::clock::now_ms()))
 }
 
+/// At most this many new UIDs are taken per round (bounds what a round holds).
+const ROUND_MAX: usize = 20_000;
+/// Adaptive chunks: the smallest and the largest, in messages.
+const ADAPTIVE_MIN: usize = 100;
+const ADAPTIVE_MAX: usize = 500;
+/// A chunk holds at most this much mail (unless one message is larger).
+const CHUNK_BYTES: u64 = 2 << 20;
+
+/// One message's size and arrival (INTERNALDATE, for the ingest-lag metric).
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    size: u32,
+    arrived: Option<i64>,
+}
+
+/// A chunk in hand: its UIDs (those expunged meanwhile included), the
+/// messages fetched whole, and the header sections of those over the limit
+/// with their sizes.
+struct Fetched {
+    uids: Vec<u32>,
+    raws: Vec<(u32, Vec<u8>)>,
+    heads: Vec<(u32, Vec<u8>, u64)>,
+}
+
+/// A chunk prepared: its UIDs, and the UID of each prepared message.
+struct Ready {
+    uids: Vec<u32>,
+    taken: Vec<u32>,
+    batch: Vec<Prepared>,
+}
+
+/// Sizes and arrival times of `uids`, in one FETCH.
+async fn metadata(
+    session: &mut ImapSession,
+    uids: &[u32],
+) -> Result<HashMap<u32, Meta>, ImapError> {
+    Ok(session
+        .uid_fetch(uid_set(uids), "(UID RFC822.SIZE INTERNALDATE)")
+        .await?
+        .try_filter_map(|f| async move {
+            let arrived = f.internal_date().map(|d| d.timestamp_millis());
+            Ok(f.uid.map(|u| {
+                (
+                    u,
+                    Meta {
+                        size: f.size.unwrap_or(0),
+                        arrived,
+                    },
+                )
+            }))
+        })
+        .try_collect()
+        .await?)
+}
+
+/// Splits `uids` (ascending) into chunks: `fixed` messages each, or when
+/// unset an eighth of the backlog (between [`ADAPTIVE_MIN`] and
+/// [`ADAPTIVE_MAX`]); and never more than [`CHUNK_BYTES`] of mail in one (a
+/// message over `limit` counts as its header section, at most 64 KiB).
+fn plan_chunks(
+    uids: &[u32],
+    meta: &HashMap<u32, Meta>,
+    fixed: Option<usize>,
+    limit: u64,
+) -> Vec<Vec<u32>> {
+    let count = match fixed {
+        Some(n) => n.max(1),
+        None => (uids.len() / 8).clamp(ADAPTIVE_MIN, ADAPTIVE_MAX),
+    };
+    let mut chunks = Vec::new();
+    let mut current: Vec<u32> = Vec::new();
+    let mut bytes: u64 = 0;
+    for &uid in uids {
+        let size = meta.get(&uid).map_or(0, |m| u64::from(m.size));
+        let size = if size > limit {
+            size.min(64 << 10)
+        } else {
+            size
+        };
+        if !current.is_empty() && (current.len() >= count || bytes + size > CHUNK_BYTES) {
+            chunks.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        current.push(uid);
+        bytes += size;
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+/// Fetches a chunk: whole messages up to `limit`, the header section of
+/// larger ones. UIDs missing from `meta` (expunged) are not fetched.
+async fn fetch_bodies(
+    session: &mut ImapSession,
+    uids: Vec<u32>,
+    meta: &HashMap<u32, Meta>,
+    limit: u64,
+) -> Result<Fetched, ImapError> {
+    let (small, big): (Vec<u32>, Vec<u32>) = uids
+        .iter()
+        .copied()
+        .filter(|u| meta.contains_key(u))
+        .partition(|u| meta.get(u).is_some_and(|m| u64::from(m.size) <= limit));
+    let mut raws: Vec<(u32, Vec<u8>)> = Vec::with_capacity(small.len());
+    if !small.is_empty() {
+        let mut stream = session
+            .uid_fetch(uid_set(&small), "(UID BODY.PEEK[])")
+            .await?;
+        while let Some(f) = stream.try_next().await? {
+            if let (Some(uid), Some(body)) = (f.uid, f.body()) {
+                raws.push((uid, body.to_vec()));
+            }
+        }
+    }
+    let mut heads: Vec<(u32, Vec<u8>, u64)> = Vec::new();
+    if !big.is_empty() {
+        let mut stream = session
+            .uid_fetch(uid_set(&big), "(UID BODY.PEEK[HEADER])")
+            .await?;
+        while let Some(f) = stream.try_next().await? {
+            if let Some(uid) = f.uid {
+                let size = meta.get(&uid).map_or(0, |m| u64::from(m.size));
+                heads.push((uid, f.header().unwrap_or_default().to_vec(), size));
+            }
+        }
+    }
+    Ok(Fetched { uids, raws, heads })
+}
+
 /// Logs one committed message and counts it in the metrics.
 fn log_outcome(mailbox: &str, uid: u32, p: &Prepared, outcome: &Outcome) {
     metrics::ingested(
@@ -849,6 +1054,64 @@ mod tests {
         assert_eq!(of(marker("c", "commit", 3, 0)), (3, 0, 4, true));
         // This run's own marker keeps the deaths counted before it.
         assert_eq!(of(marker("this", "parse", 3, 1)), (2, 1, 3, false));
+    }
+
+    #[test]
+    fn chunks_adapt_to_the_backlog_and_are_bounded_by_bytes() {
+        let meta = |uids: &[u32], size: u32| -> HashMap<u32, Meta> {
+            uids.iter()
+                .map(|&u| {
+                    (
+                        u,
+                        Meta {
+                            size,
+                            arrived: None,
+                        },
+                    )
+                })
+                .collect()
+        };
+        let lens = |c: &[Vec<u32>]| c.iter().map(Vec::len).collect::<Vec<_>>();
+        let uids: Vec<u32> = (1..=10_000).collect();
+        let small = meta(&uids, 3_000);
+        // A large backlog: the largest chunks.
+        assert_eq!(
+            lens(&plan_chunks(&uids, &small, None, 1 << 20)),
+            vec![500; 20]
+        );
+        // A small one: the smallest.
+        assert_eq!(
+            lens(&plan_chunks(&uids[..150], &small, None, 1 << 20)),
+            vec![100, 50]
+        );
+        // 2,000: a quarter each.
+        assert_eq!(
+            lens(&plan_chunks(&uids[..2_000], &small, None, 1 << 20)),
+            vec![250; 8]
+        );
+        // Set in the configuration: fixed.
+        assert_eq!(
+            lens(&plan_chunks(&uids[..50], &small, Some(20), 1 << 20)),
+            vec![20, 20, 10]
+        );
+        // Bytes: 1 MiB messages, two to a chunk; one over the limit counts
+        // as its header section (64 KiB), an expunged one (no size) as nothing.
+        let mut big = meta(&uids[..10], 1 << 20);
+        big.insert(
+            3,
+            Meta {
+                size: 50 << 20,
+                arrived: None,
+            },
+        );
+        big.remove(&4);
+        let c = plan_chunks(&uids[..10], &big, None, 10 << 20);
+        assert_eq!(
+            c,
+            vec![vec![1, 2], vec![3, 4, 5], vec![6, 7], vec![8, 9], vec![10]]
+        );
+        // Every UID once, in order.
+        assert_eq!(c.concat(), uids[..10].to_vec());
     }
 
     #[test]

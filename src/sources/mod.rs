@@ -4,3 +4,4 @@
 
 pub mod files;
 pub mod imap;
+pub mod spool;

@@ -91,7 +91,7 @@ impl Tx {
              FROM tickets WHERE number = $1",
         )
         .bind(number)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.db().await?)
         .await?
         else {
             return Ok(None);
@@ -102,7 +102,7 @@ impl Tx {
             "SELECT address FROM ticket_recipients WHERE ticket_number = $1 ORDER BY address",
         )
         .bind(number)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.db().await?)
         .await?
         .iter()
         .map(|r| r.try_get::<String, _>("address"))
@@ -119,7 +119,7 @@ impl Tx {
         )
         .bind(number)
         .bind(THREAD_MAILS)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.db().await?)
         .await?;
         let mut thread = Vec::with_capacity(rows.len());
         for r in rows.iter().rev() {
@@ -173,7 +173,7 @@ impl Tx {
         .bind(self.now)
         .bind(number)
         .bind(from.as_str())
-        .execute(&mut *self.tx)
+        .execute(self.db().await?)
         .await?
         .rows_affected()
             > 0;
@@ -203,7 +203,7 @@ impl Tx {
         )
         .bind(self.now)
         .bind(number)
-        .execute(&mut *self.tx)
+        .execute(self.db().await?)
         .await?
         .rows_affected()
             > 0;
@@ -231,7 +231,7 @@ impl Tx {
             .bind(opt_text(owner.as_deref()))
             .bind(self.now)
             .bind(number)
-            .execute(&mut *self.tx)
+            .execute(self.db().await?)
             .await?;
         self.event_by(number, "owner", actor, &serde_json::json!({"owner": owner}))
             .await
@@ -244,7 +244,7 @@ impl Tx {
              FROM tickets WHERE number = $1",
         )
         .bind(number)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.db().await?)
         .await?
         else {
             return Ok(None);
@@ -291,20 +291,21 @@ impl Tx {
         .bind(due_at)
         .bind(self.now)
         .bind(number)
-        .execute(&mut *self.tx)
+        .execute(self.db().await?)
         .await?;
         Ok(())
     }
 
     /// The raw bytes of a ticket's first message, if it has one.
     pub async fn first_message_raw(&mut self, number: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        let row =
-            sqlx::query("SELECT raw FROM messages WHERE ticket_number = $1 ORDER BY id LIMIT 1")
-                .bind(number)
-                .fetch_optional(&mut *self.tx)
-                .await?;
+        let row = sqlx::query(
+            "SELECT raw, raw_codec FROM messages WHERE ticket_number = $1 ORDER BY id LIMIT 1",
+        )
+        .bind(number)
+        .fetch_optional(self.db().await?)
+        .await?;
         Ok(match row {
-            Some(r) => Some(r.try_get("raw")?),
+            Some(r) => Some(super::message_raw_of(&r, self.max_message)?),
             None => None,
         })
     }
@@ -322,7 +323,7 @@ impl Tx {
             )
             .bind(number)
             .bind(text(&address.to_ascii_lowercase()))
-            .execute(&mut *self.tx)
+            .execute(self.db().await?)
             .await?
             .rows_affected();
         }
@@ -338,16 +339,7 @@ impl Tx {
         actor: &str,
         detail: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO events (ticket_number, at, kind, actor, detail) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(number)
-        .bind(self.now)
-        .bind(kind)
-        .bind(text(actor))
-        .bind(super::json(detail))
-        .execute(&mut *self.tx)
-        .await?;
+        self.defer_event(number, kind, actor, detail);
         Ok(())
     }
 }

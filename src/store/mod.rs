@@ -18,12 +18,15 @@
 //! - [`report`]: the report card's aggregates (`triaged report`).
 //! - [`sla`]: the SLA deadline index and the once-only marks of what the
 //!   scheduler sent.
+//! - [`codec`]: how stored mail bytes are kept (zstd), decoded with a bound.
 //!
 //! The store knows the pure types (`parse`, `classify`, `thread`) and nothing
 //! of sources, the pipeline, notify or the command line.
 
+pub mod codec;
 mod conn;
 mod conversation;
+mod deferred;
 mod in_flight;
 mod lease;
 mod ops;
@@ -54,7 +57,7 @@ pub use report::{
     BUCKET_MS, BucketCount, EscalationRows, GroupCounts, ReportData, ReportQuery, ResponseTimes,
 };
 pub use sla::{LatestMessage, SlaMark, SlaTicket, StatusChange};
-pub use write::{NewMessage, NewQuarantine, Seen, Tx};
+pub use write::{NewMessage, NewQuarantine, RecentCaps, Seen, Tx};
 
 /// Process-wide counts of store trouble, for logs now and for a metrics
 /// endpoint later (see [`metrics`]).
@@ -93,6 +96,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database url {0:?}: use sqlite://PATH or postgres://...")]
     Url(String),
+    /// Stored mail bytes that cannot be decoded (corrupt, unknown codec, or
+    /// over the size limit).
+    #[error("{0}")]
+    Codec(#[from] codec::CodecError),
     /// An error whose words held a secret of the database URL, redacted.
     #[error("{message}")]
     Redacted { message: String, retryable: bool },
@@ -137,7 +144,7 @@ impl StoreError {
                     | sqlx::Error::Configuration(_)
                     | sqlx::Error::RowNotFound
             ),
-            StoreError::Migrate(_) | StoreError::Url(_) => false,
+            StoreError::Migrate(_) | StoreError::Url(_) | StoreError::Codec(_) => false,
             StoreError::Redacted { retryable, .. } => *retryable,
         }
     }
@@ -257,6 +264,22 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     first_number: i64,
+    /// `ingest.max_message_bytes`: bounds what stored mail may decode to.
+    max_message: usize,
+}
+
+/// `ingest.max_message_bytes` until [`Store::with_message_limit`] says otherwise.
+pub const DEFAULT_MESSAGE_LIMIT: u64 = 25 * 1024 * 1024;
+
+/// What a stored message may decode to at most: the size limit and a margin.
+fn message_cap(max_message: usize) -> usize {
+    max_message.saturating_add(codec::MARGIN)
+}
+
+/// What a composed mail may decode to at most: the attachments it relays
+/// from one message (base64, under 1.4 times their size) and its text.
+fn mail_cap(max_message: usize) -> usize {
+    max_message.saturating_mul(2).saturating_add(codec::MARGIN)
 }
 
 impl Store {
@@ -267,6 +290,14 @@ impl Store {
         conn::connect(url, first_number)
             .await
             .map_err(|e| e.redacted(url))
+    }
+
+    /// The message size limit (`ingest.max_message_bytes`) reads of stored
+    /// mail are bounded by (a row decoding to more is an error, not an
+    /// allocation). Default [`DEFAULT_MESSAGE_LIMIT`].
+    pub fn with_message_limit(mut self, bytes: u64) -> Store {
+        self.max_message = usize::try_from(bytes).unwrap_or(usize::MAX);
+        self
     }
 
     pub fn backend(&self) -> Backend {
@@ -345,4 +376,32 @@ fn json<T: Serialize>(v: &T) -> String {
 fn from_json<T: serde::de::DeserializeOwned>(r: &AnyRow, column: &str) -> Result<T, sqlx::Error> {
     let s: String = r.try_get(column)?;
     serde_json::from_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// The raw message of a `messages` row (columns `raw`, `raw_codec`), decoded.
+fn message_raw_of(r: &AnyRow, max_message: usize) -> Result<Vec<u8>, StoreError> {
+    let codec: String = r.try_get("raw_codec")?;
+    let stored: Vec<u8> = r.try_get("raw")?;
+    Ok(codec::decode(&codec, stored, message_cap(max_message))?)
+}
+
+/// The composed mail of an `outbox` row (columns `raw`, `raw_codec`), decoded:
+/// the very bytes that were queued.
+fn mail_raw_of(r: &AnyRow, max_message: usize) -> Result<Vec<u8>, StoreError> {
+    let codec: String = r.try_get("raw_codec")?;
+    let stored: Vec<u8> = r.try_get("raw")?;
+    Ok(codec::decode(&codec, stored, mail_cap(max_message))?)
+}
+
+/// The decoded body of a `messages` row (columns `body_text`, `raw`,
+/// `raw_codec`): rows written since migration 0014 keep no `body_text` and
+/// derive it from their raw message (the same `parse` that made it), older
+/// rows kept it.
+fn message_body_of(r: &AnyRow, max_message: usize) -> Result<String, StoreError> {
+    let codec: String = r.try_get("raw_codec")?;
+    if codec == codec::NONE {
+        return Ok(r.try_get("body_text")?);
+    }
+    let raw = message_raw_of(r, max_message)?;
+    Ok(text(&crate::parse::parse(&raw).body))
 }

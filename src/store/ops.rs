@@ -28,6 +28,18 @@ impl Store {
         Ok(())
     }
 
+    /// SQLite: moves the WAL into the database file and empties it
+    /// (`wal_checkpoint(TRUNCATE)`), so that the file's size is the store's
+    /// (the benchmark's store-size figure). PostgreSQL: nothing.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_all(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The gauges at `now` (ms since the epoch).
     pub async fn gauges(&self, now: i64) -> Result<Gauges, StoreError> {
         let outbox =

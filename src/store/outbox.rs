@@ -11,12 +11,14 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::deferred::OutboxRow;
 use super::write::insert_event;
 use super::{Backend, Store, StoreError, Tx, from_json, json, text};
 use crate::clock::now_ms;
 
 /// The columns of an [`OutboxMail`].
-const MAIL_COLUMNS: &str = "id, ticket_number, kind, mail_from, rcpt, raw, attempts, created_at";
+const MAIL_COLUMNS: &str =
+    "id, ticket_number, kind, mail_from, rcpt, raw, raw_codec, attempts, created_at";
 
 /// The columns of an [`OutboxSummary`].
 const SUMMARY_COLUMNS: &str =
@@ -35,7 +37,8 @@ pub struct NewMail<'a> {
     pub subject: &'a str,
     /// Without angle brackets.
     pub message_id: &'a str,
-    /// The whole RFC 5322 message.
+    /// The whole RFC 5322 message (stored compressed, [`super::codec`]; the
+    /// sender gets these very bytes back).
     pub raw: &'a [u8],
 }
 
@@ -53,17 +56,27 @@ pub struct OutboxMail {
 }
 
 impl OutboxMail {
-    fn from_row(r: &AnyRow) -> Result<OutboxMail, sqlx::Error> {
-        Ok(OutboxMail {
-            id: r.try_get("id")?,
+    /// The row, or (its id and) why its stored mail cannot be decoded.
+    fn from_row(
+        r: &AnyRow,
+        max_message: usize,
+    ) -> Result<Result<OutboxMail, (i64, StoreError)>, StoreError> {
+        let id = r.try_get("id")?;
+        let raw = match super::mail_raw_of(r, max_message) {
+            Ok(raw) => raw,
+            Err(e @ StoreError::Codec(_)) => return Ok(Err((id, e))),
+            Err(e) => return Err(e),
+        };
+        Ok(Ok(OutboxMail {
+            id,
             ticket_number: r.try_get("ticket_number")?,
             kind: r.try_get("kind")?,
             from: r.try_get("mail_from")?,
             rcpt: from_json(r, "rcpt")?,
-            raw: r.try_get("raw")?,
+            raw,
             attempts: r.try_get("attempts")?,
             created_at: r.try_get("created_at")?,
-        })
+        }))
     }
 }
 
@@ -107,31 +120,30 @@ impl OutboxSummary {
 }
 
 impl Tx {
-    /// Queues one mail about ticket `number`, due now; returns its outbox id.
-    pub async fn queue_mail(&mut self, number: i64, m: &NewMail<'_>) -> Result<i64, StoreError> {
+    /// Queues one mail about ticket `number`, due now. The row is written
+    /// with the transaction's other deferred rows (`deferred`), before any
+    /// statement that could read it and before COMMIT.
+    pub async fn queue_mail(&mut self, number: i64, m: &NewMail<'_>) -> Result<(), StoreError> {
         let first = m
             .rcpt
             .first()
             .map(|r| r.to_ascii_lowercase())
             .unwrap_or_default();
-        let now = self.now();
-        let row = sqlx::query(
-            "INSERT INTO outbox (ticket_number, kind, mail_from, rcpt, first_rcpt, subject, message_id, raw,
-               status, attempts, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9) RETURNING id",
-        )
-        .bind(number)
-        .bind(m.kind)
-        .bind(text(m.from))
-        .bind(json(&m.rcpt))
-        .bind(text(&first))
-        .bind(text(m.subject))
-        .bind(text(m.message_id))
-        .bind(m.raw.to_vec())
-        .bind(now)
-        .fetch_one(&mut **self.inner())
-        .await?;
-        Ok(row.try_get("id")?)
+        let (codec, stored) = super::codec::encode_mail(m.raw);
+        let created_at = self.now();
+        self.deferred.outbox.push(OutboxRow {
+            number,
+            kind: m.kind.to_string(),
+            from: text(m.from),
+            rcpt: json(&m.rcpt),
+            first_rcpt: text(&first),
+            subject: text(m.subject),
+            message_id: text(m.message_id),
+            raw: stored,
+            codec,
+            created_at,
+        });
+        Ok(())
     }
 }
 
@@ -147,10 +159,24 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(OutboxMail::from_row)
-            .collect::<Result<Vec<_>, _>>()?)
+        self.decoded(&rows).await
+    }
+
+    /// The mails of `rows`; a row whose stored mail cannot be decoded is
+    /// marked failed with the reason (its bytes kept, for an operator), so
+    /// that it never blocks the mail behind it.
+    async fn decoded(&self, rows: &[AnyRow]) -> Result<Vec<OutboxMail>, StoreError> {
+        let mut mail = Vec::with_capacity(rows.len());
+        for r in rows {
+            match OutboxMail::from_row(r, self.max_message)? {
+                Ok(m) => mail.push(m),
+                Err((id, e)) => {
+                    tracing::error!(outbox = id, error = %e, "outbox mail cannot be decoded; marked failed");
+                    self.outbox_failed(id, &e.to_string()).await?;
+                }
+            }
+        }
+        Ok(mail)
     }
 
     /// Claims for `claimer` up to `limit` pending mails that are due at `now`
@@ -185,10 +211,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut mail = rows
-            .iter()
-            .map(OutboxMail::from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut mail = self.decoded(&rows).await?;
         mail.sort_by_key(|m| m.id);
         Ok(mail)
     }
@@ -232,9 +255,22 @@ impl Store {
     /// Ends a mail's life as `sent` (with the server's answer) or `failed`
     /// (with the reason), and records it in its ticket's history.
     async fn outbox_finish(&self, id: i64, sent: bool, words: &str) -> Result<(), StoreError> {
+        self.outbox_finish_many(&[(id, sent, words.to_string())])
+            .await
+    }
+
+    /// [`Store::outbox_sent`] / [`Store::outbox_failed`] for many mails in one
+    /// transaction (the sender's lanes share one commit: a group commit).
+    /// Each entry: the mail, whether it was sent, the server's words or the reason.
+    pub async fn outbox_finish_many(&self, done: &[(i64, bool, String)]) -> Result<(), StoreError> {
+        if done.is_empty() {
+            return Ok(());
+        }
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
+        for (id, sent, words) in done {
+            let (id, sent, words) = (*id, *sent, words.as_str());
+            let row = sqlx::query(
             "UPDATE outbox SET status = $1, attempts = attempts + 1, sent_at = $2, last_error = $3,
                claimed_by = NULL, claimed_until = NULL
              WHERE id = $4 RETURNING ticket_number, kind",
@@ -245,22 +281,23 @@ impl Store {
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some(r) = row
-            && let Some(number) = r.try_get::<Option<i64>, _>("ticket_number")?
-        {
-            let kind: String = r.try_get("kind")?;
-            let (event, detail) = if sent {
-                (
-                    "mail sent",
-                    serde_json::json!({"outbox": id, "kind": kind, "response": text(words)}),
-                )
-            } else {
-                (
-                    "mail failed",
-                    serde_json::json!({"outbox": id, "kind": kind, "error": text(words)}),
-                )
-            };
-            insert_event(&mut tx, number, now, event, &detail).await?;
+            if let Some(r) = row
+                && let Some(number) = r.try_get::<Option<i64>, _>("ticket_number")?
+            {
+                let kind: String = r.try_get("kind")?;
+                let (event, detail) = if sent {
+                    (
+                        "mail sent",
+                        serde_json::json!({"outbox": id, "kind": kind, "response": text(words)}),
+                    )
+                } else {
+                    (
+                        "mail failed",
+                        serde_json::json!({"outbox": id, "kind": kind, "error": text(words)}),
+                    )
+                };
+                insert_event(&mut tx, number, now, event, &detail).await?;
+            }
         }
         tx.commit().await?;
         Ok(())

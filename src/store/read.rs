@@ -16,7 +16,8 @@ const TICKET_COLUMNS: &str =
 
 /// The columns of a [`MessageRow`] (attachments apart).
 const MESSAGE_COLUMNS: &str = "id, message_id, mailbox, origin, from_addr, from_name, to_addrs, cc_addrs, reply_to, subject,
-   sent_date, in_reply_to, refs, auto_signals, body_text, body_source, problems, raw_size, sha256, received_at";
+   sent_date, in_reply_to, refs, auto_signals, body_text, body_source, problems, raw_size, sha256, received_at,
+   raw, raw_codec";
 
 /// The columns of an [`AttachmentRow`].
 const ATTACHMENT_COLUMNS: &str = "name, content_type, size, sha256";
@@ -342,8 +343,9 @@ impl AttachmentRow {
 }
 
 impl MessageRow {
-    /// A message row without its attachments.
-    fn from_row(r: &AnyRow) -> Result<MessageRow, sqlx::Error> {
+    /// A message row without its attachments; its body decoded with
+    /// `max_message` as the bound (see [`super::codec`]).
+    fn from_row(r: &AnyRow, max_message: usize) -> Result<MessageRow, StoreError> {
         Ok(MessageRow {
             id: r.try_get("id")?,
             message_id: r.try_get("message_id")?,
@@ -359,7 +361,7 @@ impl MessageRow {
             in_reply_to: from_json(r, "in_reply_to")?,
             references: from_json(r, "refs")?,
             auto_signals: from_json(r, "auto_signals")?,
-            body: r.try_get("body_text")?,
+            body: super::message_body_of(r, max_message)?,
             body_source: r.try_get("body_source")?,
             problems: from_json(r, "problems")?,
             size: r.try_get("raw_size")?,
@@ -543,7 +545,10 @@ impl Store {
         .bind(number)
         .fetch_all(&self.pool)
         .await?;
-        let mut messages = all(&rows, MessageRow::from_row)?;
+        let mut messages = rows
+            .iter()
+            .map(|r| MessageRow::from_row(r, self.max_message))
+            .collect::<Result<Vec<_>, _>>()?;
         for m in &mut messages {
             let rows = sqlx::query(&format!(
                 "SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE message = $1 ORDER BY id"
@@ -599,12 +604,12 @@ impl Store {
 
     /// The raw bytes of a stored message, for audit and re-processing.
     pub async fn raw_message(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT raw FROM messages WHERE id = $1")
+        let row = sqlx::query("SELECT raw, raw_codec FROM messages WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
         Ok(match row {
-            Some(r) => Some(r.try_get("raw")?),
+            Some(r) => Some(super::message_raw_of(&r, self.max_message)?),
             None => None,
         })
     }
@@ -626,15 +631,22 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<(i64, String, Vec<u8>)>, StoreError> {
-        let rows =
-            sqlx::query("SELECT id, mailbox, raw FROM messages WHERE id > $1 ORDER BY id LIMIT $2")
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-        all(&rows, |r| {
-            Ok((r.try_get("id")?, r.try_get("mailbox")?, r.try_get("raw")?))
-        })
+        let rows = sqlx::query(
+            "SELECT id, mailbox, raw, raw_codec FROM messages WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("mailbox")?,
+                    super::message_raw_of(r, self.max_message)?,
+                ))
+            })
+            .collect()
     }
 
     pub async fn list_quarantine(&self) -> Result<Vec<QuarantineRow>, StoreError> {

@@ -287,10 +287,11 @@ impl Store {
             .map(|r| r.to_ascii_lowercase())
             .unwrap_or_default();
         let now = now_ms();
+        let (codec, stored) = super::codec::encode_mail(m.raw);
         let row = sqlx::query(
             "INSERT INTO outbox (ticket_number, kind, mail_from, rcpt, first_rcpt, subject, message_id, raw,
-               status, attempts, next_attempt_at, created_at)
-             VALUES (NULL, $1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8) RETURNING id",
+               raw_codec, status, attempts, next_attempt_at, created_at)
+             VALUES (NULL, $1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9) RETURNING id",
         )
         .bind(m.kind)
         .bind(text(m.from))
@@ -298,7 +299,8 @@ impl Store {
         .bind(text(&first))
         .bind(text(m.subject))
         .bind(text(m.message_id))
-        .bind(m.raw.to_vec())
+        .bind(stored)
+        .bind(codec)
         .bind(now)
         .fetch_one(&self.pool)
         .await?;

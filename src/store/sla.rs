@@ -161,7 +161,7 @@ impl Tx {
         ))
         .bind(number)
         .bind(now)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.db().await?)
         .await?
         else {
             return Ok(None);
@@ -170,7 +170,7 @@ impl Tx {
             "SELECT address FROM ticket_recipients WHERE ticket_number = $1 ORDER BY address",
         )
         .bind(number)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.db().await?)
         .await?
         .iter()
         .map(|r| r.try_get::<String, _>("address"))
@@ -209,7 +209,7 @@ impl Tx {
             "SELECT at, detail FROM events WHERE ticket_number = $1 AND kind = 'status' ORDER BY id",
         )
         .bind(number)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.db().await?)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -237,7 +237,7 @@ impl Tx {
             "SELECT clock, level, outcome, due_at, at FROM sla_sent WHERE ticket_number = $1 ORDER BY at, clock, level",
         )
         .bind(number)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.db().await?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -275,7 +275,7 @@ impl Tx {
         .bind(outcome)
         .bind(due_at)
         .bind(self.now)
-        .execute(&mut *self.tx)
+        .execute(self.db().await?)
         .await?
         .rows_affected();
         Ok(done > 0)
@@ -286,7 +286,7 @@ impl Tx {
         sqlx::query("UPDATE tickets SET sla_next_at = $1 WHERE number = $2")
             .bind(next)
             .bind(number)
-            .execute(&mut *self.tx)
+            .execute(self.db().await?)
             .await?;
         Ok(())
     }
@@ -297,16 +297,16 @@ impl Tx {
         number: i64,
     ) -> Result<Option<LatestMessage>, StoreError> {
         let row = sqlx::query(
-            "SELECT from_addr, body_text, received_at FROM messages WHERE ticket_number = $1
+            "SELECT from_addr, body_text, raw, raw_codec, received_at FROM messages WHERE ticket_number = $1
              ORDER BY received_at DESC, id DESC LIMIT 1",
         )
         .bind(number)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.db().await?)
         .await?;
         Ok(match row {
             Some(r) => Some(LatestMessage {
                 from: r.try_get("from_addr")?,
-                body: r.try_get("body_text")?,
+                body: super::message_body_of(&r, self.max_message)?,
                 received_at: r.try_get("received_at")?,
             }),
             None => None,

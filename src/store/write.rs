@@ -5,6 +5,7 @@
 
 use sqlx::{Any, Row, Transaction};
 
+use super::deferred::{AttachmentRow, Deferred, EventRow};
 use super::{Cursor, Status, Store, StoreError, json, opt_text, text};
 use crate::classify::Decision;
 use crate::clock::now_ms;
@@ -19,6 +20,16 @@ pub struct Tx {
     first_number: i64,
     pub(super) now: i64,
     pub(super) backend: super::Backend,
+    /// Rows held back until the next statement that may need them, and COMMIT.
+    pub(super) deferred: Deferred,
+    /// The last ticket number taken in this transaction: the next ones are
+    /// counted in memory (the counter row is this transaction's, locked on
+    /// PostgreSQL, until it ends).
+    last_number: Option<i64>,
+    /// Tickets made in this transaction: requester and alert key, as stored
+    /// (what [`Tx::recent_notified`] matches on).
+    made: std::collections::HashMap<i64, (String, Option<String>)>,
+    pub(super) max_message: usize,
 }
 
 /// An earlier holder of a dedupe key (see [`Tx::seen`]).
@@ -33,6 +44,18 @@ pub struct Seen {
     /// The key it was stored under.
     pub key: String,
     pub content_hash: Option<String>,
+}
+
+/// The counts the caps of a new ticket's mail are decided on (see
+/// [`Tx::recent_caps`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecentCaps {
+    /// Acknowledgements to the sender in the window.
+    pub acks: i64,
+    /// The sender's tickets notified in the window.
+    pub by_sender: i64,
+    /// The alert key's tickets notified in the window.
+    pub by_alert: i64,
 }
 
 /// A message row to insert (see [`Tx::insert_message`]).
@@ -75,6 +98,10 @@ impl Store {
             first_number: self.first_number,
             now,
             backend: self.backend,
+            deferred: Deferred::default(),
+            last_number: None,
+            made: std::collections::HashMap::new(),
+            max_message: self.max_message,
         })
     }
 }
@@ -89,7 +116,8 @@ impl Tx {
     /// that was in autocommit mode before (the pool's clean-connection
     /// rules), and SQLite runs with `synchronous = FULL`. Only then may the
     /// caller acknowledge the messages at their source.
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        super::deferred::flush(&mut self.tx, &mut self.deferred).await?;
         self.tx.commit().await?;
         Ok(())
     }
@@ -121,13 +149,74 @@ impl Tx {
             .collect()
     }
 
+    /// What a message's arrival is looked up by, in one round trip: the
+    /// ticket of the mail we queued with `message_id` (as [`Tx::own_mail`])
+    /// and every earlier holder of `key` or `base_key` (as [`Tx::seen`]).
+    pub async fn arrival(
+        &mut self,
+        message_id: Option<&str>,
+        base_key: &str,
+        key: &str,
+    ) -> Result<(Option<i64>, Vec<Seen>), StoreError> {
+        let rows = sqlx::query(
+            "SELECT CAST(0 AS BIGINT) AS src, ticket_number AS id, id AS row_id, dedupe_key, content_hash
+               FROM messages WHERE dedupe_key = $1 OR dedupe_key = $2
+             UNION ALL
+             SELECT CAST(1 AS BIGINT), id, id, dedupe_key, content_hash
+               FROM quarantine WHERE dedupe_key = $1 OR dedupe_key = $2
+             UNION ALL
+             SELECT CAST(2 AS BIGINT), ticket_number, id, CAST('' AS TEXT), CAST(NULL AS TEXT)
+               FROM outbox WHERE message_id = $3 AND ticket_number IS NOT NULL",
+        )
+        .bind(base_key)
+        .bind(key)
+        .bind(opt_text(message_id))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut seen = Vec::with_capacity(rows.len());
+        // The first mail we queued with that Message-ID (lowest id).
+        let mut own: Option<(i64, i64)> = None;
+        for r in &rows {
+            let src: i64 = r.try_get("src")?;
+            let id: i64 = r.try_get("id")?;
+            let row: i64 = r.try_get("row_id")?;
+            if src == 2 {
+                if own.is_none_or(|(first, _)| row < first) {
+                    own = Some((row, id));
+                }
+                continue;
+            }
+            seen.push(Seen {
+                in_quarantine: src == 1,
+                id,
+                row,
+                key: r.try_get("dedupe_key")?,
+                content_hash: r.try_get("content_hash")?,
+            });
+        }
+        let own = match (own, message_id) {
+            (Some((_, number)), _) => Some(number),
+            // Mail queued in this transaction, not yet written.
+            (None, Some(message_id)) => {
+                let message_id = text(message_id);
+                self.deferred
+                    .outbox
+                    .iter()
+                    .find(|m| m.message_id == message_id)
+                    .map(|m| m.number)
+            }
+            (None, None) => None,
+        };
+        Ok((own, seen))
+    }
+
     /// The raw bytes of a stored message.
     pub async fn message_raw(&mut self, message: i64) -> Result<Vec<u8>, StoreError> {
-        let row = sqlx::query("SELECT raw FROM messages WHERE id = $1")
+        let row = sqlx::query("SELECT raw, raw_codec FROM messages WHERE id = $1")
             .bind(message)
             .fetch_one(&mut *self.tx)
             .await?;
-        Ok(row.try_get("raw")?)
+        super::message_raw_of(&row, self.max_message)
     }
 
     /// Keeps a message's content hash (one stored before hashes were kept).
@@ -257,10 +346,17 @@ impl Tx {
         .bind(text(message_id))
         .fetch_optional(&mut *self.tx)
         .await?;
-        Ok(match row {
-            Some(r) => Some(r.try_get("ticket_number")?),
-            None => None,
-        })
+        if let Some(r) = row {
+            return Ok(Some(r.try_get("ticket_number")?));
+        }
+        // Mail queued in this transaction, not yet written (newer than any row).
+        let message_id = text(message_id);
+        Ok(self
+            .deferred
+            .outbox
+            .iter()
+            .find(|m| m.message_id == message_id)
+            .map(|m| m.number))
     }
 
     /// Records that ticket `ticket` was opened because of `other`, with the
@@ -303,7 +399,7 @@ impl Tx {
         for id in ids {
             query = query.bind(text(id));
         }
-        let rows = query.fetch_all(&mut *self.tx).await?;
+        let rows = query.fetch_all(self.db().await?).await?;
         let mut best: std::collections::HashMap<String, (i64, i64, i64)> =
             std::collections::HashMap::new();
         for r in &rows {
@@ -355,18 +451,31 @@ impl Tx {
         .bind(opt_text(decision.alert_key.as_deref()))
         .execute(&mut *self.tx)
         .await?;
+        self.made.insert(
+            number,
+            (
+                text(requester.map(|a| a.address.as_str()).unwrap_or("unknown")),
+                opt_text(decision.alert_key.as_deref()),
+            ),
+        );
         Ok(number)
     }
 
     /// The next ticket number. A counter row, not a sequence: numbers stay
     /// gap-free across rollbacks.
     async fn next_number(&mut self) -> Result<i64, StoreError> {
+        if let Some(last) = self.last_number {
+            let number = last + 1;
+            self.last_number = Some(number);
+            self.deferred.counter = Some(number);
+            return Ok(number);
+        }
         let row = sqlx::query(
             "UPDATE counters SET value = value + 1 WHERE name = 'ticket' RETURNING value",
         )
         .fetch_optional(&mut *self.tx)
         .await?;
-        Ok(match row {
+        let number = match row {
             Some(r) => r.try_get("value")?,
             None => {
                 sqlx::query("INSERT INTO counters (name, value) VALUES ('ticket', $1)")
@@ -375,7 +484,9 @@ impl Tx {
                     .await?;
                 self.first_number
             }
-        })
+        };
+        self.last_number = Some(number);
+        Ok(number)
     }
 
     /// Adds addresses (lower-cased) to a ticket's recipient list.
@@ -384,16 +495,23 @@ impl Tx {
         number: i64,
         addresses: &[String],
     ) -> Result<(), StoreError> {
-        for address in addresses {
-            sqlx::query(
-                "INSERT INTO ticket_recipients (ticket_number, address) VALUES ($1, $2)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(number)
-            .bind(text(&address.to_ascii_lowercase()))
-            .execute(&mut *self.tx)
-            .await?;
+        // One statement for the list (bounded by the rules' recipients).
+        if addresses.is_empty() {
+            return Ok(());
         }
+        let values: Vec<String> = (0..addresses.len())
+            .map(|i| format!("($1, ${})", i + 2))
+            .collect();
+        let sql = format!(
+            "INSERT INTO ticket_recipients (ticket_number, address) VALUES {}
+             ON CONFLICT DO NOTHING",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(number);
+        for address in addresses {
+            query = query.bind(text(&address.to_ascii_lowercase()));
+        }
+        query.execute(&mut *self.tx).await?;
         Ok(())
     }
 
@@ -408,19 +526,21 @@ impl Tx {
         Ok(())
     }
 
-    /// Stores a message (raw bytes kept) and its attachments on a ticket;
-    /// returns the message row's id.
+    /// Stores a message (raw bytes kept once, compressed: [`super::codec`];
+    /// its decoded body is derived from them on read) and its attachments'
+    /// metadata on a ticket; returns the message row's id.
     pub async fn insert_message(
         &mut self,
         number: i64,
         msg: &NewMessage<'_>,
     ) -> Result<i64, StoreError> {
         let m = msg.parsed;
+        let (codec, stored) = super::codec::encode(msg.raw);
         let row = sqlx::query(
             "INSERT INTO messages (ticket_number, dedupe_key, message_id, mailbox, origin, from_addr, from_name,
                to_addrs, cc_addrs, reply_to, subject, sent_date, in_reply_to, refs, auto_signals, body_text,
-               body_source, problems, raw, raw_size, sha256, received_at, content_hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
+               body_source, problems, raw, raw_size, sha256, received_at, content_hash, raw_codec)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)
              RETURNING id",
         )
         .bind(number)
@@ -438,28 +558,28 @@ impl Tx {
         .bind(json(&m.in_reply_to))
         .bind(json(&m.references))
         .bind(json(&m.auto))
-        .bind(text(&m.body))
+        // Derived from `raw` on read (`message_body_of`).
+        .bind(String::new())
         .bind(json(&m.body_source).trim_matches('"').to_string())
         .bind(json(&m.problems))
-        .bind(msg.raw.to_vec())
+        .bind(stored)
         .bind(m.size as i64)
         .bind(&m.sha256)
         .bind(self.now)
         .bind(msg.content_hash)
+        .bind(codec)
         .fetch_one(&mut *self.tx)
         .await?;
         let id: i64 = row.try_get("id")?;
+        // Written with the batch's other deferred rows (`deferred`).
         for a in &m.attachments {
-            sqlx::query(
-                "INSERT INTO attachments (message, name, content_type, size, sha256) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(id)
-            .bind(opt_text(a.name.as_deref()))
-            .bind(text(&a.content_type))
-            .bind(a.size as i64)
-            .bind(&a.sha256)
-            .execute(&mut *self.tx)
-            .await?;
+            self.deferred.attachments.push(AttachmentRow {
+                message: id,
+                name: opt_text(a.name.as_deref()),
+                content_type: text(&a.content_type),
+                size: a.size as i64,
+                sha256: a.sha256.clone(),
+            });
         }
         Ok(id)
     }
@@ -471,7 +591,25 @@ impl Tx {
         kind: &str,
         detail: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        insert_event(&mut self.tx, number, self.now, kind, detail).await
+        self.defer_event(number, kind, "triaged", detail);
+        Ok(())
+    }
+
+    /// Appends a history row, written with the batch's other deferred rows.
+    pub(super) fn defer_event(
+        &mut self,
+        number: i64,
+        kind: &str,
+        actor: &str,
+        detail: &serde_json::Value,
+    ) {
+        self.deferred.events.push(EventRow {
+            number,
+            at: self.now,
+            kind: kind.to_string(),
+            actor: text(actor),
+            detail: json(detail),
+        });
     }
 
     /// Moves a watched folder's cursor (committed with the batch).
@@ -511,22 +649,57 @@ impl Tx {
         .bind(since)
         .fetch_one(&mut *self.tx)
         .await?;
-        Ok(row.try_get("n")?)
+        let stored: i64 = row.try_get("n")?;
+        // And the mail queued in this transaction, not yet written.
+        let rcpt = text(rcpt);
+        let held = self
+            .deferred
+            .outbox
+            .iter()
+            .filter(|m| m.kind == kind && m.first_rcpt == rcpt && m.created_at > since)
+            .count() as i64;
+        Ok(stored + held)
     }
 
-    /// Tickets notified (any mail but an acknowledgement) since `since`: from
-    /// this sender (lower-cased), and with this alert key; 0 for one not given.
-    pub async fn recent_notified(
+    /// What the caps of a new ticket's mail count, in one statement:
+    /// acknowledgements queued to `sender` (lower-cased) since `since`
+    /// (as [`Tx::recent_acks`]), and tickets notified (any mail but an
+    /// acknowledgement) since `since` from this sender and with this alert
+    /// key; 0 for one not given.
+    pub async fn recent_caps(
         &mut self,
         sender: Option<&str>,
         alert_key: Option<&str>,
         since: i64,
-    ) -> Result<(i64, i64), StoreError> {
+    ) -> Result<RecentCaps, StoreError> {
+        // Mail queued in this transaction counts only for the tickets it is
+        // about; when such a ticket may be the sender's or the alert's (or
+        // was not made here, so is not known), the mail is written first.
+        let sender_text = sender.map(text);
+        let alert_text = alert_key.map(text);
+        let relevant = self.deferred.outbox.iter().any(|m| {
+            m.kind != "acknowledgement"
+                && match self.made.get(&m.number) {
+                    None => true,
+                    Some((requester, alert)) => {
+                        !requester.is_ascii()
+                            || sender_text
+                                .as_deref()
+                                .is_some_and(|s| requester.eq_ignore_ascii_case(s))
+                            || (alert.is_some() && *alert == alert_text)
+                    }
+                }
+        });
+        if relevant {
+            self.db().await?;
+        }
         // Tickets of the sender (or the alert key), each looked for in the
         // outbox by its number: indexed both ways (`tickets_requester_lower`,
         // `outbox_ticket`), never a scan of the window's mail.
         let row = sqlx::query(
             "SELECT
+               (SELECT COUNT(*) FROM outbox WHERE kind = 'acknowledgement' AND first_rcpt = $1
+                  AND created_at > $3) AS acks,
                (SELECT COUNT(*) FROM tickets t WHERE LOWER(t.requester) = $1
                   AND EXISTS (SELECT 1 FROM outbox o WHERE o.ticket_number = t.number
                                 AND o.created_at > $3 AND o.kind <> 'acknowledgement')) AS by_sender,
@@ -539,6 +712,22 @@ impl Tx {
         .bind(since)
         .fetch_one(&mut *self.tx)
         .await?;
+        let acks = match &sender_text {
+            Some(s) => {
+                // Acknowledgements queued in this transaction and not yet
+                // written (none, if written just now).
+                let held = self
+                    .deferred
+                    .outbox
+                    .iter()
+                    .filter(|m| {
+                        m.kind == "acknowledgement" && m.first_rcpt == *s && m.created_at > since
+                    })
+                    .count() as i64;
+                row.try_get::<i64, _>("acks")? + held
+            }
+            None => 0,
+        };
         let by_sender: i64 = if sender.is_some() {
             row.try_get("by_sender")?
         } else {
@@ -549,12 +738,11 @@ impl Tx {
         } else {
             0
         };
-        Ok((by_sender, by_alert))
-    }
-
-    /// The transaction, for the other write primitives of the store.
-    pub(super) fn inner(&mut self) -> &mut Transaction<'static, Any> {
-        &mut self.tx
+        Ok(RecentCaps {
+            acks,
+            by_sender,
+            by_alert,
+        })
     }
 }
 

@@ -44,10 +44,15 @@ impl Desk {
         let _ = conn.close().await;
         rows.iter()
             .map(|r| {
+                let mut raw = r.try_get::<Vec<u8>, _>(2).unwrap_or_default();
+                // Stored mail is compressed: decoded as the store does.
+                if let Ok(codec) = r.try_get::<String, _>("raw_codec") {
+                    raw = triaged::store::codec::decode(&codec, raw, 64 << 20).expect("decode");
+                }
                 (
                     r.try_get::<i64, _>(0).unwrap_or(0),
                     r.try_get::<String, _>(1).unwrap_or_default(),
-                    r.try_get::<Vec<u8>, _>(2).unwrap_or_default(),
+                    raw,
                 )
             })
             .collect()
@@ -187,7 +192,7 @@ async fn tag_needs_a_participant(desk: &Desk) {
 
     // What the stranger is sent: its own case number, nothing of the first.
     let to_eve = desk
-        .sql("SELECT ticket_number, subject, raw FROM outbox WHERE first_rcpt = 'eve@elsewhere.example'")
+        .sql("SELECT ticket_number, subject, raw, raw_codec FROM outbox WHERE first_rcpt = 'eve@elsewhere.example'")
         .await;
     assert!(!to_eve.is_empty(), "the stranger is acknowledged");
     for (ticket, subject, raw) in &to_eve {
@@ -225,7 +230,7 @@ async fn tag_needs_a_participant(desk: &Desk) {
     // A client that strips the tag but keeps References (to our ack): threads,
     // whoever sends it (here Ann from her phone).
     let ack = desk
-        .sql("SELECT ticket_number, message_id, raw FROM outbox WHERE ticket_number = 1000 AND kind = 'acknowledgement'")
+        .sql("SELECT ticket_number, message_id, raw, raw_codec FROM outbox WHERE ticket_number = 1000 AND kind = 'acknowledgement'")
         .await;
     let ack_id = ack
         .first()

@@ -442,3 +442,32 @@ impl ShippedDesk {
         }
     }
 }
+
+/// Queues one plain mail from the desk to `to` on ticket `number`, as a
+/// queue notification (outbox and sender tests).
+pub async fn queue_plain_mail(
+    tx: &mut triaged::store::Tx,
+    number: i64,
+    to: &str,
+    subject: &str,
+    message_id: &str,
+    body: &str,
+) {
+    let raw = format!(
+        "From: isda-support@example.edu\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\n\r\n{body}\r\n"
+    );
+    let rcpt = vec![to.to_string()];
+    tx.queue_mail(
+        number,
+        &triaged::store::NewMail {
+            kind: "queue_notification",
+            from: "isda-support@example.edu",
+            rcpt: &rcpt,
+            subject,
+            message_id,
+            raw: raw.as_bytes(),
+        },
+    )
+    .await
+    .expect("queue");
+}

@@ -12,9 +12,9 @@ use triaged::config::{Config, DEFAULT_CONFIG, SmtpConfig};
 use triaged::dev::devstack::{Dovecot, Smtpd};
 use triaged::notify::sender::{Sender, transports};
 use triaged::pipeline::{Origin, Outcome, Pipeline};
-use triaged::store::{NewMail, Store};
+use triaged::store::Store;
 
-use crate::harness::{PgDb, message, search};
+use crate::harness::{PgDb, message, queue_plain_mail, search};
 
 const MAILS: usize = 500;
 const TO: &str = "claims@example.edu";
@@ -63,28 +63,18 @@ async fn queue(url: &str) {
     let Outcome::Created(number) = outcomes[0] else {
         panic!("no ticket: {outcomes:?}");
     };
-    let rcpt = vec![TO.to_string()];
     for chunk in (0..MAILS).collect::<Vec<_>>().chunks(100) {
         let mut tx = store.begin().await.expect("begin");
         for i in chunk {
-            let subject = format!("claim {i:03}");
-            let message_id = format!("claim-{i}@example.edu");
-            let raw = format!(
-                "From: isda-support@example.edu\r\nTo: {TO}\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\n\r\nmail {i}\r\n"
-            );
-            tx.queue_mail(
+            queue_plain_mail(
+                &mut tx,
                 number,
-                &NewMail {
-                    kind: "queue_notification",
-                    from: "isda-support@example.edu",
-                    rcpt: &rcpt,
-                    subject: &subject,
-                    message_id: &message_id,
-                    raw: raw.as_bytes(),
-                },
+                TO,
+                &format!("claim {i:03}"),
+                &format!("claim-{i}@example.edu"),
+                &format!("mail {i}"),
             )
-            .await
-            .expect("queue");
+            .await;
         }
         tx.commit().await.expect("commit mail");
     }

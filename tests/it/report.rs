@@ -730,16 +730,18 @@ async fn report_card(url: Option<&str>) {
 /// The raw bytes of outbox row `id`, read straight from the store.
 async fn outbox_raw(url: &str, id: i64) -> Vec<u8> {
     use sqlx::{Connection, Row};
-    let q = format!("SELECT raw FROM outbox WHERE id = {id}");
-    if url.starts_with("sqlite:") {
+    let q = format!("SELECT raw, raw_codec FROM outbox WHERE id = {id}");
+    let (codec, raw): (String, Vec<u8>) = if url.starts_with("sqlite:") {
         let mut c = sqlx::SqliteConnection::connect(url).await.expect("sqlite");
         let row = sqlx::query(&q).fetch_one(&mut c).await.expect("row");
-        row.get("raw")
+        (row.get("raw_codec"), row.get("raw"))
     } else {
         let mut c = sqlx::PgConnection::connect(url).await.expect("postgres");
         let row = sqlx::query(&q).fetch_one(&mut c).await.expect("row");
-        row.get("raw")
-    }
+        (row.get("raw_codec"), row.get("raw"))
+    };
+    // Stored compressed: decoded as the store does.
+    triaged::store::codec::decode(&codec, raw, 64 << 20).expect("decode")
 }
 
 /// A mailed card: the text part holds the table, the attachment the CSV;

@@ -424,3 +424,315 @@ async fn notification_caps_postgres() {
     notification_caps(&db.url).await;
     db.drop_db().await;
 }
+
+/// One batch, one transaction (issue 12: rows written as multi-row INSERTs
+/// at the end): a reply threads onto the first message of its thread in the
+/// same batch, a duplicate inside the batch is one ticket, a quarantined
+/// item sits between them, ticket numbers follow on from the counter, and
+/// the history and mail read back as if written one by one. Then the caps
+/// inside one batch: acknowledgements and notifications held back in the
+/// transaction count for the next message of the same sender.
+async fn batch_edges(url: &str) {
+    let mut config = Config::parse(DEFAULT_CONFIG, "default").expect("default config");
+    config.ingest.max_message_bytes = 4096;
+    config.notify.ack_limit_per_hour = 2;
+    config.notify.notify_limit_per_sender_per_hour = 3;
+    let config = Arc::new(config);
+    let store = Store::open(url, 500).await.expect("open store");
+    let notifier = triaged::notify::notifier(&config).expect("templates");
+    let p = Pipeline::new(config, store)
+        .expect("rules")
+        .with_notifier(notifier, Arc::new(tokio::sync::Notify::new()));
+    let first = message(
+        "first@x",
+        "Ann <ann@x.example>",
+        "isda-support@example.edu",
+        "Printer on fire",
+        "It burns.",
+    );
+    let reply = b"From: Ann <ann@x.example>\r\nTo: isda-support@example.edu\r\nSubject: Re: Printer on fire\r\n\
+         Date: Sat, 21 Nov 2026 10:05:00 -0600\r\nMessage-ID: <reply@x>\r\nIn-Reply-To: <first@x>\r\n\
+         References: <first@x>\r\n\r\nStill burning.\r\n"
+        .to_vec();
+    let mut huge = message(
+        "huge@x",
+        "bob@x.example",
+        "isda-support@example.edu",
+        "Big",
+        "",
+    );
+    huge.extend(std::iter::repeat_n(b'a', 8192));
+    let other = message(
+        "other@x",
+        "carol@x.example",
+        "isda-support@example.edu",
+        "Another",
+        "Hello.",
+    );
+    let raws = [first.clone(), huge, reply, first, other];
+    let batch: Vec<_> = raws
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| p.prepare("isda-support", file(i), raw))
+        .collect();
+    let outcomes = p.commit(&batch, None).await.expect("commit");
+    assert_eq!(outcomes[0], Outcome::Created(500), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[1], Outcome::Quarantined(_)),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[2], Outcome::Reply(500), "{outcomes:?}");
+    assert_eq!(outcomes[3], Outcome::Duplicate(500), "{outcomes:?}");
+    assert_eq!(outcomes[4], Outcome::Created(501), "{outcomes:?}");
+    let s = p.store();
+    assert_eq!(s.count_tickets().await.expect("count"), 2);
+    assert_eq!(s.list_quarantine().await.expect("quarantine").len(), 1);
+    let t = s.ticket(500).await.expect("read").expect("ticket 500");
+    assert_eq!(t.messages.len(), 2);
+    let kinds: Vec<&str> = t.events.iter().map(|e| e.kind.as_str()).collect();
+    let at = |k: &str| kinds.iter().position(|x| *x == k);
+    assert!(
+        at("created") < at("reply") && at("reply") < at("duplicate"),
+        "history out of order: {kinds:?}"
+    );
+    assert!(
+        t.mail.iter().any(|m| m.kind == "acknowledgement"),
+        "{:?}",
+        t.mail
+    );
+    // The next batch numbers on from the counter the first one wrote.
+    let next = p.prepare(
+        "isda-support",
+        file(9),
+        message(
+            "next@x",
+            "dan@x.example",
+            "isda-support@example.edu",
+            "Next",
+            ".",
+        ),
+    );
+    assert_eq!(
+        p.commit(&[next], None).await.expect("commit"),
+        vec![Outcome::Created(502)]
+    );
+
+    // Caps inside one batch: one sender, six new tickets; two
+    // acknowledgements and three notified tickets (the limits), then
+    // suppressed.
+    let flood: Vec<_> = (0..6)
+        .map(|i| {
+            p.prepare(
+                "map-support",
+                file(100 + i),
+                message(
+                    &format!("flood{i}@x"),
+                    if i % 2 == 0 {
+                        "Eve@Y.example"
+                    } else {
+                        "eve@y.example"
+                    },
+                    "map-support@example.edu",
+                    &format!("Flood {i}"),
+                    "Again.",
+                ),
+            )
+        })
+        .collect();
+    let outcomes = p.commit(&flood, None).await.expect("commit");
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Created(_))));
+    let outbox = s.list_outbox(None, i64::MAX).await.expect("outbox");
+    let acks_to_eve = outbox
+        .iter()
+        .filter(|m| {
+            m.kind == "acknowledgement"
+                && m.rcpt
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case("eve@y.example"))
+        })
+        .count();
+    assert_eq!(acks_to_eve, 2, "{outbox:?}");
+    let notified = outbox
+        .iter()
+        .filter(|m| m.kind == "queue_notification" && m.ticket_number.unwrap_or(0) > 502)
+        .count();
+    assert_eq!(notified, 3, "{outbox:?}");
+    s.close().await;
+}
+
+/// Runs `statement` on the test's database with `bytes` bound as `$1`.
+async fn sql_with_bytes(url: &str, statement: &str, bytes: Vec<u8>) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(url).await.expect("connect");
+    sqlx::query(statement)
+        .bind(bytes)
+        .execute(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    let _ = c.close().await;
+}
+
+/// (codec, stored length) of a row, read straight from the database.
+async fn stored(url: &str, statement: &str) -> (String, i64) {
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(url).await.expect("connect");
+    let r = sqlx::query(statement).fetch_one(&mut c).await.expect("row");
+    let _ = c.close().await;
+    (r.get(0), r.get(1))
+}
+
+/// Stored mail (migration 0014): new rows compressed and read back exactly;
+/// rows written before it (`raw_codec` 'none', a `body_text` of their own)
+/// still read; a corrupt row is a clear error, and a corrupt outbox row is
+/// marked failed instead of blocking the mail behind it.
+async fn stored_mail(url: &str) {
+    let p = pipeline(url).await;
+    let s = p.store();
+    let body = "The portal login fails with a timeout. ".repeat(40);
+    let raw = message(
+        "codec@x",
+        "ann@x.example",
+        "isda-support@example.edu",
+        "Codec",
+        &body,
+    );
+    assert_eq!(
+        one(&p, "isda-support", 1, raw.clone()).await,
+        Outcome::Created(1000)
+    );
+    let t = s.ticket(1000).await.expect("read").expect("ticket");
+    let id = t.messages[0].id;
+    assert_eq!(t.messages[0].body.trim_end(), body.trim_end());
+    assert_eq!(s.raw_message(id).await.expect("raw"), Some(raw.clone()));
+    let (codec, len) = stored(
+        url,
+        &format!("SELECT raw_codec, CAST(LENGTH(raw) AS BIGINT) FROM messages WHERE id = {id}"),
+    )
+    .await;
+    assert_eq!(codec, "zstd");
+    assert!((len as usize) * 4 < raw.len(), "{len} of {}", raw.len());
+
+    // The outbox gives the sender the very bytes queued.
+    let mail = format!("From: d@x\r\nTo: a@x\r\nSubject: s\r\n\r\n{body}\r\n").into_bytes();
+    let rcpt = vec!["a@x".to_string()];
+    let new = |raw| triaged::store::NewMail {
+        kind: "report",
+        from: "d@x",
+        rcpt: &rcpt,
+        subject: "s",
+        message_id: "m@x",
+        raw,
+    };
+    let queued = s.queue_mail_alone(&new(&mail)).await.expect("queue");
+    let claimed = s
+        .claim_outbox("t", i64::MAX - 1, i64::MAX, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!((claimed[0].id, &claimed[0].raw), (queued, &mail));
+    s.outbox_sent(queued, "250 ok").await.expect("sent");
+
+    // A row from before 0014: bytes as they are, its own body text.
+    let old = message(
+        "old@x",
+        "bob@x.example",
+        "isda-support@example.edu",
+        "Old",
+        "old body",
+    );
+    sql_with_bytes(
+        url,
+        &format!("UPDATE messages SET raw = $1, raw_codec = 'none', body_text = 'stored body' WHERE id = {id}"),
+        old.clone(),
+    )
+    .await;
+    let t = s.ticket(1000).await.expect("read old").expect("ticket");
+    assert_eq!(t.messages[0].body, "stored body");
+    assert_eq!(s.raw_message(id).await.expect("raw"), Some(old.clone()));
+    sql_with_bytes(
+        url,
+        "INSERT INTO outbox (kind, mail_from, rcpt, first_rcpt, subject, message_id, raw, status, attempts,
+           next_attempt_at, created_at) VALUES ('report', 'd@x', '[\"a@x\"]', 'a@x', 's', 'old@x', $1, 'pending', 0, 0, 0)",
+        mail.clone(),
+    )
+    .await;
+    let claimed = s
+        .claim_outbox("t", i64::MAX - 1, i64::MAX, 10)
+        .await
+        .expect("claim old");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].raw, mail);
+    s.outbox_sent(claimed[0].id, "250 ok").await.expect("sent");
+
+    // Corrupt rows: an error that says so, never a panic; a zstd bomb is
+    // refused by its declared size before anything is allocated.
+    sql_with_bytes(
+        url,
+        &format!("UPDATE messages SET raw = $1, raw_codec = 'zstd' WHERE id = {id}"),
+        b"garbage".to_vec(),
+    )
+    .await;
+    let e = s.raw_message(id).await.expect_err("corrupt");
+    assert!(e.to_string().contains("not a zstd frame"), "{e}");
+    assert!(s.ticket(1000).await.is_err());
+    let bomb = zstd::bulk::compress(&vec![0u8; 128 << 20], 3).expect("bomb");
+    sql_with_bytes(
+        url,
+        &format!("UPDATE messages SET raw = $1 WHERE id = {id}"),
+        bomb.clone(),
+    )
+    .await;
+    let e = s.raw_message(id).await.expect_err("bomb");
+    assert!(e.to_string().contains("over the limit"), "{e}");
+    let bad = s.queue_mail_alone(&new(&mail)).await.expect("queue");
+    sql_with_bytes(
+        url,
+        &format!("UPDATE outbox SET raw = $1 WHERE id = {bad}"),
+        bomb,
+    )
+    .await;
+    let good = s.queue_mail_alone(&new(&mail)).await.expect("queue");
+    let claimed = s
+        .claim_outbox("t", i64::MAX - 1, i64::MAX, 10)
+        .await
+        .expect("claim past a bad row");
+    assert_eq!(claimed.iter().map(|m| m.id).collect::<Vec<_>>(), vec![good]);
+    let failed = s.list_outbox(Some("failed"), 10).await.expect("failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].id, bad);
+    assert!(
+        failed[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("over the limit"))
+    );
+    s.close().await;
+}
+
+#[tokio::test]
+async fn batch_edges_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    batch_edges(&format!("sqlite://{}", dir.path().join("t.db").display())).await;
+}
+
+#[tokio::test]
+async fn batch_edges_postgres() {
+    let db = PgDb::create("batch_edges").await;
+    batch_edges(&db.url).await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn stored_mail_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    stored_mail(&format!("sqlite://{}", dir.path().join("t.db").display())).await;
+}
+
+#[tokio::test]
+async fn stored_mail_postgres() {
+    let db = PgDb::create("codec").await;
+    stored_mail(&db.url).await;
+    db.drop_db().await;
+}
