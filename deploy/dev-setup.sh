@@ -6,7 +6,8 @@
 set -euo pipefail
 
 # systemd: `systemd-analyze verify` checks deploy/triaged.service in the tests.
-packages=(dovecot-imapd dovecot-lmtpd opensmtpd openssl systemd)
+# gdb: the test harness prints a hung child's stacks with it.
+packages=(dovecot-imapd dovecot-lmtpd opensmtpd openssl systemd gdb)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -107,13 +107,15 @@ impl World {
 
     /// Runs `triaged --config <ours> ARGS` to completion.
     pub fn triaged(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env(PW_ENV, PASSWORD)
-            .output()
-            .expect("run triaged")
+        output_within(
+            Command::new(bin())
+                .arg("--config")
+                .arg(&self.config)
+                .args(args)
+                .env(PW_ENV, PASSWORD),
+            None,
+            COMMAND_LIMIT,
+        )
     }
 
     pub fn json(&self, args: &[&str]) -> Value {
@@ -311,13 +313,27 @@ pub fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
 }
 
-/// Runs the binary in `dir` (no config file there: the built-in defaults apply).
-pub fn run_in(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(bin())
-        .current_dir(dir)
-        .args(args)
-        .env_remove("TRIAGED_CONFIG")
-        .env_remove("TRIAGED_DATABASE_URL")
+/// How long one run of the binary may take in a test before it counts as
+/// hung. Generous: the slowest command a test runs takes seconds.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs `cmd` to completion as `Command::output` does (stdin closed unless
+/// `stdin` is given), but for at most `limit`. A child still running then is
+/// a hang: its threads' stacks (from gdb, where installed) and what it printed
+/// so far fail the test, instead of the suite waiting until CI gives up.
+pub fn output_within(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duration) -> Output {
+    fn drain(
+        pipe: Option<impl std::io::Read + Send + 'static>,
+    ) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let mut child = cmd
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -326,12 +342,59 @@ pub fn run_in(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn");
+        .expect("spawn triaged");
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // The child may stop reading early; that is its business.
         let _ = pipe.write_all(input);
     }
-    child.wait_with_output().expect("wait")
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let stacks = Command::new("gdb")
+                .args([
+                    "-batch",
+                    "-p",
+                    &child.id().to_string(),
+                    "-ex",
+                    "thread apply all bt",
+                ])
+                .stdin(Stdio::null())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_else(|e| format!("(no stacks: gdb: {e})"));
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = err.join().unwrap_or_default();
+            panic!(
+                "{cmd:?} still running after {limit:?}; killed.\nstderr:\n{}\nstacks:\n{stacks}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// Runs the binary in `dir` (no config file there: the built-in defaults apply).
+pub fn run_in(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    output_within(
+        Command::new(bin())
+            .current_dir(dir)
+            .args(args)
+            .env_remove("TRIAGED_CONFIG")
+            .env_remove("TRIAGED_DATABASE_URL"),
+        stdin,
+        COMMAND_LIMIT,
+    )
 }
 
 /// The shipped deployment (no IMAP, no SMTP) on a database of the test's.
@@ -380,7 +443,7 @@ impl ShippedDesk {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run triaged")
+        output_within(&mut self.command(args), None, COMMAND_LIMIT)
     }
 
     pub fn json(&self, args: &[&str]) -> Value {

@@ -509,14 +509,20 @@ async fn a_flapping_alert_is_notified_a_bounded_number_of_times() {
         assert_eq!(desk.tickets()[0]["alert_key"], "nagios:web1");
         numbers.push(n);
         // Someone resolves it; the next DOWN opens a new ticket.
-        let mut conn = sqlx::SqliteConnection::connect(&desk.url)
+        // Bounded: a hang here fails the test instead of holding the suite.
+        let limit = std::time::Duration::from_secs(60);
+        let mut conn = tokio::time::timeout(limit, sqlx::SqliteConnection::connect(&desk.url))
             .await
+            .expect("connect in time")
             .expect("sqlite");
-        sqlx::query("UPDATE tickets SET status = 'resolved'")
-            .execute(&mut conn)
-            .await
-            .expect("resolve");
-        let _ = conn.close().await;
+        tokio::time::timeout(
+            limit,
+            sqlx::query("UPDATE tickets SET status = 'resolved'").execute(&mut conn),
+        )
+        .await
+        .expect("resolve in time")
+        .expect("resolve");
+        let _ = tokio::time::timeout(limit, conn.close()).await;
     }
     let notified: Vec<i64> = desk
         .outbox()
