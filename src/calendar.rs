@@ -24,6 +24,65 @@ const MAX_DAYS: u32 = 366 * 100;
 /// Seconds in a civil day; an interval may end at 24:00, this value.
 const DAY_SECS: u32 = 24 * 60 * 60;
 
+/// The system's zoneinfo folders, in the order jiff looks at them.
+const ZONEINFO_DIRS: [&str; 3] = [
+    "/usr/share/zoneinfo",
+    "/usr/share/lib/zoneinfo",
+    "/etc/zoneinfo",
+];
+
+/// The most read of one zoneinfo file (they are a few KB).
+const MAX_TZIF: u64 = 1 << 20;
+
+/// The time zone called `name`, as [`TimeZone::get`] finds it, but read from
+/// its one file when that file is there. `TimeZone::get` first lists the
+/// whole zoneinfo folder (some 600 files) to know every name, which cost
+/// every process about a millisecond at start (half of `triaged deliver`'s own
+/// work). The folder is the one jiff would use: `TZDIR` when it is a folder,
+/// else the first of the usual places that exists. A name that is not a plain
+/// relative path, a file that is missing or not TZif (a name in another case,
+/// `zone.tab`), and `UTC` go to `TimeZone::get`, which decides as always.
+pub fn time_zone(name: &str) -> Result<TimeZone, jiff::Error> {
+    let plain = !name.is_empty()
+        && name.len() <= 255
+        && !name.eq_ignore_ascii_case("utc")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_-+".contains(&b))
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && !part.starts_with('.'));
+    if plain {
+        let dir = std::env::var_os("TZDIR")
+            .map(std::path::PathBuf::from)
+            .filter(|d| d.is_dir())
+            .or_else(|| {
+                ZONEINFO_DIRS
+                    .iter()
+                    .map(std::path::PathBuf::from)
+                    .find(|d| d.is_dir())
+            });
+        if let Some(dir) = dir
+            && let Some(data) = read_bounded(&dir.join(name))
+            && let Ok(tz) = TimeZone::tzif(name, &data)
+        {
+            return Ok(tz);
+        }
+    }
+    TimeZone::get(name)
+}
+
+fn read_bounded(path: &std::path::Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut data = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(MAX_TZIF)
+        .read_to_end(&mut data)
+        .ok()?;
+    Some(data)
+}
+
 /// Why a due time cannot be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CalendarError {
@@ -173,7 +232,7 @@ impl Calendar {
     /// Builds a calendar from its configuration, or every reason it is wrong.
     pub fn from_config(config: &CalendarConfig) -> Result<Calendar, Vec<String>> {
         let mut problems = Vec::new();
-        let tz = match TimeZone::get(&config.time_zone) {
+        let tz = match time_zone(&config.time_zone) {
             Ok(tz) => Some(tz),
             Err(_) => {
                 problems.push(format!("unknown time zone {:?}", config.time_zone));
@@ -375,6 +434,54 @@ fn parse_clock(s: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_zones_read_from_their_file_are_the_ones_jiff_finds() {
+        let probes = [
+            "America/Chicago",
+            "Europe/London",
+            "Australia/Lord_Howe",
+            "Etc/GMT+5",
+            "UTC",
+            "utc",
+            "america/chicago",
+            "zone.tab",
+            "../../etc/passwd",
+            "America/../Europe/London",
+            "America//Chicago",
+            "",
+            "Nowhere/Atlantis",
+            "America/Chicago/",
+        ];
+        let instants: Vec<Timestamp> = [
+            "2026-03-08T07:59:59Z",
+            "2026-03-08T08:00:00Z",
+            "2026-11-01T06:30:00Z",
+            "1970-01-01T00:00:00Z",
+        ]
+        .iter()
+        .map(|t| t.parse().expect("instant"))
+        .collect();
+        for name in probes {
+            let ours = time_zone(name);
+            let jiffs = TimeZone::get(name);
+            assert_eq!(
+                ours.is_ok(),
+                jiffs.is_ok(),
+                "{name:?}: {ours:?} / {jiffs:?}"
+            );
+            if let (Ok(a), Ok(b)) = (ours, jiffs) {
+                for t in &instants {
+                    assert_eq!(a.to_offset(*t), b.to_offset(*t), "{name:?} at {t}");
+                }
+            }
+        }
+        assert_eq!(
+            time_zone("America/Chicago").expect("zone").iana_name(),
+            Some("America/Chicago")
+        );
+    }
+
     use jiff::Zoned;
 
     const H: u64 = 3600;

@@ -119,8 +119,12 @@ impl Notifier {
         let m = ev.parsed;
         let desk = self.config.desk(&d.desk);
         let requester = m.requester();
-        let tz = desk
-            .and_then(|d| jiff::tz::TimeZone::get(d.time_zone.get_ref()).ok())
+        // The desk's calendar holds its zone, looked up once at load.
+        let tz = self
+            .config
+            .calendars
+            .get(&d.desk)
+            .map(|c| c.time_zone().clone())
             .unwrap_or(jiff::tz::TimeZone::UTC);
         let when = |ms: i64| {
             jiff::Timestamp::from_millisecond(ms)

@@ -245,8 +245,9 @@ impl Notifier {
     fn when(&self, desk: &str) -> impl Fn(i64) -> String + use<> {
         let tz = self
             .config
-            .desk(desk)
-            .and_then(|d| jiff::tz::TimeZone::get(d.time_zone.get_ref()).ok())
+            .calendars
+            .get(desk)
+            .map(|c| c.time_zone().clone())
             .unwrap_or(jiff::tz::TimeZone::UTC);
         move |ms: i64| {
             jiff::Timestamp::from_millisecond(ms)
