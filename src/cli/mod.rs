@@ -350,6 +350,13 @@ pub enum QuarantineCommand {
 pub async fn run(cli: Cli) -> ExitCode {
     telemetry::init(cli.log_format);
     telemetry::install_panic_hook();
+    // Commands that compile the rules keep their regex checks between runs
+    // (`rules::check_cache`); `deliver` compiles none.
+    if !matches!(cli.command, Command::Deliver { .. })
+        && let Some(dir) = crate::rules::check_cache::default_dir()
+    {
+        crate::rules::check_cache::enable(&dir);
+    }
     match dispatch(cli).await {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

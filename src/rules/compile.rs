@@ -11,6 +11,7 @@ use regex_automata::util::syntax;
 use regex_syntax::hir::Hir;
 use toml::Spanned;
 
+use super::check_cache;
 use super::format::{CondDe, FileDe, MatchAt, MatchDe, MatchTable, Patterns, RuleDe};
 use super::{
     Actions, Atom, Builtin, Expr, FIXED_SLOTS, Field, FieldIndex, Index, Known, Matcher, Part,
@@ -198,6 +199,7 @@ impl RuleSet {
         if !c.problems.is_empty() {
             return Err(c.problems);
         }
+        let checked = check_cache::keys(c.hirs.keys().map(|(s, cs)| (s.as_str(), *cs)));
         let index = build_index(
             &c.atoms,
             &c.atom_origins,
@@ -226,6 +228,7 @@ impl RuleSet {
                 }
             }
         }
+        check_cache::save(&checked);
         Ok(RuleSet {
             rules,
             atoms: c.atoms,
@@ -525,7 +528,7 @@ impl Compiler<'_> {
             }
             // Each regex is checked within the smallest size class it fits
             // and counted at that size against the budget of the whole set.
-            let built = check_regex(&source, case_sensitive);
+            let built = check_regex_cached(&source, case_sensitive);
             if let Ok((_, class, _)) = &built {
                 self.regex_charge += class;
             }
@@ -1069,6 +1072,33 @@ fn build_index(
         bools,
         max_set,
     }
+}
+
+/// [`check_regex`], or what it found for the same pattern in an earlier
+/// process ([`check_cache`], when the command line turned it on): then the
+/// pattern is only parsed.
+fn check_regex_cached(
+    source: &str,
+    case_sensitive: bool,
+) -> Result<(Vec<String>, usize, Hir), regex::Error> {
+    if let Some(c) = check_cache::lookup(source, case_sensitive, &SIZE_CLASSES) {
+        let hir = syntax::parse_with(
+            source,
+            &syntax::Config::new().case_insensitive(!case_sensitive),
+        )
+        .map_err(|e| regex::Error::Syntax(e.to_string()))?;
+        return Ok((c.names, c.class, hir));
+    }
+    let checked = check_regex(source, case_sensitive)?;
+    check_cache::record(
+        source,
+        case_sensitive,
+        check_cache::Checked {
+            names: checked.0.clone(),
+            class: checked.1,
+        },
+    );
+    Ok(checked)
 }
 
 /// Checks one rule regex as `regex::RegexBuilder` would build it

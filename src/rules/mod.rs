@@ -29,6 +29,7 @@
 //! The test cases kept beside the rules (`routing-rules/tests/`) are run by
 //! `classify::cases`: they are judged on the completed decision.
 
+pub mod check_cache;
 mod compile;
 mod eval;
 mod format;

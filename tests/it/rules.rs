@@ -7,20 +7,24 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Mailbox, World, bin, message, wait_for};
+use crate::harness::{COMMAND_LIMIT, Mailbox, World, bin, message, output_within, wait_for};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .current_dir(dir)
+    run_with(dir, args, &[])
+}
+
+fn run_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(bin());
+    c.current_dir(dir)
         .args(args)
         .env_remove("TRIAGED_CONFIG")
         .env_remove("TRIAGED_DATABASE_URL")
-        .output()
-        .expect("run triaged")
+        .envs(env.iter().copied());
+    output_within(&mut c, None, COMMAND_LIMIT)
 }
 
 fn stdout(o: &Output) -> String {
@@ -216,6 +220,88 @@ fn rules_test_reports_accuracy_explains_a_case_and_takes_a_threshold() {
         ],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+}
+
+/// The regex checks kept between runs (`rules::check_cache`) change no
+/// verdict: a second run, a forged cache and a broken one all give the
+/// first run's output, and a regex too big is refused every time.
+#[test]
+fn cached_regex_checks_change_no_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let file = cache.join("rule-checks.json");
+    let env = [("TRIAGED_CACHE_DIR", cache.to_str().unwrap_or(""))];
+    let first = run_with(&repo(), &["rules", "test"], &env);
+    assert!(first.status.success(), "{}", stdout(&first));
+    let text = std::fs::read_to_string(&file).expect("cache written");
+    let cached: Value = serde_json::from_str(&text).expect("json");
+    let entries = cached["entries"].as_array().cloned().unwrap_or_default();
+    assert!(entries.len() > 20, "{text}");
+    assert!(
+        cached["stamp"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("triaged ")),
+        "{text}"
+    );
+    let again = run_with(&repo(), &["rules", "test"], &env);
+    assert_eq!(stdout(&again), stdout(&first));
+
+    // Classes that do not exist are not believed: checked again, rewritten.
+    let forged: Vec<Value> = entries
+        .iter()
+        .map(|e| serde_json::json!([e[0], {"names": ["forged"], "class": 7}]))
+        .collect();
+    let forged = serde_json::json!({"stamp": cached["stamp"], "entries": forged});
+    std::fs::write(&file, forged.to_string()).expect("forge");
+    let out = run_with(&repo(), &["rules", "test"], &env);
+    assert_eq!(stdout(&out), stdout(&first));
+    let rewritten = std::fs::read_to_string(&file).expect("cache");
+    assert!(!rewritten.contains("forged"), "{rewritten}");
+
+    // Another binary's cache (another stamp) and a broken file are ignored.
+    for junk in [
+        text.replace("\"triaged ", "\"triaged-other "),
+        "{not json".to_string(),
+    ] {
+        std::fs::write(&file, junk).expect("junk");
+        let out = run_with(&repo(), &["rules", "test"], &env);
+        assert_eq!(stdout(&out), stdout(&first));
+    }
+
+    // A refusal is never cached: a regex too big is refused at its line on
+    // every run, the cache warm or not.
+    let desk = dir.path().join("desk");
+    copy_rules(&desk.join("routing-rules"));
+    std::fs::write(
+        desk.join("routing-rules/55-big.toml"),
+        "[[rule]]\nname = \"big\"\nwhen.body.regex = '\\w{100}\\s\\w{100}\\s\\w{100}'\nqueue = \"Customer-Support\"\n",
+    )
+    .expect("write");
+    for _ in 0..2 {
+        let out = run_with(&desk, &["check"], &env);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.contains("55-big.toml:3:") && l.contains("exceeds the limit")),
+            "{text}"
+        );
+    }
+
+    // Turned off, nothing is written.
+    let off = dir.path().join("home");
+    std::fs::create_dir_all(&off).expect("mkdir");
+    let out = run_with(
+        &repo(),
+        &["rules", "test"],
+        &[
+            ("TRIAGED_CACHE_DIR", ""),
+            ("HOME", off.to_str().unwrap_or("")),
+            ("XDG_CACHE_HOME", off.to_str().unwrap_or("")),
+        ],
+    );
+    assert_eq!(stdout(&out), stdout(&first));
+    assert_eq!(std::fs::read_dir(&off).map(|d| d.count()).unwrap_or(0), 0);
 }
 
 #[test]
