@@ -291,7 +291,7 @@ fn kill9_while_delivering_loses_and_duplicates_nothing() {
                     for i in (early..N).filter(|i| i % DELIVERERS == t) {
                         // Paced as mail arrives, so that it keeps arriving
                         // through the kills.
-                        std::thread::sleep(Duration::from_millis(60));
+                        std::thread::sleep(Duration::from_millis(90));
                         let out = deliver(desk, "help", &raw(i));
                         if !out.status.success() {
                             failed.push(format!(
@@ -334,7 +334,7 @@ fn kill9_while_delivering_loses_and_duplicates_nothing() {
     );
 
     let daemon = start_daemon(&desk, KILLS);
-    let drained = wait_for(Duration::from_secs(40), || {
+    let drained = wait_for(Duration::from_secs(60), || {
         spooled(&desk, "new") == 0 && desk.json(&["stats", "--json"])["tickets"] == N
     });
     let stats = desk.json(&["stats", "--json"]);
