@@ -228,7 +228,9 @@ fn start_daemon(desk: &ShippedDesk, n: usize) -> Daemon {
 /// delivering (deliver does not need the daemon): every delivery succeeds,
 /// and once the last daemon has drained the spool each message is exactly
 /// one ticket: none lost to a kill between commit and removal or before the
-/// commit, none made twice from a file taken again.
+/// commit, none made twice from a file taken again. A failure names its
+/// seed; `TRIAGED_TEST_SEED` replays the same kill delays (the machine's
+/// timing still varies).
 #[test]
 fn kill9_while_delivering_loses_and_duplicates_nothing() {
     const N: usize = 300;
