@@ -1,5 +1,6 @@
-//! `triaged check`: the configuration, the passwords' sources, the routing
-//! rules and the templates, every problem as `file:line: reason`; with
+//! `triaged check`: the configuration, the passwords' sources, the spools
+//! `triaged deliver` writes to, the routing rules and the templates, every
+//! problem as `file:line: reason`; with
 //! `--connect`, a login to every mailbox and the SMTP server, each reported
 //! (ok, or the server's words) without touching mail. `--json` for tools
 //! (the shape is in docs/json.md).
@@ -86,6 +87,7 @@ pub(super) async fn check(
 /// Every problem found without talking to a server.
 fn offline_problems(config: &Config) -> Vec<Problem> {
     let mut problems = config.check_secrets();
+    problems.extend(config.check_spools());
     problems.extend(config.check_database_url());
     if let Err(p) = crate::classify::load_rules(config) {
         problems.extend(p.0);

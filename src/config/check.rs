@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
+use std::path::Path;
 
 use toml::Spanned;
 
@@ -461,5 +462,194 @@ pub(super) fn cluster(cluster: Option<&Spanned<ClusterConfig>>, found: &mut Foun
                 c.get_ref().lease_secs
             ),
         );
+    }
+}
+
+/// What keeps `triaged deliver` from spooling into `spool`, if anything. It
+/// creates the folder and its `tmp/`, `new/` and `cur/` when missing, writes
+/// into `tmp/` and renames into `new/` (where the daemon removes from): so
+/// the nearest existing folder of those must be writable (write and search)
+/// by this user, and each of them that exists must be a folder.
+pub(super) fn spool_problem(spool: &Path) -> Option<String> {
+    let top = match std::fs::metadata(spool) {
+        Ok(m) if m.is_dir() => true,
+        Ok(_) => return Some("is not a folder".to_string()),
+        Err(e) if missing(&e) => false,
+        Err(e) => return Some(format!("cannot be looked at: {e}")),
+    };
+    if !top {
+        // Deliver would create it: the nearest folder that exists takes it.
+        let mut parent = spool.parent();
+        while let Some(p) = parent {
+            let p = if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            };
+            match std::fs::metadata(p) {
+                Ok(m) if m.is_dir() => {
+                    return writable(p).err().map(|e| {
+                        format!("cannot be created: {} is not writable: {e}", p.display())
+                    });
+                }
+                Ok(_) => {
+                    return Some(format!(
+                        "cannot be created: {} is not a folder",
+                        p.display()
+                    ));
+                }
+                // "." is the last: its parent is "" again.
+                Err(e) if missing(&e) => parent = p.parent().filter(|_| p != Path::new(".")),
+                Err(e) => {
+                    return Some(format!(
+                        "cannot be created: {} cannot be looked at: {e}",
+                        p.display()
+                    ));
+                }
+            }
+        }
+        return Some("cannot be created: no folder above it exists".to_string());
+    }
+    let mut creates = false;
+    for sub in ["tmp", "new", "cur"] {
+        let dir = spool.join(sub);
+        match std::fs::metadata(&dir) {
+            Ok(m) if !m.is_dir() => return Some(format!("{sub}/ is not a folder")),
+            Ok(_) if sub != "cur" => {
+                if let Err(e) = writable(&dir) {
+                    return Some(format!("{sub}/ is not writable: {e}"));
+                }
+            }
+            Ok(_) => {}
+            Err(e) if missing(&e) => creates = true,
+            Err(e) => return Some(format!("{sub}/ cannot be looked at: {e}")),
+        }
+    }
+    if creates && let Err(e) = writable(spool) {
+        return Some(format!(
+            "is not writable (its Maildir folders are missing): {e}"
+        ));
+    }
+    None
+}
+
+/// Not there, or under something that is no folder (which the caller
+/// finds when it looks further up).
+fn missing(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
+}
+
+/// Whether this user may create and remove names in the folder `dir`, as
+/// the kernel decides it (access(2): permission bits, ACLs, a read-only
+/// file system; root's override included), without touching it.
+fn writable(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    unsafe extern "C" {
+        fn access(path: *const std::ffi::c_char, mode: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    const W_OK: std::ffi::c_int = 2;
+    const X_OK: std::ffi::c_int = 1;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("the path holds a NUL byte"))?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call, and
+    // access(2) only reads it.
+    if unsafe { access(c.as_ptr(), W_OK | X_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deployment whose second mailbox (its name at line 13) spools to `spool`.
+    fn with_spool(spool: &Path) -> super::super::Config {
+        let text = format!(
+            "[[desks]]\nname = \"d\"\ntag = \"D\"\n[[queues]]\nname = \"Q\"\ndesk = \"d\"\n\
+             [[mailboxes]]\nname = \"a\"\naddress = \"a@x\"\ndesk = \"d\"\ndefault_queue = \"Q\"\n\
+             [[mailboxes]]\nname = \"b\"\naddress = \"b@x\"\ndesk = \"d\"\ndefault_queue = \"Q\"\n\
+             spool = {:?}\n",
+            spool.display().to_string()
+        );
+        super::super::Config::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_spool_deliver_can_use_passes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Missing, with missing folders above it: deliver creates them all.
+        let spool = dir.path().join("var/spool/triaged/b");
+        assert_eq!(spool_problem(&spool), None);
+        assert!(with_spool(&spool).check_spools().is_empty());
+        // An existing Maildir, and one with only some of its folders.
+        std::fs::create_dir_all(spool.join("tmp")).expect("mkdir");
+        assert_eq!(spool_problem(&spool), None);
+        for sub in ["new", "cur"] {
+            std::fs::create_dir_all(spool.join(sub)).expect("mkdir");
+        }
+        assert_eq!(spool_problem(&spool), None);
+        // No spool set: nothing to check.
+        let text = "[[desks]]\nname = \"d\"\ntag = \"D\"\n[[queues]]\nname = \"Q\"\ndesk = \"d\"\n[[mailboxes]]\nname = \"a\"\naddress = \"a@x\"\ndesk = \"d\"\ndefault_queue = \"Q\"\n";
+        let c = super::super::Config::parse(text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.check_spools().is_empty());
+    }
+
+    #[test]
+    fn a_spool_deliver_cannot_use_is_a_problem_at_its_mailbox() {
+        // Paths that fail for root too: a folder cannot be made under a
+        // file, and a file is no folder.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let afile = dir.path().join("afile");
+        std::fs::write(&afile, b"not a folder").expect("write");
+        let under = afile.join("spool/b");
+        let why = spool_problem(&under).unwrap_or_default();
+        assert_eq!(
+            why,
+            format!("cannot be created: {} is not a folder", afile.display())
+        );
+        let problems: Vec<String> = with_spool(&under)
+            .check_spools()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(
+            problems,
+            [format!(
+                "t.toml:13: mailbox \"b\": spool {}: {why}",
+                under.display()
+            )]
+        );
+        assert_eq!(
+            spool_problem(&afile).as_deref(),
+            Some("is not a folder"),
+            "the spool itself a file"
+        );
+        // A Maildir whose new/ (or tmp/, or cur/) is a file: deliver fails.
+        for sub in ["tmp", "new", "cur"] {
+            let spool = dir.path().join(format!("bad-{sub}"));
+            std::fs::create_dir_all(&spool).expect("mkdir");
+            std::fs::write(spool.join(sub), b"x").expect("write");
+            assert_eq!(
+                spool_problem(&spool),
+                Some(format!("{sub}/ is not a folder")),
+                "{sub}"
+            );
+        }
+    }
+
+    #[test]
+    fn writability_is_the_kernels_answer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(writable(dir.path()).is_ok());
+        // A regular file is not a folder one can create names in, even as root.
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"x").expect("write");
+        assert!(writable(&f.join("x")).is_err());
+        assert!(writable(&dir.path().join("missing")).is_err());
     }
 }

@@ -849,6 +849,23 @@ impl Config {
             .collect()
     }
 
+    /// Problems of the spools `triaged deliver` writes to (only mailboxes
+    /// with `spool`): each must be a folder this user can write in, or one
+    /// it can create (`check::spool_problem`). At the line of its mailbox.
+    pub fn check_spools(&self) -> Vec<Problem> {
+        self.mailboxes
+            .iter()
+            .filter_map(|m| {
+                let spool = m.spool.as_ref()?;
+                check::spool_problem(spool).map(|why| Problem {
+                    file: self.source.clone(),
+                    line: m.line,
+                    reason: format!("mailbox {:?}: spool {}: {why}", m.name, spool.display()),
+                })
+            })
+            .collect()
+    }
+
     /// The desk's team as configured (addresses and bare domains); empty for
     /// an unknown desk.
     pub fn desk_team(&self, desk: &str) -> &[String] {

@@ -313,3 +313,63 @@ fn check_json_names_template_and_address_problems_with_lines_and_relative_paths_
     );
     assert!(dir.path().join("triaged.db").exists());
 }
+
+/// A spool `triaged deliver` could not write to is a problem at its
+/// mailbox's line (paths that fail for root too: under a file); a spool it
+/// can create passes, and a mailbox without one is not looked at.
+#[test]
+fn check_reports_a_spool_deliver_cannot_use_at_its_mailbox() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("afile"), b"not a folder").expect("write");
+    let shipped = without_servers(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/triaged.example.toml"),
+        )
+        .expect("example"),
+    );
+    let with_spool = |spool: &str| {
+        let text = shipped.replace(
+            "default_queue = \"Hosted-Help\"\n",
+            &format!("default_queue = \"Hosted-Help\"\nspool = \"{spool}\"\n"),
+        );
+        assert!(text.contains("spool = "), "no help mailbox in the example");
+        text
+    };
+    let path = dir.path().join("triaged.toml");
+    // Relative to the config's folder, as the other paths.
+    let config = with_spool("afile/spool/help");
+    std::fs::write(&path, &config).expect("write");
+    let out = check(&path, &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = json_of(&out);
+    let problems = report["problems"].as_array().cloned().unwrap_or_default();
+    let help_line = config
+        .lines()
+        .position(|l| l == "name = \"help\"")
+        .map(|i| i as i64 + 1);
+    assert_eq!(problems.len(), 1, "{report:#}");
+    assert_eq!(problems[0]["line"].as_i64(), help_line, "{report:#}");
+    assert_eq!(
+        problems[0]["file"].as_str(),
+        Some(path.display().to_string().as_str())
+    );
+    let reason = problems[0]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.starts_with("mailbox \"help\": spool ")
+            && reason.ends_with(&format!(
+                "cannot be created: {} is not a folder",
+                dir.path().join("afile").display()
+            )),
+        "{report:#}"
+    );
+
+    std::fs::write(&path, with_spool("spool/help")).expect("write");
+    let out = check(&path, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Checking created nothing.
+    assert!(!dir.path().join("spool").exists());
+}
