@@ -546,21 +546,8 @@ fn missing(e: &std::io::Error) -> bool {
 /// the kernel decides it (access(2): permission bits, ACLs, a read-only
 /// file system; root's override included), without touching it.
 fn writable(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    unsafe extern "C" {
-        fn access(path: *const std::ffi::c_char, mode: std::ffi::c_int) -> std::ffi::c_int;
-    }
-    const W_OK: std::ffi::c_int = 2;
-    const X_OK: std::ffi::c_int = 1;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("the path holds a NUL byte"))?;
-    // SAFETY: `c` is a NUL-terminated string that outlives the call, and
-    // access(2) only reads it.
-    if unsafe { access(c.as_ptr(), W_OK | X_OK) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    use rustix::fs::{Access, access};
+    access(dir, Access::WRITE_OK | Access::EXEC_OK).map_err(std::io::Error::from)
 }
 
 #[cfg(test)]
