@@ -72,9 +72,10 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A CA and a server certificate for 127.0.0.1 and localhost, signed by it.
-/// Returns (ca.pem, cert.pem, key.pem).
-fn make_certificates(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+/// A CA and a server certificate for 127.0.0.1 and localhost, signed by it,
+/// written into `dir` with the `openssl` command. Returns (ca.pem, cert.pem,
+/// key.pem).
+pub fn make_certificates(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
     let openssl =
         find_binary("openssl").context("openssl is not installed (apt-get install openssl)")?;
     let p = |name: &str| dir.join(name);

@@ -24,6 +24,7 @@ mod report;
 mod rules;
 mod sla;
 mod smtp_faults;
+mod smtp_tls;
 mod steering;
 mod store;
 mod threading;
