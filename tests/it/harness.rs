@@ -534,3 +534,75 @@ pub async fn queue_plain_mail(
     .await
     .expect("queue");
 }
+
+/// A fresh SQLite store (in the returned folder) holding one ticket, from
+/// ann@customers.example to isda-support, with one plain mail to her queued
+/// per (subject, Message-ID, body) of `mails` (outbox and sender tests).
+pub async fn store_with_queued_mail(
+    mails: &[(String, String, String)],
+) -> (tempfile::TempDir, triaged::store::Store) {
+    use triaged::pipeline::{Origin, Outcome, Pipeline};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let config = triaged::config::Config::parse(triaged::config::DEFAULT_CONFIG, "default")
+        .expect("default config");
+    let store = triaged::store::Store::open(&url, 1000)
+        .await
+        .expect("open store");
+    let pipeline = Pipeline::new(std::sync::Arc::new(config), store.clone()).expect("rules");
+    let p = pipeline.prepare(
+        "isda-support",
+        Origin::File {
+            path: "f.eml".to_string(),
+        },
+        message(
+            "first@customers.example",
+            "ann@customers.example",
+            "isda-support@example.edu",
+            "A question",
+            "Hello.",
+        ),
+    );
+    let Outcome::Created(number) = pipeline.commit(&[p], None).await.expect("commit")[0] else {
+        panic!("no ticket");
+    };
+    let mut tx = store.begin().await.expect("begin");
+    for (subject, message_id, body) in mails {
+        queue_plain_mail(
+            &mut tx,
+            number,
+            "ann@customers.example",
+            subject,
+            message_id,
+            body,
+        )
+        .await;
+    }
+    tx.commit().await.expect("commit mail");
+    (dir, store)
+}
+
+/// Starts the outbox sender on `store` with the `[smtp]` settings `smtp`
+/// (TOML); cancel the token to stop it, then await the task.
+pub fn start_sender(
+    store: &triaged::store::Store,
+    smtp: &str,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    use triaged::notify::sender::{Sender, transports};
+    let smtp: triaged::config::SmtpConfig = toml::from_str(smtp).expect("smtp config");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(
+        Sender {
+            store: store.clone(),
+            transports: transports(&smtp).expect("transports"),
+            config: smtp,
+            wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+            shutdown: shutdown.clone(),
+        }
+        .run(),
+    );
+    (shutdown, task)
+}

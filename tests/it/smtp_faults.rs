@@ -9,13 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use triaged::config::{Config, DEFAULT_CONFIG, SmtpConfig};
-use triaged::notify::sender::{Sender, transports};
-use triaged::pipeline::{Origin, Outcome, Pipeline};
-use triaged::store::Store;
 
-use crate::harness::{message, queue_plain_mail};
+use crate::harness::{start_sender, store_with_queued_mail};
 
 /// How the fake server misbehaves.
 #[derive(Clone, Copy)]
@@ -104,40 +99,16 @@ async fn fake_smtp(fault: Fault) -> (u16, Arc<Seen>) {
 /// a fake server with `fault`, and returns the seconds it took.
 async fn send_through(fault: Fault, n: usize) -> (f64, Arc<Seen>) {
     let (port, seen) = fake_smtp(fault).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let config = Config::parse(DEFAULT_CONFIG, "default").expect("default config");
-    let store = Store::open(&url, 1000).await.expect("open store");
-    let pipeline = Pipeline::new(Arc::new(config), store.clone()).expect("rules");
-    let p = pipeline.prepare(
-        "isda-support",
-        Origin::File {
-            path: "f.eml".to_string(),
-        },
-        message(
-            "fault@x",
-            "ann@customers.example",
-            "isda-support@example.edu",
-            "Faults",
-            "Hello.",
-        ),
-    );
-    let Outcome::Created(number) = pipeline.commit(&[p], None).await.expect("commit")[0] else {
-        panic!("no ticket");
-    };
-    let mut tx = store.begin().await.expect("begin");
-    for i in 0..n {
-        queue_plain_mail(
-            &mut tx,
-            number,
-            "ann@customers.example",
-            &format!("fault {i}"),
-            &format!("fault-{i}@example.edu"),
-            &format!("mail {i}"),
-        )
-        .await;
-    }
-    tx.commit().await.expect("commit mail");
+    let mails: Vec<(String, String, String)> = (0..n)
+        .map(|i| {
+            (
+                format!("fault {i}"),
+                format!("fault-{i}@example.edu"),
+                format!("mail {i}"),
+            )
+        })
+        .collect();
+    let (_dir, store) = store_with_queued_mail(&mails).await;
     // With whatever the commit itself queued (no notifier here: nothing).
     let n = store
         .list_outbox(Some("pending"), i64::MAX)
@@ -145,21 +116,12 @@ async fn send_through(fault: Fault, n: usize) -> (f64, Arc<Seen>) {
         .expect("outbox")
         .len();
 
-    let smtp: SmtpConfig = toml::from_str(&format!(
-        "host = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\"\nconcurrency = 1\ntimeout_secs = 30\n"
-    ))
-    .expect("smtp config");
-    let shutdown = CancellationToken::new();
     let start = Instant::now();
-    let task = tokio::spawn(
-        Sender {
-            store: store.clone(),
-            transports: transports(&smtp).expect("transports"),
-            config: smtp,
-            wake: Arc::new(tokio::sync::Notify::new()),
-            shutdown: shutdown.clone(),
-        }
-        .run(),
+    let (shutdown, task) = start_sender(
+        &store,
+        &format!(
+            "host = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\"\nconcurrency = 1\ntimeout_secs = 30\n"
+        ),
     );
     let deadline = start + Duration::from_secs(120);
     while store

@@ -22,14 +22,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_util::sync::CancellationToken;
-use triaged::config::{Config, DEFAULT_CONFIG, SmtpConfig};
 use triaged::dev::devstack::make_certificates;
-use triaged::notify::sender::{Sender, transports};
-use triaged::pipeline::{Origin, Outcome, Pipeline};
-use triaged::store::{OutboxSummary, Store};
+use triaged::store::OutboxSummary;
 
-use crate::harness::{message, queue_plain_mail};
+use crate::harness::{start_sender, store_with_queued_mail};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
@@ -208,55 +204,19 @@ async fn send_one(
     limit: Duration,
     done: impl Fn(&[OutboxSummary]) -> bool,
 ) -> Vec<OutboxSummary> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let config = Config::parse(DEFAULT_CONFIG, "default").expect("default config");
-    let store = Store::open(&url, 1000).await.expect("open store");
-    let pipeline = Pipeline::new(Arc::new(config), store.clone()).expect("rules");
-    let p = pipeline.prepare(
-        "isda-support",
-        Origin::File {
-            path: "f.eml".to_string(),
-        },
-        message(
-            "tls@x",
-            "ann@customers.example",
-            "isda-support@example.edu",
-            "TLS",
-            "Hello.",
-        ),
-    );
-    let Outcome::Created(number) = pipeline.commit(&[p], None).await.expect("commit")[0] else {
-        panic!("no ticket");
-    };
-    let mut tx = store.begin().await.expect("begin");
-    queue_plain_mail(
-        &mut tx,
-        number,
-        "ann@customers.example",
-        "over TLS",
-        "tls-1@example.edu",
-        "Sent over TLS.",
-    )
+    let (_dir, store) = store_with_queued_mail(&[(
+        "over TLS".to_string(),
+        "tls-1@example.edu".to_string(),
+        "Sent over TLS.".to_string(),
+    )])
     .await;
-    tx.commit().await.expect("commit mail");
-
-    let smtp: SmtpConfig = toml::from_str(&format!(
-        "host = \"127.0.0.1\"\nport = {port}\nsecurity = \"{security}\"\nca_file = \"{}\"\n\
-         concurrency = 1\ntimeout_secs = 10\nretry_initial_secs = 1\nretry_max_secs = 1\n",
-        ca.display()
-    ))
-    .expect("smtp config");
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(
-        Sender {
-            store: store.clone(),
-            transports: transports(&smtp).expect("transports"),
-            config: smtp,
-            wake: Arc::new(tokio::sync::Notify::new()),
-            shutdown: shutdown.clone(),
-        }
-        .run(),
+    let (shutdown, task) = start_sender(
+        &store,
+        &format!(
+            "host = \"127.0.0.1\"\nport = {port}\nsecurity = \"{security}\"\nca_file = \"{}\"\n\
+             concurrency = 1\ntimeout_secs = 10\nretry_initial_secs = 1\nretry_max_secs = 1\n",
+            ca.display()
+        ),
     );
     let deadline = Instant::now() + limit;
     let mut outbox;
