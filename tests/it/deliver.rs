@@ -4,13 +4,12 @@
 //! kill -9 of the daemon while mail is being delivered.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Daemon, ShippedDesk, message, wait_for};
+use crate::harness::{COMMAND_LIMIT, Daemon, ShippedDesk, message, output_within, wait_for};
 
 /// The shipped deployment with a spool on the `help` mailbox (relative to
 /// the config file) and a small size cap.
@@ -32,18 +31,22 @@ fn desk() -> ShippedDesk {
 }
 
 fn deliver(desk: &ShippedDesk, mailbox: &str, input: &[u8]) -> Output {
-    let mut child = desk
-        .command(&["deliver", "--mailbox", mailbox])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn deliver");
-    if let Some(mut pipe) = child.stdin.take() {
-        // Deliver may stop reading past the cap; that is its business.
-        let _ = pipe.write_all(input);
-    }
-    child.wait_with_output().expect("wait deliver")
+    output_within(
+        &mut desk.command(&["deliver", "--mailbox", mailbox]),
+        Some(input),
+        COMMAND_LIMIT,
+    )
+}
+
+/// Delivers `input` and asserts that `deliver` took it (exit 0).
+fn delivered(desk: &ShippedDesk, mailbox: &str, input: &[u8], what: &str) {
+    let out = deliver(desk, mailbox, input);
+    assert!(
+        out.status.success(),
+        "{what}: {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn spooled(desk: &ShippedDesk, sub: &str) -> usize {
@@ -70,12 +73,7 @@ fn delivered_mail_becomes_tickets_through_the_running_daemon() {
         "Cannot log in",
         "Since this morning.",
     );
-    let out = deliver(&desk, "help", &first);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    delivered(&desk, "help", &first, "first");
     assert_eq!(spooled(&desk, "new"), 1);
     assert_eq!(spooled(&desk, "tmp"), 0);
 
@@ -98,26 +96,15 @@ fn delivered_mail_becomes_tickets_through_the_running_daemon() {
             &format!("Question {i}"),
             "Please help.",
         );
-        let out = deliver(&desk, "help", &raw);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        delivered(&desk, "help", &raw, &format!("message {i}"));
     }
     // Binary garbage is kept too: it ends up quarantined, never dropped.
     let garbage: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
-    let out = deliver(&desk, "help", &garbage);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    delivered(&desk, "help", &garbage, "garbage");
     // The same message delivered twice (an MTA retrying) is one ticket.
-    let out = deliver(&desk, "help", &first);
-    assert!(out.status.success());
+    delivered(&desk, "help", &first, "first again");
 
     let done = wait_for(Duration::from_secs(30), || {
         spooled(&desk, "new") == 0 && desk.tickets().len() == 4
@@ -277,12 +264,7 @@ fn kill9_while_delivering_loses_and_duplicates_nothing() {
     // A third is spooled before any daemon runs, the rest while the kills go on.
     let early = N / 3;
     for i in 0..early {
-        let out = deliver(&desk, "help", &raw(i));
-        assert!(
-            out.status.success(),
-            "message {i}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        delivered(&desk, "help", &raw(i), &format!("message {i}"));
     }
     let (kills, failures) = std::thread::scope(|s| {
         let deliverers: Vec<_> = (0..DELIVERERS)
