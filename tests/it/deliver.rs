@@ -77,15 +77,8 @@ fn delivered_mail_becomes_tickets_through_the_running_daemon() {
     assert_eq!(spooled(&desk, "new"), 1);
     assert_eq!(spooled(&desk, "tmp"), 0);
 
-    let log = desk.dir.path().join("daemon.log");
-    let mut daemon = desk
-        .command(&["run"])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("spawn daemon");
+    let daemon = start_daemon(&desk, 0);
+    let log = daemon.log.clone();
     let daemon_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     for i in 2..=4 {
@@ -132,16 +125,8 @@ fn delivered_mail_becomes_tickets_through_the_running_daemon() {
         acks.iter().any(|m| m["rcpt"][0] == "ann@customer.example"),
         "{acks:#?}"
     );
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status();
-    let ok = wait_for(Duration::from_secs(30), || {
-        matches!(daemon.try_wait(), Ok(Some(_)))
-    });
-    if !ok {
-        let _ = daemon.kill();
-    }
-    assert!(ok, "daemon did not stop:\n{}", daemon_log());
+    // Stops on SIGTERM (the harness fails the test with its log if not).
+    daemon.terminate(Duration::from_secs(30));
 }
 
 #[test]
