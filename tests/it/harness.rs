@@ -606,3 +606,40 @@ pub fn start_sender(
     );
     (shutdown, task)
 }
+
+/// The harness's own defence against a hung child: past its limit the child
+/// is killed and the test fails, naming the command and showing its stacks.
+#[test]
+fn a_hung_child_fails_its_test_with_its_stacks() {
+    let start = Instant::now();
+    let hung = std::panic::catch_unwind(|| {
+        output_within(
+            Command::new("sleep").arg("600"),
+            None,
+            Duration::from_secs(1),
+        )
+    });
+    let Err(panic) = hung else {
+        panic!("a child sleeping 600 s was not stopped");
+    };
+    let text = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(text.contains("still running after 1s; killed"), "{text}");
+    assert!(text.contains("stacks:"), "{text}");
+    if Command::new("gdb").arg("--version").output().is_ok() {
+        assert!(text.contains("Thread 1 "), "{text}");
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(120),
+        "{:?}",
+        start.elapsed()
+    );
+    // A child that ends in time is untouched, its output and status kept.
+    let out = output_within(
+        Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+        None,
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+}
