@@ -147,19 +147,8 @@ fn ingest_on_a_full_disk_reports_honestly_and_loses_nothing() {
         names.push(subject.to_string());
     }
     let mut big = b"From: big@c.example\nSubject: big\nMessage-ID: <big@x>\n\n".to_vec();
-    // Incompressible (the store keeps raw mail zstd-compressed): lines of
-    // pseudo-random letters from a xorshift generator, 4 MB (about 2.4 MB
-    // compressed, over the 2 MB disk).
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for _ in 0..(4_000_000 / 77) {
-        for _ in 0..76 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            big.push(b'A' + (x % 26) as u8);
-        }
-        big.push(b'\n');
-    }
+    // 4 MB of letters, about 2.4 MB compressed: over the 2 MB disk.
+    big.extend_from_slice(incompressible_lines(4_000_000, 1, "\n").as_bytes());
     std::fs::write(input.path().join("b.eml"), &big).expect("write");
     names.push("big".to_string());
     let url = fs.url("t.db");
@@ -294,7 +283,10 @@ async fn daemon_pauses_on_a_full_disk_and_resumes_when_space_is_freed() {
     );
 
     let filler = fs.fill();
-    let body = "x".repeat(76) + "\r\n";
+    // Two large messages, incompressible (the store keeps raw mail
+    // zstd-compressed: 456 KB of one letter became a few hundred bytes, which
+    // fit in what a failed attempt had freed, so the retry succeeded on a
+    // full disk).
     let mut second: Vec<Vec<u8>> = (0..2)
         .map(|i| {
             message(
@@ -302,7 +294,7 @@ async fn daemon_pauses_on_a_full_disk_and_resumes_when_space_is_freed() {
                 "bob@customer.example",
                 SUPPORT,
                 &format!("large {i}"),
-                &body.repeat(6000),
+                &incompressible_lines(456_000, i + 1, "\r\n"),
             )
         })
         .collect();
@@ -733,4 +725,22 @@ fn resource_errors_are_transient_content_errors_are_not() {
         assert!(!err(code).is_resource(), "{code}");
         assert!(!err(code).is_retryable(), "{code}");
     }
+}
+
+/// About `bytes` of lines of 76 pseudo-random capital letters (a xorshift
+/// generator seeded by `seed`), each ended by `eol`: mail that zstd cannot
+/// shrink much (to about 60 %), so that it really needs its room on a disk.
+fn incompressible_lines(bytes: usize, seed: u64, eol: &str) -> String {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
+    let mut out = String::with_capacity(bytes + 80);
+    while out.len() < bytes {
+        for _ in 0..76 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.push(char::from(b'A' + (x % 26) as u8));
+        }
+        out.push_str(eol);
+    }
+    out
 }
