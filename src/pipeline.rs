@@ -400,6 +400,13 @@ impl Pipeline {
         cursor: Option<&Cursor>,
     ) -> Result<(Vec<Outcome>, usize), StoreError> {
         let mut tx = self.store.begin().await?;
+        // What the batch will look up, asked once: lookups that would find
+        // nothing cost no statement.
+        tx.look_ahead(&record::probes(
+            batch,
+            tx.now() - crate::notify::CAP_WINDOW_MS,
+        ))
+        .await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut queued = 0;
         // One template set per transaction.

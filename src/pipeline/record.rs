@@ -17,7 +17,7 @@ use crate::notify::{
 };
 use crate::parse::{self, ParsedMessage};
 use crate::store::{
-    NewMessage, NewQuarantine, RecentCaps, Seen, Status, StoreError, TicketState, Tx,
+    NewMessage, NewQuarantine, Probes, RecentCaps, Seen, Status, StoreError, TicketState, Tx,
 };
 use crate::thread::{self, ThreadKeys, Threading, Via};
 
@@ -159,6 +159,37 @@ pub(super) async fn record(
             Ok(Recorded { outcome, queued })
         }
     }
+}
+
+/// The keys recording `batch` will look up (see [`Tx::look_ahead`]), with
+/// `since` the start of the caps' window.
+pub(super) fn probes(batch: &[Prepared], since: i64) -> Probes {
+    let mut probes = Probes {
+        since,
+        batch: batch.len(),
+        ..Probes::default()
+    };
+    for p in batch {
+        let (base_key, _) = split_dedupe_key(&p.dedupe_key);
+        probes.dedupe_keys.push(base_key.to_string());
+        probes.dedupe_keys.push(p.dedupe_key.clone());
+        let Action::Ticket {
+            parsed,
+            decision,
+            keys,
+        } = &p.action
+        else {
+            continue;
+        };
+        probes.message_ids.extend(parsed.message_id.iter().cloned());
+        probes.message_ids.extend(keys.referenced.iter().cloned());
+        probes.alert_keys.extend(decision.alert_key.iter().cloned());
+        probes.numbers.extend(keys.tagged.iter().map(|t| t.number));
+        probes
+            .senders
+            .extend(parsed.requester().map(|a| a.address.to_ascii_lowercase()));
+    }
+    probes
 }
 
 /// Mail the desk sent itself (its Message-ID is one of our outbox's), come

@@ -1,10 +1,12 @@
 //! Rows a write transaction defers and then writes as multi-row INSERTs:
-//! history events, attachments and outbox mail, and the ticket counter's
-//! new value. Nothing in the transaction reads them back by id, so they are
-//! held in memory and written when the transaction next runs a statement
-//! they could matter to ([`Tx::db`]: every statement but the few the
-//! pipeline's path makes, which are written not to need them, or to count
-//! the rows held here), and always before COMMIT ([`Tx::commit`]).
+//! new tickets, their messages (with ids taken ahead: [`Tx::next_message_id`])
+//! and recipient lists, history events, attachments and outbox mail, and
+//! the ticket counter's new value. They are held in memory and written when
+//! the transaction next runs a statement they could matter to ([`Tx::db`]:
+//! every statement but the few the pipeline's path makes, which are written
+//! not to need them, or to count the rows held here), and always before
+//! COMMIT ([`Tx::commit`]). The pipeline's lookups that could find a held
+//! row go through [`Tx::db`] too; the batch's look-ahead spares the rest.
 //!
 //! On SQLite every statement is a round trip to sqlx's worker thread, on
 //! PostgreSQL one to the server; a batch of new tickets writes its events,
@@ -21,6 +23,56 @@ use super::{StoreError, Tx};
 /// two, so a table has at most 6 statement shapes (each prepared once per
 /// connection and reused).
 const MAX_ROWS: usize = 32;
+
+/// One new ticket (`tickets`), status new, SLA look due at once.
+#[derive(Debug)]
+pub(super) struct TicketRow {
+    pub number: i64,
+    pub desk: String,
+    pub desk_tag: String,
+    pub queue: String,
+    pub kind: &'static str,
+    pub requester: String,
+    pub requester_name: Option<String>,
+    pub subject: String,
+    pub mailbox: String,
+    pub at: i64,
+    pub urgency: &'static str,
+    pub impact: &'static str,
+    pub priority: &'static str,
+    pub due_ms: Option<i64>,
+    pub tags: String,
+    pub alert_key: Option<String>,
+}
+
+/// One message row (`messages`) with the id taken for it.
+#[derive(Debug)]
+pub(super) struct MessageRow {
+    pub id: i64,
+    pub number: i64,
+    pub key: String,
+    pub message_id: Option<String>,
+    pub mailbox: String,
+    pub origin: String,
+    pub from_addr: Option<String>,
+    pub from_name: Option<String>,
+    pub to: String,
+    pub cc: String,
+    pub reply_to: String,
+    pub subject: Option<String>,
+    pub date: Option<i64>,
+    pub in_reply_to: String,
+    pub refs: String,
+    pub auto: String,
+    pub body_source: String,
+    pub problems: String,
+    pub raw: Vec<u8>,
+    pub raw_size: i64,
+    pub sha256: String,
+    pub at: i64,
+    pub content_hash: Option<String>,
+    pub codec: &'static str,
+}
 
 /// One history row (`events`).
 #[derive(Debug)]
@@ -63,6 +115,10 @@ pub(super) struct OutboxRow {
 /// What a transaction holds back.
 #[derive(Debug, Default)]
 pub(super) struct Deferred {
+    pub tickets: Vec<TicketRow>,
+    pub messages: Vec<MessageRow>,
+    /// (ticket number, lower-cased address), added if not there.
+    pub recipients: Vec<(i64, String)>,
     pub events: Vec<EventRow>,
     pub attachments: Vec<AttachmentRow>,
     pub outbox: Vec<OutboxRow>,
@@ -73,7 +129,10 @@ pub(super) struct Deferred {
 
 impl Deferred {
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.tickets.is_empty()
+            && self.messages.is_empty()
+            && self.recipients.is_empty()
+            && self.events.is_empty()
             && self.attachments.is_empty()
             && self.outbox.is_empty()
             && self.counter.is_none()
@@ -136,6 +195,91 @@ pub(super) async fn flush(conn: &mut AnyConnection, d: &mut Deferred) -> Result<
             .bind(value)
             .execute(&mut *conn)
             .await?;
+    }
+    // Tickets first: the other rows refer to them.
+    let tickets = std::mem::take(&mut d.tickets);
+    let mut rows = tickets.into_iter();
+    for n in chunks(rows.len()) {
+        let sql = values_sql(
+            "tickets (number, desk, desk_tag, queue, kind, status, requester, requester_name, subject, mailbox,
+               created_at, updated_at, urgency, impact, priority, due_at, tags, alert_key, sla_next_at)",
+            "?1, ?2, ?3, ?4, ?5, 'new', ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0",
+            16,
+            n,
+        );
+        let mut q = sqlx::query(&sql);
+        for t in rows.by_ref().take(n) {
+            q = q
+                .bind(t.number)
+                .bind(t.desk)
+                .bind(t.desk_tag)
+                .bind(t.queue)
+                .bind(t.kind)
+                .bind(t.requester)
+                .bind(t.requester_name)
+                .bind(t.subject)
+                .bind(t.mailbox)
+                .bind(t.at)
+                .bind(t.urgency)
+                .bind(t.impact)
+                .bind(t.priority)
+                .bind(t.due_ms)
+                .bind(t.tags)
+                .bind(t.alert_key);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    let messages = std::mem::take(&mut d.messages);
+    let mut rows = messages.into_iter();
+    for n in chunks(rows.len()) {
+        let sql = values_sql(
+            "messages (id, ticket_number, dedupe_key, message_id, mailbox, origin, from_addr, from_name,
+               to_addrs, cc_addrs, reply_to, subject, sent_date, in_reply_to, refs, auto_signals, body_text,
+               body_source, problems, raw, raw_size, sha256, received_at, content_hash, raw_codec)",
+            "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, '', ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24",
+            24,
+            n,
+        );
+        let mut q = sqlx::query(&sql);
+        for m in rows.by_ref().take(n) {
+            q = q
+                .bind(m.id)
+                .bind(m.number)
+                .bind(m.key)
+                .bind(m.message_id)
+                .bind(m.mailbox)
+                .bind(m.origin)
+                .bind(m.from_addr)
+                .bind(m.from_name)
+                .bind(m.to)
+                .bind(m.cc)
+                .bind(m.reply_to)
+                .bind(m.subject)
+                .bind(m.date)
+                .bind(m.in_reply_to)
+                .bind(m.refs)
+                .bind(m.auto)
+                .bind(m.body_source)
+                .bind(m.problems)
+                .bind(m.raw)
+                .bind(m.raw_size)
+                .bind(m.sha256)
+                .bind(m.at)
+                .bind(m.content_hash)
+                .bind(m.codec);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    let recipients = std::mem::take(&mut d.recipients);
+    let mut rows = recipients.into_iter();
+    for n in chunks(rows.len()) {
+        let mut sql = values_sql("ticket_recipients (ticket_number, address)", "?1, ?2", 2, n);
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        let mut q = sqlx::query(&sql);
+        for (number, address) in rows.by_ref().take(n) {
+            q = q.bind(number).bind(address);
+        }
+        q.execute(&mut *conn).await?;
     }
     let events = std::mem::take(&mut d.events);
     let mut rows = events.into_iter();

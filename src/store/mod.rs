@@ -29,6 +29,7 @@ mod conversation;
 mod deferred;
 mod in_flight;
 mod lease;
+mod lookahead;
 mod ops;
 mod outbox;
 mod read;
@@ -46,6 +47,7 @@ use sqlx::{AnyPool, Row};
 pub use conversation::{Routing, RoutingUpdate, ThreadMail, TicketState};
 pub use in_flight::InFlight;
 pub use lease::Lease;
+pub use lookahead::Probes;
 pub use ops::Gauges;
 pub use outbox::{NewMail, OutboxMail, OutboxSummary};
 pub use read::{

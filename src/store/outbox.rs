@@ -131,6 +131,13 @@ impl Tx {
             .unwrap_or_default();
         let (codec, stored) = super::codec::encode_mail(m.raw);
         let created_at = self.now();
+        self.known.wrote(format!("m:{}", text(m.message_id)));
+        self.known.queued(
+            number,
+            m.kind == "acknowledgement",
+            &text(&first),
+            created_at,
+        );
         self.deferred.outbox.push(OutboxRow {
             number,
             kind: m.kind.to_string(),

@@ -5,7 +5,7 @@
 
 use sqlx::{Any, Row, Transaction};
 
-use super::deferred::{AttachmentRow, Deferred, EventRow};
+use super::deferred::{AttachmentRow, Deferred, EventRow, MessageRow, TicketRow};
 use super::{Cursor, Status, Store, StoreError, json, opt_text, text};
 use crate::classify::Decision;
 use crate::clock::now_ms;
@@ -29,7 +29,14 @@ pub struct Tx {
     /// Tickets made in this transaction: requester and alert key, as stored
     /// (what [`Tx::recent_notified`] matches on).
     made: std::collections::HashMap<i64, (String, Option<String>)>,
+    /// Message ids taken ahead and not used yet (PostgreSQL: from the
+    /// sequence, a block at a time), or the next one (SQLite: counted on
+    /// from the largest, under the transaction's write lock).
+    message_ids: std::collections::VecDeque<i64>,
     pub(super) max_message: usize,
+    /// What the batch's look-ahead found absent, and what this transaction
+    /// wrote since (`lookahead`).
+    pub(super) known: super::lookahead::Known,
 }
 
 /// An earlier holder of a dedupe key (see [`Tx::seen`]).
@@ -101,7 +108,9 @@ impl Store {
             deferred: Deferred::default(),
             last_number: None,
             made: std::collections::HashMap::new(),
+            message_ids: std::collections::VecDeque::new(),
             max_message: self.max_message,
+            known: Default::default(),
         })
     }
 }
@@ -134,7 +143,7 @@ impl Tx {
         )
         .bind(base_key)
         .bind(key)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.db().await?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -158,6 +167,13 @@ impl Tx {
         base_key: &str,
         key: &str,
     ) -> Result<(Option<i64>, Vec<Seen>), StoreError> {
+        // Found absent by the batch's look-ahead: no statement.
+        if self.known.absent(&format!("d:{base_key}"))
+            && self.known.absent(&format!("d:{key}"))
+            && message_id.is_none_or(|m| self.known.absent(&format!("m:{}", text(m))))
+        {
+            return Ok((None, Vec::new()));
+        }
         let rows = sqlx::query(
             "SELECT CAST(0 AS BIGINT) AS src, ticket_number AS id, id AS row_id, dedupe_key, content_hash
                FROM messages WHERE dedupe_key = $1 OR dedupe_key = $2
@@ -171,7 +187,7 @@ impl Tx {
         .bind(base_key)
         .bind(key)
         .bind(opt_text(message_id))
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.db().await?)
         .await?;
         let mut seen = Vec::with_capacity(rows.len());
         // The first mail we queued with that Message-ID (lowest id).
@@ -214,7 +230,7 @@ impl Tx {
     pub async fn message_raw(&mut self, message: i64) -> Result<Vec<u8>, StoreError> {
         let row = sqlx::query("SELECT raw, raw_codec FROM messages WHERE id = $1")
             .bind(message)
-            .fetch_one(&mut *self.tx)
+            .fetch_one(self.db().await?)
             .await?;
         super::message_raw_of(&row, self.max_message)
     }
@@ -224,7 +240,7 @@ impl Tx {
         sqlx::query("UPDATE messages SET content_hash = $1 WHERE id = $2")
             .bind(hash)
             .bind(message)
-            .execute(&mut *self.tx)
+            .execute(self.db().await?)
             .await?;
         Ok(())
     }
@@ -248,6 +264,7 @@ impl Tx {
         .bind(q.content_hash)
         .fetch_one(&mut *self.tx)
         .await?;
+        self.known.wrote(format!("d:{}", q.key));
         Ok(row.try_get("id")?)
     }
 
@@ -262,13 +279,15 @@ impl Tx {
     ) -> Result<Found, StoreError> {
         let mut found = Found::default();
         // A repeated alert lands on the open ticket of the same alert.
-        if let Some(key) = alert_key {
+        if let Some(key) = alert_key
+            && !self.known.absent(&format!("a:{}", text(key)))
+        {
             let row = sqlx::query(
                 "SELECT number FROM tickets WHERE alert_key = $1 AND status <> $2 ORDER BY number DESC LIMIT 1",
             )
             .bind(text(key))
             .bind(Status::Resolved.as_str())
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.db().await?)
             .await?;
             if let Some(row) = row {
                 found.alert = Some(row.try_get("number")?);
@@ -279,12 +298,15 @@ impl Tx {
         }
         // A case tag names a ticket of its own desk only.
         for tag in &keys.tagged {
+            if self.known.absent(&format!("n:{}", tag.number)) {
+                continue;
+            }
             let row = sqlx::query(
                 "SELECT number FROM tickets WHERE number = $1 AND UPPER(desk_tag) = UPPER($2)",
             )
             .bind(tag.number)
             .bind(text(&tag.desk_tag))
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.db().await?)
             .await?;
             if row.is_some()
                 && let Some(c) = self.candidate(tag.number).await?
@@ -303,7 +325,7 @@ impl Tx {
             "SELECT number, desk, requester, status, resolved_at, updated_at FROM tickets WHERE number = $1",
         )
         .bind(number)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.db().await?)
         .await?
         else {
             return Ok(None);
@@ -322,7 +344,7 @@ impl Tx {
             "SELECT address FROM ticket_recipients WHERE ticket_number = $1 ORDER BY address",
         )
         .bind(number)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.db().await?)
         .await?
         .iter()
         .map(|r| r.try_get::<String, _>("address"))
@@ -370,7 +392,7 @@ impl Tx {
         .bind(other)
         .bind(reason)
         .bind(self.now)
-        .execute(&mut *self.tx)
+        .execute(self.db().await?)
         .await?;
         Ok(())
     }
@@ -382,7 +404,11 @@ impl Tx {
         &mut self,
         ids: &[String],
     ) -> Result<Option<(String, i64)>, StoreError> {
-        if ids.is_empty() {
+        if ids
+            .iter()
+            .all(|id| self.known.absent(&format!("m:{}", text(id))))
+        {
+            // None (or found absent by the look-ahead).
             return Ok(None);
         }
         let params: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
@@ -427,30 +453,29 @@ impl Tx {
     ) -> Result<i64, StoreError> {
         let number = self.next_number().await?;
         let requester = parsed.requester();
-        sqlx::query(
-            "INSERT INTO tickets (number, desk, desk_tag, queue, kind, status, requester, requester_name, subject, mailbox, created_at, updated_at,
-               urgency, impact, priority, due_at, tags, alert_key, sla_next_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17, 0)",
-        )
-        .bind(number)
-        .bind(&decision.desk)
-        .bind(&decision.desk_tag)
-        .bind(&decision.queue)
-        .bind(decision.kind.as_str())
-        .bind(Status::New.as_str())
-        .bind(text(requester.map(|a| a.address.as_str()).unwrap_or("unknown")))
-        .bind(opt_text(requester.and_then(|a| a.name.as_deref())))
-        .bind(text(parsed.subject.as_deref().unwrap_or("(no subject)")))
-        .bind(mailbox)
-        .bind(self.now)
-        .bind(decision.urgency.as_str())
-        .bind(decision.impact.as_str())
-        .bind(decision.priority.as_str())
-        .bind(decision.due_ms)
-        .bind(json(&decision.tags))
-        .bind(opt_text(decision.alert_key.as_deref()))
-        .execute(&mut *self.tx)
-        .await?;
+        // Written with the batch's other deferred rows (`deferred`).
+        self.deferred.tickets.push(TicketRow {
+            number,
+            desk: decision.desk.clone(),
+            desk_tag: decision.desk_tag.clone(),
+            queue: decision.queue.clone(),
+            kind: decision.kind.as_str(),
+            requester: text(requester.map(|a| a.address.as_str()).unwrap_or("unknown")),
+            requester_name: opt_text(requester.and_then(|a| a.name.as_deref())),
+            subject: text(parsed.subject.as_deref().unwrap_or("(no subject)")),
+            mailbox: mailbox.to_string(),
+            at: self.now,
+            urgency: decision.urgency.as_str(),
+            impact: decision.impact.as_str(),
+            priority: decision.priority.as_str(),
+            due_ms: decision.due_ms,
+            tags: json(&decision.tags),
+            alert_key: opt_text(decision.alert_key.as_deref()),
+        });
+        self.known.wrote(format!("n:{number}"));
+        if let Some(key) = &decision.alert_key {
+            self.known.wrote(format!("a:{}", text(key)));
+        }
         self.made.insert(
             number,
             (
@@ -489,29 +514,69 @@ impl Tx {
         Ok(number)
     }
 
+    /// The id of the next message row. PostgreSQL: taken from the table's
+    /// sequence, a block of the batch's size at a time (unused ones are a
+    /// gap, as a rollback leaves). SQLite: one more than the largest ever
+    /// given (`sqlite_sequence`, the table's AUTOINCREMENT), read once; the
+    /// transaction writes before it commits, so a writer that committed
+    /// since it read makes it fail (busy), and the batch is retried.
+    async fn next_message_id(&mut self) -> Result<i64, StoreError> {
+        if let Some(id) = self.message_ids.pop_front() {
+            if self.backend == super::Backend::Sqlite {
+                self.message_ids.push_back(id + 1);
+            }
+            return Ok(id);
+        }
+        match self.backend {
+            super::Backend::Postgres => {
+                let block = self.known.batch.clamp(1, 1000) as i64;
+                let rows = sqlx::query(
+                    "SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS id FROM generate_series(1, $1)",
+                )
+                .bind(block)
+                .fetch_all(&mut *self.tx)
+                .await?;
+                let mut ids = rows
+                    .iter()
+                    .map(|r| r.try_get::<i64, _>("id"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                ids.sort_unstable();
+                self.message_ids.extend(ids);
+            }
+            super::Backend::Sqlite => {
+                let row = sqlx::query(
+                    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0),
+                                COALESCE((SELECT MAX(id) FROM messages), 0)) + 1 AS id",
+                )
+                .fetch_one(&mut *self.tx)
+                .await?;
+                self.message_ids.push_back(row.try_get("id")?);
+            }
+        }
+        match self.message_ids.pop_front() {
+            Some(id) => {
+                if self.backend == super::Backend::Sqlite {
+                    self.message_ids.push_back(id + 1);
+                }
+                Ok(id)
+            }
+            // The sequence gave no rows.
+            None => Err(StoreError::Db(sqlx::Error::RowNotFound)),
+        }
+    }
+
     /// Adds addresses (lower-cased) to a ticket's recipient list.
     pub async fn add_recipients(
         &mut self,
         number: i64,
         addresses: &[String],
     ) -> Result<(), StoreError> {
-        // One statement for the list (bounded by the rules' recipients).
-        if addresses.is_empty() {
-            return Ok(());
-        }
-        let values: Vec<String> = (0..addresses.len())
-            .map(|i| format!("($1, ${})", i + 2))
-            .collect();
-        let sql = format!(
-            "INSERT INTO ticket_recipients (ticket_number, address) VALUES {}
-             ON CONFLICT DO NOTHING",
-            values.join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(number);
+        // Written with the batch's other deferred rows (`deferred`).
         for address in addresses {
-            query = query.bind(text(&address.to_ascii_lowercase()));
+            self.deferred
+                .recipients
+                .push((number, text(&address.to_ascii_lowercase())));
         }
-        query.execute(&mut *self.tx).await?;
         Ok(())
     }
 
@@ -521,7 +586,7 @@ impl Tx {
         sqlx::query("UPDATE tickets SET updated_at = $1 WHERE number = $2")
             .bind(self.now)
             .bind(number)
-            .execute(&mut *self.tx)
+            .execute(self.db().await?)
             .await?;
         Ok(())
     }
@@ -536,41 +601,39 @@ impl Tx {
     ) -> Result<i64, StoreError> {
         let m = msg.parsed;
         let (codec, stored) = super::codec::encode(msg.raw);
-        let row = sqlx::query(
-            "INSERT INTO messages (ticket_number, dedupe_key, message_id, mailbox, origin, from_addr, from_name,
-               to_addrs, cc_addrs, reply_to, subject, sent_date, in_reply_to, refs, auto_signals, body_text,
-               body_source, problems, raw, raw_size, sha256, received_at, content_hash, raw_codec)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)
-             RETURNING id",
-        )
-        .bind(number)
-        .bind(msg.key)
-        .bind(opt_text(m.message_id.as_deref()))
-        .bind(msg.mailbox)
-        .bind(msg.origin)
-        .bind(opt_text(m.from.as_ref().map(|a| a.address.as_str())))
-        .bind(opt_text(m.from.as_ref().and_then(|a| a.name.as_deref())))
-        .bind(json(&m.to))
-        .bind(json(&m.cc))
-        .bind(json(&m.reply_to))
-        .bind(opt_text(m.subject.as_deref()))
-        .bind(m.date)
-        .bind(json(&m.in_reply_to))
-        .bind(json(&m.references))
-        .bind(json(&m.auto))
-        // Derived from `raw` on read (`message_body_of`).
-        .bind(String::new())
-        .bind(json(&m.body_source).trim_matches('"').to_string())
-        .bind(json(&m.problems))
-        .bind(stored)
-        .bind(m.size as i64)
-        .bind(&m.sha256)
-        .bind(self.now)
-        .bind(msg.content_hash)
-        .bind(codec)
-        .fetch_one(&mut *self.tx)
-        .await?;
-        let id: i64 = row.try_get("id")?;
+        let id = self.next_message_id().await?;
+        // Written with the batch's other deferred rows (`deferred`).
+        self.deferred.messages.push(MessageRow {
+            id,
+            number,
+            key: msg.key.to_string(),
+            message_id: opt_text(m.message_id.as_deref()),
+            mailbox: msg.mailbox.to_string(),
+            origin: msg.origin.to_string(),
+            from_addr: opt_text(m.from.as_ref().map(|a| a.address.as_str())),
+            from_name: opt_text(m.from.as_ref().and_then(|a| a.name.as_deref())),
+            to: json(&m.to),
+            cc: json(&m.cc),
+            reply_to: json(&m.reply_to),
+            subject: opt_text(m.subject.as_deref()),
+            date: m.date,
+            in_reply_to: json(&m.in_reply_to),
+            refs: json(&m.references),
+            auto: json(&m.auto),
+            // `body_text` is derived from `raw` on read (`message_body_of`).
+            body_source: json(&m.body_source).trim_matches('"').to_string(),
+            problems: json(&m.problems),
+            raw: stored,
+            raw_size: m.size as i64,
+            sha256: m.sha256.clone(),
+            at: self.now,
+            content_hash: msg.content_hash.map(str::to_string),
+            codec,
+        });
+        self.known.wrote(format!("d:{}", msg.key));
+        if let Some(mid) = &m.message_id {
+            self.known.wrote(format!("m:{}", text(mid)));
+        }
         // Written with the batch's other deferred rows (`deferred`).
         for a in &m.attachments {
             self.deferred.attachments.push(AttachmentRow {
@@ -672,6 +735,9 @@ impl Tx {
         alert_key: Option<&str>,
         since: i64,
     ) -> Result<RecentCaps, StoreError> {
+        if let Some(caps) = self.caps_in_memory(sender, alert_key, since) {
+            return Ok(caps);
+        }
         // Mail queued in this transaction counts only for the tickets it is
         // about; when such a ticket may be the sender's or the alert's (or
         // was not made here, so is not known), the mail is written first.
@@ -742,6 +808,67 @@ impl Tx {
             acks,
             by_sender,
             by_alert,
+        })
+    }
+}
+
+impl Tx {
+    /// The caps' counts without a statement, when the batch's look-ahead
+    /// found no mail in the window for this sender and alert key: then
+    /// they count only this transaction's own mail, known when every
+    /// notification it queued is about a ticket it made (whose requester
+    /// and alert key it knows). `None`: ask the store.
+    fn caps_in_memory(
+        &self,
+        sender: Option<&str>,
+        alert_key: Option<&str>,
+        since: i64,
+    ) -> Option<RecentCaps> {
+        let sender = sender.map(text);
+        let alert = alert_key.map(text);
+        if let Some(s) = &sender
+            && !self.known.quiet(&format!("s:{s}"), since)
+        {
+            return None;
+        }
+        if let Some(a) = &alert
+            && !self.known.quiet(&format!("c:{a}"), since)
+        {
+            return None;
+        }
+        let mut acks = 0;
+        let mut by_sender = std::collections::HashSet::new();
+        let mut by_alert = std::collections::HashSet::new();
+        for m in &self.known.mail {
+            if m.at <= since {
+                continue;
+            }
+            if m.acknowledgement {
+                if sender.as_deref() == Some(m.first_rcpt.as_str()) {
+                    acks += 1;
+                }
+                continue;
+            }
+            let (requester, key) = self.made.get(&m.number)?;
+            // The store lower-cases with LOWER(), which folds more than
+            // ASCII on PostgreSQL.
+            if !requester.is_ascii() {
+                return None;
+            }
+            if sender
+                .as_deref()
+                .is_some_and(|s| requester.eq_ignore_ascii_case(s))
+            {
+                by_sender.insert(m.number);
+            }
+            if alert.is_some() && *key == alert {
+                by_alert.insert(m.number);
+            }
+        }
+        Some(RecentCaps {
+            acks,
+            by_sender: by_sender.len() as i64,
+            by_alert: by_alert.len() as i64,
         })
     }
 }

@@ -14,6 +14,7 @@ mod hostile;
 mod identity;
 mod imap;
 mod ingest;
+mod lookahead;
 mod metrics;
 mod operator;
 mod outbound;

@@ -1,0 +1,338 @@
+//! What a batch's lookups will find, asked once per transaction.
+//!
+//! Recording a message looks things up: its dedupe keys, the mail we sent
+//! with its Message-ID, the messages it refers to, its alert's ticket, the
+//! tickets its case tags name, and the mail its sender and alert already
+//! had in the caps' window. Almost every lookup of a new message finds
+//! nothing, and each one was a round trip (to sqlx's SQLite worker thread,
+//! or to the PostgreSQL server).
+//!
+//! [`Tx::look_ahead`] asks the store once, at the start of the transaction,
+//! which of the batch's keys exist at all. A lookup whose keys were all
+//! asked about, none of which existed then, and none of which this
+//! transaction has written since ([`Known::wrote`], called by every write
+//! of such a key), cannot find anything: it is answered without a
+//! statement. Anything else (a key that exists, one this transaction wrote,
+//! one nobody asked about) runs the lookup's own statement as before, so a
+//! hit is always read from the store. Only absence is ever remembered.
+//!
+//! On SQLite the transaction's snapshot holds from the look-ahead on (a
+//! writer that committed in between makes this transaction's first write
+//! fail, and the batch is retried). On PostgreSQL another daemon may commit
+//! a key between the look-ahead and its use, as it could between a lookup
+//! and the insert before: the unique dedupe key refuses the second insert.
+
+use std::collections::HashSet;
+
+use sqlx::Row;
+
+use super::{StoreError, Tx, text};
+
+/// At most this many parameters per look-ahead statement.
+const MAX_PARAMS: usize = 900;
+
+/// The keys a batch will look up (see [`Tx::look_ahead`]). Strings as the
+/// pipeline has them; the store stores them as it stores the rows.
+#[derive(Debug, Default, Clone)]
+pub struct Probes {
+    /// Dedupe keys (`mid:<id>`, `mid:<id>#<hash>`, `sha256:...`).
+    pub dedupe_keys: Vec<String>,
+    /// Message-IDs looked for among our messages and the mail we sent: each
+    /// message's own, and those it refers to.
+    pub message_ids: Vec<String>,
+    /// Alert keys of the batch's decisions.
+    pub alert_keys: Vec<String>,
+    /// Ticket numbers named by case tags.
+    pub numbers: Vec<i64>,
+    /// Senders (lower-case) whose caps will be counted.
+    pub senders: Vec<String>,
+    /// The start of the caps' window the batch counts in.
+    pub since: i64,
+    /// How many messages the batch holds.
+    pub batch: usize,
+}
+
+/// What the look-ahead found, and what this transaction wrote since.
+#[derive(Debug, Default)]
+pub(super) struct Known {
+    /// Keys asked about, by class (`d:` dedupe key, `m:` Message-ID, `a:`
+    /// alert key, `n:` ticket number, `s:` sender's caps, `c:` alert's caps).
+    asked: HashSet<String>,
+    /// Of those, the ones the store held.
+    present: HashSet<String>,
+    /// Keys this transaction wrote (classes `d:`, `m:`, `a:`, `n:`).
+    written: HashSet<String>,
+    /// The caps' window the `s:` and `c:` answers hold for.
+    pub since: Option<i64>,
+    /// Every mail this transaction queued.
+    pub mail: Vec<QueuedMail>,
+    /// How many messages the batch holds (0: not told).
+    pub batch: usize,
+}
+
+impl Known {
+    /// True when a lookup of `key` (class prefix included) finds nothing:
+    /// asked about, absent then, and not written since.
+    pub fn absent(&self, key: &str) -> bool {
+        self.asked.contains(key) && !self.present.contains(key) && !self.written.contains(key)
+    }
+
+    /// True when the caps' key (`s:` or `c:`) had no mail in a window
+    /// starting at `since` or later, when the transaction began.
+    pub fn quiet(&self, key: &str, since: i64) -> bool {
+        self.since.is_some_and(|s| s <= since)
+            && self.asked.contains(key)
+            && !self.present.contains(key)
+    }
+
+    /// This transaction wrote `key` (class prefix included).
+    pub fn wrote(&mut self, key: String) {
+        self.written.insert(key);
+    }
+
+    /// This transaction queued a mail about ticket `number`.
+    pub fn queued(&mut self, number: i64, acknowledgement: bool, first_rcpt: &str, at: i64) {
+        self.mail.push(QueuedMail {
+            number,
+            acknowledgement,
+            first_rcpt: first_rcpt.to_string(),
+            at,
+        });
+    }
+}
+
+/// A mail this transaction queued, written or still held (what the caps
+/// count of this transaction's own mail).
+#[derive(Debug)]
+pub(super) struct QueuedMail {
+    pub number: i64,
+    pub acknowledgement: bool,
+    /// As stored (lower-case).
+    pub first_rcpt: String,
+    pub at: i64,
+}
+
+/// One part of a look-ahead statement: a SELECT of (class, key) with its
+/// parameters.
+struct Part {
+    /// SQL with `{}` where the `IN` list goes and `?since` for the window.
+    sql: &'static str,
+    values: Vec<Value>,
+}
+
+#[derive(Clone)]
+enum Value {
+    Text(String),
+    Int(i64),
+}
+
+impl Tx {
+    /// Asks the store which of `probes`' keys exist, so that the lookups
+    /// that would find nothing are answered without a statement (see the
+    /// module's documentation). A few statements for the whole batch.
+    pub async fn look_ahead(&mut self, probes: &Probes) -> Result<(), StoreError> {
+        let mut known = Known::default();
+        let texts = |v: &[String]| -> Vec<Value> {
+            let set: HashSet<String> = v.iter().map(|s| text(s)).collect();
+            set.into_iter().map(Value::Text).collect()
+        };
+        let dedupe: Vec<Value> = {
+            // Dedupe keys are bound as they are (`Tx::arrival`).
+            let set: HashSet<&String> = probes.dedupe_keys.iter().collect();
+            set.into_iter().map(|s| Value::Text(s.clone())).collect()
+        };
+        let mids = texts(&probes.message_ids);
+        let alerts = texts(&probes.alert_keys);
+        let senders = texts(&probes.senders);
+        let numbers: Vec<Value> = {
+            let set: HashSet<i64> = probes.numbers.iter().copied().collect();
+            set.into_iter().map(Value::Int).collect()
+        };
+        for (class, values) in [
+            ("d:", &dedupe),
+            ("m:", &mids),
+            ("a:", &alerts),
+            ("c:", &alerts),
+            ("s:", &senders),
+        ] {
+            for v in values.iter() {
+                if let Value::Text(s) = v {
+                    known.asked.insert(format!("{class}{s}"));
+                }
+            }
+        }
+        for v in &numbers {
+            if let Value::Int(n) = v {
+                known.asked.insert(format!("n:{n}"));
+            }
+        }
+        let mut parts = Vec::new();
+        let mut add = |sql: &'static str, values: &[Value]| {
+            for chunk in values.chunks(MAX_PARAMS / 2) {
+                parts.push(Part {
+                    sql,
+                    values: chunk.to_vec(),
+                });
+            }
+        };
+        add(
+            "SELECT CAST('d:' AS TEXT) AS c, dedupe_key AS k FROM messages WHERE dedupe_key IN ({})",
+            &dedupe,
+        );
+        add(
+            "SELECT CAST('d:' AS TEXT) AS c, dedupe_key AS k FROM quarantine WHERE dedupe_key IN ({})",
+            &dedupe,
+        );
+        add(
+            "SELECT CAST('m:' AS TEXT) AS c, message_id AS k FROM messages WHERE message_id IN ({})",
+            &mids,
+        );
+        add(
+            "SELECT CAST('m:' AS TEXT) AS c, message_id AS k FROM outbox WHERE message_id IN ({})",
+            &mids,
+        );
+        add(
+            "SELECT CAST('a:' AS TEXT) AS c, alert_key AS k FROM tickets WHERE alert_key IN ({})",
+            &alerts,
+        );
+        add(
+            "SELECT CAST('n:' AS TEXT) AS c, CAST(number AS TEXT) AS k FROM tickets WHERE number IN ({})",
+            &numbers,
+        );
+        add(
+            "SELECT CAST('s:' AS TEXT) AS c, first_rcpt AS k FROM outbox
+               WHERE kind = 'acknowledgement' AND first_rcpt IN ({}) AND created_at > ?since",
+            &senders,
+        );
+        add(
+            "SELECT CAST('s:' AS TEXT) AS c, LOWER(t.requester) AS k FROM tickets t
+               WHERE LOWER(t.requester) IN ({}) AND EXISTS (SELECT 1 FROM outbox o
+                 WHERE o.ticket_number = t.number AND o.created_at > ?since AND o.kind <> 'acknowledgement')",
+            &senders,
+        );
+        add(
+            "SELECT CAST('c:' AS TEXT) AS c, t.alert_key AS k FROM tickets t
+               WHERE t.alert_key IN ({}) AND EXISTS (SELECT 1 FROM outbox o
+                 WHERE o.ticket_number = t.number AND o.created_at > ?since AND o.kind <> 'acknowledgement')",
+            &alerts,
+        );
+        // Parts joined into statements of at most MAX_PARAMS parameters.
+        let mut statement: Vec<Part> = Vec::new();
+        let mut count = 0;
+        let mut statements = Vec::new();
+        for part in parts {
+            let n = part.values.len() + 1;
+            if count + n > MAX_PARAMS && !statement.is_empty() {
+                statements.push(std::mem::take(&mut statement));
+                count = 0;
+            }
+            count += n;
+            statement.push(part);
+        }
+        if !statement.is_empty() {
+            statements.push(statement);
+        }
+        let db = self.db().await?;
+        for parts in statements {
+            let (sql, values) = union(&parts, probes.since);
+            let mut query = sqlx::query(&sql);
+            for v in values {
+                query = match v {
+                    Value::Text(s) => query.bind(s),
+                    Value::Int(n) => query.bind(n),
+                };
+            }
+            for row in query.fetch_all(&mut *db).await? {
+                let class: String = row.try_get("c")?;
+                let key: Option<String> = row.try_get("k")?;
+                if let Some(key) = key {
+                    known.present.insert(format!("{class}{key}"));
+                }
+            }
+        }
+        known.since = Some(probes.since);
+        known.batch = probes.batch;
+        known.written = std::mem::take(&mut self.known.written);
+        known.mail = std::mem::take(&mut self.known.mail);
+        self.known = known;
+        Ok(())
+    }
+}
+
+/// The statement of `parts` (UNION ALL) and its parameters in order.
+fn union(parts: &[Part], since: i64) -> (String, Vec<Value>) {
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for part in parts {
+        if !sql.is_empty() {
+            sql.push_str(" UNION ALL ");
+        }
+        let list: Vec<String> = part
+            .values
+            .iter()
+            .map(|v| {
+                values.push(v.clone());
+                format!("${}", values.len())
+            })
+            .collect();
+        let mut s = part.sql.replace("{}", &list.join(", "));
+        if s.contains("?since") {
+            values.push(Value::Int(since));
+            s = s.replace("?since", &format!("${}", values.len()));
+        }
+        sql.push_str(&s);
+    }
+    (sql, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absence_is_only_what_was_asked_found_missing_and_not_written() {
+        let mut k = Known::default();
+        k.asked.insert("d:a".into());
+        k.asked.insert("d:b".into());
+        k.present.insert("d:b".into());
+        assert!(k.absent("d:a"));
+        assert!(!k.absent("d:b"), "present at the start");
+        assert!(!k.absent("d:c"), "never asked about");
+        k.wrote("d:a".into());
+        assert!(!k.absent("d:a"), "written by the transaction");
+    }
+
+    #[test]
+    fn caps_quiet_holds_only_for_the_window_asked_or_a_narrower_one() {
+        let mut k = Known::default();
+        k.asked.insert("s:x@y".into());
+        assert!(!k.quiet("s:x@y", 100), "no window asked");
+        k.since = Some(100);
+        assert!(k.quiet("s:x@y", 100));
+        assert!(k.quiet("s:x@y", 150));
+        assert!(!k.quiet("s:x@y", 50), "a wider window than asked");
+        k.present.insert("s:x@y".into());
+        assert!(!k.quiet("s:x@y", 100));
+    }
+
+    #[test]
+    fn union_numbers_parameters_across_parts() {
+        let parts = [
+            Part {
+                sql: "SELECT a FROM t WHERE a IN ({})",
+                values: vec![Value::Text("x".into()), Value::Text("y".into())],
+            },
+            Part {
+                sql: "SELECT b FROM u WHERE b IN ({}) AND at > ?since",
+                values: vec![Value::Int(7)],
+            },
+        ];
+        let (sql, values) = union(&parts, 5);
+        assert_eq!(
+            sql,
+            "SELECT a FROM t WHERE a IN ($1, $2) UNION ALL SELECT b FROM u WHERE b IN ($3) AND at > $4"
+        );
+        assert_eq!(values.len(), 4);
+        assert!(matches!(values[3], Value::Int(5)));
+    }
+}

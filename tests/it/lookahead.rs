@@ -1,0 +1,236 @@
+//! The batch's look-ahead (`store::lookahead`) answers the lookups that
+//! would find nothing without a statement. It must change no outcome: the
+//! same messages give the same tickets, messages, history, mail and
+//! quarantine whether they are committed in one transaction, one by one,
+//! or in small batches, and again on a second pass (everything a
+//! duplicate). The corpus makes every lookup hit inside a transaction and
+//! across transactions: duplicates, a Message-ID collision, a reply, an
+//! alert repeated, recovered and raised again, a case tag, a sender past
+//! the caps, quarantined garbage and its repeat, mail without an ID.
+
+use std::sync::Arc;
+
+use sqlx::{Connection, Row};
+use triaged::config::{Config, DEFAULT_CONFIG};
+use triaged::pipeline::{Origin, Outcome, Pipeline};
+use triaged::store::Store;
+
+use crate::harness::{PgDb, message};
+
+const ISDA: &str = "isda-support@example.edu";
+
+fn corpus() -> Vec<Vec<u8>> {
+    let ann = "Ann <ann@x.example>";
+    let nagios = "nagios@monitor.example.edu";
+    let alert = |id: &str, what: &str| {
+        message(
+            id,
+            nagios,
+            ISDA,
+            &format!("** {what} Service Alert: web1/HTTP is {} **", {
+                if what == "RECOVERY" { "OK" } else { "CRITICAL" }
+            }),
+            "Service: HTTP\nHost: web1\nState: CRITICAL\n",
+        )
+    };
+    let first = message("a@x", ann, ISDA, "Printer on fire", "It burns.");
+    let reply = b"From: Ann <ann@x.example>\r\nTo: isda-support@example.edu\r\nSubject: Re: Printer on fire\r\n\
+         Date: Sat, 21 Nov 2026 10:05:00 -0600\r\nMessage-ID: <reply@x>\r\nIn-Reply-To: <a@x>\r\n\
+         References: <a@x>\r\n\r\nStill burning.\r\n"
+        .to_vec();
+    let no_id =
+        b"From: dan@x.example\r\nTo: isda-support@example.edu\r\nSubject: No ID\r\n\r\nHello.\r\n"
+            .to_vec();
+    let garbage: Vec<u8> = (0..600u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut c = vec![
+        first.clone(),
+        first,
+        message("a@x", ann, ISDA, "Printer on fire", "Other content."),
+        reply,
+        alert("n1@x", "PROBLEM"),
+        alert("n2@x", "PROBLEM"),
+        alert("n3@x", "RECOVERY"),
+        alert("n4@x", "PROBLEM"),
+        message(
+            "tag@x",
+            "bob@x.example",
+            ISDA,
+            "Re: [ISDA #1000] Printer on fire",
+            "Same here.",
+        ),
+    ];
+    for i in 0..4 {
+        c.push(message(
+            &format!("flood{i}@x"),
+            if i % 2 == 0 {
+                "Eve@Y.example"
+            } else {
+                "eve@y.example"
+            },
+            ISDA,
+            &format!("Flood {i}"),
+            "Again.",
+        ));
+    }
+    c.push(garbage.clone());
+    c.push(garbage);
+    c.push(message("later@x", ann, ISDA, "Scanner too", "It smokes."));
+    c.push(no_id.clone());
+    c.push(no_id);
+    c
+}
+
+async fn pipeline(url: &str) -> Pipeline {
+    let mut config = Config::parse(DEFAULT_CONFIG, "default").expect("default config");
+    config.notify.ack_limit_per_hour = 2;
+    config.notify.notify_limit_per_sender_per_hour = 3;
+    let config = Arc::new(config);
+    let store = Store::open(url, 1000).await.expect("open store");
+    let notifier = triaged::notify::notifier(&config).expect("templates");
+    Pipeline::new(config, store)
+        .expect("rules")
+        .with_notifier(notifier, Arc::new(tokio::sync::Notify::new()))
+}
+
+/// Ingests the corpus twice, `per_tx` messages per transaction; the
+/// outcomes and the store's rows.
+async fn run(url: &str, per_tx: usize) -> (Vec<Outcome>, Vec<String>) {
+    let p = pipeline(url).await;
+    let raws = corpus();
+    let mut outcomes = Vec::new();
+    for pass in 0..2 {
+        let prepared: Vec<_> = raws
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                let origin = Origin::File {
+                    path: format!("pass{pass}-{i}.eml"),
+                };
+                p.prepare("isda-support", origin, raw.clone())
+            })
+            .collect();
+        for chunk in prepared.chunks(per_tx) {
+            outcomes.extend(p.commit(chunk, None).await.expect("commit"));
+        }
+    }
+    p.store().close().await;
+    (outcomes, dump(url).await)
+}
+
+/// Every row that recording writes, in id order, without ids and times.
+async fn dump(url: &str) -> Vec<String> {
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(url).await.expect("connect");
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT 'ticket' AS t, number || ' ' || queue || ' ' || kind || ' ' || status || ' ' || requester
+           || ' ' || COALESCE(alert_key, '-') || ' ' || priority AS r FROM tickets ORDER BY number",
+        "SELECT 'message' AS t, ticket_number || ' ' || dedupe_key || ' ' || origin AS r FROM messages ORDER BY id",
+        "SELECT 'event' AS t, ticket_number || ' ' || kind || ' ' || actor AS r FROM events ORDER BY id",
+        "SELECT 'mail' AS t, COALESCE(CAST(ticket_number AS TEXT), '-') || ' ' || kind || ' ' || first_rcpt || ' ' || subject AS r
+           FROM outbox ORDER BY id",
+        "SELECT 'recipient' AS t, ticket_number || ' ' || address AS r FROM ticket_recipients ORDER BY ticket_number, address",
+        "SELECT 'quarantine' AS t, dedupe_key || ' ' || reason AS r FROM quarantine ORDER BY id",
+        "SELECT 'link' AS t, ticket || ' ' || other || ' ' || reason AS r FROM ticket_links ORDER BY ticket, other",
+    ] {
+        for row in sqlx::query(sql).fetch_all(&mut c).await.expect(sql) {
+            let t: String = row.get("t");
+            let r: String = row.get("r");
+            out.push(format!("{t}: {r}"));
+        }
+    }
+    let _ = c.close().await;
+    out
+}
+
+fn check(runs: &[(usize, Vec<Outcome>, Vec<String>)]) {
+    let (_, outcomes, rows) = &runs[0];
+    let n = corpus().len();
+    // What the corpus means, so that the comparison is not of two empty
+    // stores.
+    assert_eq!(outcomes[0], Outcome::Created(1000), "{outcomes:?}");
+    assert_eq!(outcomes[1], Outcome::Duplicate(1000), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[2], Outcome::Created(_)),
+        "a collision is a new message: {outcomes:?}"
+    );
+    assert_eq!(outcomes[3], Outcome::Reply(1000), "{outcomes:?}");
+    assert!(matches!(outcomes[4], Outcome::Created(_)), "{outcomes:?}");
+    assert_eq!(outcomes[5], Outcome::Reply(outcome_number(outcomes[4])));
+    assert!(
+        matches!(outcomes[13], Outcome::Quarantined(_)),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[14], Outcome::DuplicateQuarantined(_)),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[17], Outcome::Duplicate(_)),
+        "{outcomes:?}"
+    );
+    for (i, o) in outcomes[n..].iter().enumerate() {
+        assert!(
+            matches!(o, Outcome::Duplicate(_) | Outcome::DuplicateQuarantined(_)),
+            "second pass, message {i}: {o:?}"
+        );
+    }
+    let acks_to_eve = rows
+        .iter()
+        .filter(|r| r.starts_with("mail: ") && r.contains("acknowledgement eve@y.example"))
+        .count();
+    assert_eq!(acks_to_eve, 2, "the caps hold: {rows:#?}");
+    for (per_tx, o, r) in &runs[1..] {
+        assert_eq!(o, outcomes, "outcomes with {per_tx} per transaction");
+        if r != rows {
+            let diff: Vec<_> = r
+                .iter()
+                .zip(rows.iter())
+                .filter(|(a, b)| a != b)
+                .take(5)
+                .collect();
+            panic!(
+                "rows with {per_tx} per transaction differ from one transaction's ({} vs {} rows); first differences: {diff:#?}",
+                r.len(),
+                rows.len()
+            );
+        }
+    }
+}
+
+fn outcome_number(o: Outcome) -> i64 {
+    match o {
+        Outcome::Created(n)
+        | Outcome::Reply(n)
+        | Outcome::Duplicate(n)
+        | Outcome::DuplicateQuarantined(n)
+        | Outcome::Quarantined(n) => n,
+    }
+}
+
+#[tokio::test]
+async fn batching_changes_no_outcome_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut runs = Vec::new();
+    for per_tx in [usize::MAX, 1, 4] {
+        let url = format!(
+            "sqlite://{}",
+            dir.path().join(format!("b{per_tx}.db")).display()
+        );
+        let (o, r) = run(&url, per_tx).await;
+        runs.push((per_tx, o, r));
+    }
+    check(&runs);
+}
+
+#[tokio::test]
+async fn batching_changes_no_outcome_postgres() {
+    let mut runs = Vec::new();
+    for per_tx in [usize::MAX, 1, 4] {
+        let db = PgDb::create(&format!("lookahead{}", per_tx.min(99))).await;
+        let (o, r) = run(&db.url, per_tx).await;
+        db.drop_db().await;
+        runs.push((per_tx, o, r));
+    }
+    check(&runs);
+}
