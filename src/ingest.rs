@@ -2,7 +2,8 @@
 //!
 //! A blocking reader thread walks the inputs, parses and classifies each message
 //! and sends batches down a bounded channel; the async side commits each batch
-//! in one transaction. Reading and parsing overlap with committing, and memory is
+//! in one transaction, or the batches waiting when it is ready in one (a group
+//! commit). Reading and parsing overlap with committing, and memory is
 //! bounded by the channel, not by the number of messages.
 
 pub mod spool;
@@ -18,6 +19,9 @@ use crate::sources::files::{Item, Walker};
 
 /// Batches in flight between the reader and the committer.
 const CHANNEL_BATCHES: usize = 4;
+/// At most this many messages in one transaction: batches the reader has
+/// ready when the committer comes back for more are committed together.
+const MAX_GROUP: usize = 1024;
 /// Attempts at a batch refused for contention or a lost connection.
 const COMMIT_ATTEMPTS: u32 = 5;
 /// Attempts at a batch refused for want of a resource (disk full, I/O error,
@@ -72,7 +76,17 @@ pub async fn ingest_paths(
 
     let mut summary = Summary::default();
     let mut store_down = false;
-    while let Some(batch) = rx.recv().await {
+    while let Some(mut batch) = rx.recv().await {
+        // A backlog (the reader ahead of the committer) is committed in
+        // fewer, larger transactions: one sync of the store per group, not
+        // per batch. Without a backlog a batch goes alone, as soon as it
+        // is ready.
+        while batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
         let mut ready = Vec::with_capacity(batch.len());
         for entry in batch {
             match entry {

@@ -26,7 +26,7 @@ use std::collections::HashSet;
 
 use sqlx::Row;
 
-use super::{StoreError, Tx, text};
+use super::{Backend, StoreError, Tx, text};
 
 /// At most this many parameters per look-ahead statement.
 const MAX_PARAMS: usize = 900;
@@ -232,9 +232,10 @@ impl Tx {
         if !statement.is_empty() {
             statements.push(statement);
         }
+        let backend = self.backend;
         let db = self.db().await?;
         for parts in statements {
-            let (sql, values) = union(&parts, probes.since);
+            let (sql, values) = union(&parts, probes.since, backend);
             let mut query = sqlx::query(&sql);
             for v in values {
                 query = match v {
@@ -259,8 +260,14 @@ impl Tx {
     }
 }
 
-/// The statement of `parts` (UNION ALL) and its parameters in order.
-fn union(parts: &[Part], since: i64) -> (String, Vec<Value>) {
+/// The statement of `parts` (UNION ALL) and its parameters in order. Each
+/// parameter is named once, in order: on SQLite they are anonymous `?`
+/// (see `deferred::values_sql` for why).
+fn union(parts: &[Part], since: i64, backend: Backend) -> (String, Vec<Value>) {
+    let name = |n: usize| match backend {
+        Backend::Sqlite => "?".to_string(),
+        Backend::Postgres => format!("${n}"),
+    };
     let mut sql = String::new();
     let mut values = Vec::new();
     for part in parts {
@@ -272,13 +279,13 @@ fn union(parts: &[Part], since: i64) -> (String, Vec<Value>) {
             .iter()
             .map(|v| {
                 values.push(v.clone());
-                format!("${}", values.len())
+                name(values.len())
             })
             .collect();
         let mut s = part.sql.replace("{}", &list.join(", "));
         if s.contains("?since") {
             values.push(Value::Int(since));
-            s = s.replace("?since", &format!("${}", values.len()));
+            s = s.replace("?since", &name(values.len()));
         }
         sql.push_str(&s);
     }
@@ -327,10 +334,15 @@ mod tests {
                 values: vec![Value::Int(7)],
             },
         ];
-        let (sql, values) = union(&parts, 5);
+        let (sql, values) = union(&parts, 5, Backend::Postgres);
         assert_eq!(
             sql,
             "SELECT a FROM t WHERE a IN ($1, $2) UNION ALL SELECT b FROM u WHERE b IN ($3) AND at > $4"
+        );
+        let (sqlite, _) = union(&parts, 5, Backend::Sqlite);
+        assert_eq!(
+            sqlite,
+            "SELECT a FROM t WHERE a IN (?, ?) UNION ALL SELECT b FROM u WHERE b IN (?) AND at > ?"
         );
         assert_eq!(values.len(), 4);
         assert!(matches!(values[3], Value::Int(5)));

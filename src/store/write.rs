@@ -126,7 +126,7 @@ impl Tx {
     /// rules), and SQLite runs with `synchronous = FULL`. Only then may the
     /// caller acknowledge the messages at their source.
     pub async fn commit(mut self) -> Result<(), StoreError> {
-        super::deferred::flush(&mut self.tx, &mut self.deferred).await?;
+        super::deferred::flush(&mut self.tx, &mut self.deferred, self.backend).await?;
         self.tx.commit().await?;
         Ok(())
     }
