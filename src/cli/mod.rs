@@ -346,6 +346,19 @@ pub enum QuarantineCommand {
     Show { id: i64 },
 }
 
+/// Runs a command that needs no async runtime (`deliver`); `None` for any
+/// other (run it with [`run`]).
+pub fn run_without_runtime(cli: &Cli) -> Option<ExitCode> {
+    match &cli.command {
+        Command::Deliver { mailbox } => {
+            telemetry::init(cli.log_format);
+            telemetry::install_panic_hook();
+            Some(deliver::deliver(cli.config.as_deref(), mailbox.as_deref()))
+        }
+        _ => None,
+    }
+}
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
     telemetry::init(cli.log_format);
