@@ -2,6 +2,7 @@
 
 mod admin;
 mod alerts;
+mod allocator;
 mod check;
 mod conversation_threading;
 mod correspondence;
