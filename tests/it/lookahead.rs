@@ -234,3 +234,73 @@ async fn batching_changes_no_outcome_postgres() {
     }
     check(&runs);
 }
+
+/// Batches whose keys need more than one look-ahead statement (at most 900
+/// parameters each): every earlier message is still found, as a duplicate
+/// and as the message a reply refers to. A key the look-ahead lost would be
+/// taken as new, and its insert refused (the commit fails).
+async fn large_batches(url: &str) {
+    const N: usize = 500;
+    let p = pipeline(url).await;
+    let originals: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            message(
+                &format!("big{i}@x"),
+                &format!("user{i}@x.example"),
+                ISDA,
+                &format!("Case {i}"),
+                "Hello.",
+            )
+        })
+        .collect();
+    let replies: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            format!(
+                "From: user{i}@x.example\r\nTo: {ISDA}\r\nSubject: Re: Case {i}\r\n\
+                 Message-ID: <bigreply{i}@x>\r\nIn-Reply-To: <big{i}@x>\r\n\r\nMore.\r\n"
+            )
+            .into_bytes()
+        })
+        .collect();
+    let batch = |raws: &[Vec<u8>], tag: &str| -> Vec<_> {
+        raws.iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                let origin = Origin::File {
+                    path: format!("{tag}-{i}.eml"),
+                };
+                p.prepare("isda-support", origin, raw.clone())
+            })
+            .collect()
+    };
+    let first = p
+        .commit(&batch(&originals, "a"), None)
+        .await
+        .expect("commit");
+    assert!(first.iter().all(|o| matches!(o, Outcome::Created(_))));
+    let again = p
+        .commit(&batch(&originals, "b"), None)
+        .await
+        .expect("commit");
+    for (i, (o, f)) in again.iter().zip(&first).enumerate() {
+        assert_eq!(*o, Outcome::Duplicate(outcome_number(*f)), "message {i}");
+    }
+    let replied = p.commit(&batch(&replies, "c"), None).await.expect("commit");
+    for (i, (o, f)) in replied.iter().zip(&first).enumerate() {
+        assert_eq!(*o, Outcome::Reply(outcome_number(*f)), "reply {i}");
+    }
+    p.store().close().await;
+}
+
+#[tokio::test]
+async fn large_batches_find_every_earlier_key_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    large_batches(&format!("sqlite://{}", dir.path().join("big.db").display())).await;
+}
+
+#[tokio::test]
+async fn large_batches_find_every_earlier_key_postgres() {
+    let db = PgDb::create("lookahead_big").await;
+    large_batches(&db.url).await;
+    db.drop_db().await;
+}
