@@ -22,6 +22,8 @@ const CHANNEL_BATCHES: usize = 4;
 /// At most this many messages in one transaction: batches the reader has
 /// ready when the committer comes back for more are committed together.
 const MAX_GROUP: usize = 1024;
+/// And at most this many bytes of mail (batches are counted in messages).
+const MAX_GROUP_BYTES: usize = 32 << 20;
 /// Attempts at a batch refused for contention or a lost connection.
 const COMMIT_ATTEMPTS: u32 = 5;
 /// Attempts at a batch refused for want of a resource (disk full, I/O error,
@@ -81,9 +83,13 @@ pub async fn ingest_paths(
         // fewer, larger transactions: one sync of the store per group, not
         // per batch. Without a backlog a batch goes alone, as soon as it
         // is ready.
-        while batch.len() < MAX_GROUP {
+        let mut bytes = raw_bytes(&batch);
+        while batch.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
             match rx.try_recv() {
-                Ok(more) => batch.extend(more),
+                Ok(more) => {
+                    bytes += raw_bytes(&more);
+                    batch.extend(more);
+                }
                 Err(_) => break,
             }
         }
@@ -131,6 +137,14 @@ pub async fn ingest_paths(
     }
     info!(%summary, "ingest finished");
     summary
+}
+
+/// The bytes of mail a batch holds.
+fn raw_bytes(batch: &[Result<Prepared, (String, String)>]) -> usize {
+    batch
+        .iter()
+        .map(|e| e.as_ref().map_or(0, |p| p.raw.len()))
+        .sum()
 }
 
 /// Commits one batch, retrying with backoff what may succeed later. Outcomes

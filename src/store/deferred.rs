@@ -24,6 +24,11 @@ use super::{Backend, StoreError, Tx};
 /// connection and reused).
 const MAX_ROWS: usize = 32;
 
+/// Held messages are written once their stored bytes pass this, so that a
+/// batch of large messages does not hold a second, compressed copy of all
+/// of them until COMMIT.
+pub(super) const MAX_HELD_BYTES: usize = 16 << 20;
+
 /// One new ticket (`tickets`), status new, SLA look due at once.
 #[derive(Debug)]
 pub(super) struct TicketRow {
@@ -117,6 +122,8 @@ pub(super) struct OutboxRow {
 pub(super) struct Deferred {
     pub tickets: Vec<TicketRow>,
     pub messages: Vec<MessageRow>,
+    /// The stored bytes of `messages` (see [`MAX_HELD_BYTES`]).
+    pub message_bytes: usize,
     /// (ticket number, lower-cased address), added if not there.
     pub recipients: Vec<(i64, String)>,
     pub events: Vec<EventRow>,
@@ -264,6 +271,7 @@ pub(super) async fn flush(
         q.execute(&mut *conn).await?;
     }
     let messages = std::mem::take(&mut d.messages);
+    d.message_bytes = 0;
     let mut rows = messages.into_iter();
     for n in chunks(rows.len()) {
         let sql = values_sql(

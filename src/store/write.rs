@@ -601,8 +601,12 @@ impl Tx {
     ) -> Result<i64, StoreError> {
         let m = msg.parsed;
         let (codec, stored) = super::codec::encode(msg.raw);
+        if self.deferred.message_bytes + stored.len() > super::deferred::MAX_HELD_BYTES {
+            self.db().await?;
+        }
         let id = self.next_message_id().await?;
         // Written with the batch's other deferred rows (`deferred`).
+        self.deferred.message_bytes += stored.len();
         self.deferred.messages.push(MessageRow {
             id,
             number,

@@ -730,7 +730,7 @@ fn resource_errors_are_transient_content_errors_are_not() {
 /// About `bytes` of lines of 76 pseudo-random capital letters (a xorshift
 /// generator seeded by `seed`), each ended by `eol`: mail that zstd cannot
 /// shrink much (to about 60 %), so that it really needs its room on a disk.
-fn incompressible_lines(bytes: usize, seed: u64, eol: &str) -> String {
+pub(crate) fn incompressible_lines(bytes: usize, seed: u64, eol: &str) -> String {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
     let mut out = String::with_capacity(bytes + 80);
     while out.len() < bytes {

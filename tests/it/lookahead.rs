@@ -304,3 +304,74 @@ async fn large_batches_find_every_earlier_key_postgres() {
     large_batches(&db.url).await;
     db.drop_db().await;
 }
+
+/// A batch of large messages is written before COMMIT once its held rows
+/// pass 16 MiB (`deferred::MAX_HELD_BYTES`); the messages after that point
+/// still find the ones written, as duplicates and replies.
+async fn large_messages(url: &str) {
+    const N: usize = 32;
+    let p = pipeline(url).await;
+    let mut raws: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            message(
+                &format!("large{i}@x"),
+                &format!("user{i}@x.example"),
+                ISDA,
+                &format!("Large {i}"),
+                &crate::durability::incompressible_lines(1 << 20, i as u64, "\r\n"),
+            )
+        })
+        .collect();
+    raws.push(raws[0].clone());
+    raws.push(
+        format!(
+            "From: user1@x.example\r\nTo: {ISDA}\r\nSubject: Re: Large 1\r\n\
+             Message-ID: <largereply@x>\r\nIn-Reply-To: <large1@x>\r\n\r\nMore.\r\n"
+        )
+        .into_bytes(),
+    );
+    let batch: Vec<_> = raws
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let origin = Origin::File {
+                path: format!("large-{i}.eml"),
+            };
+            p.prepare("isda-support", origin, raw.clone())
+        })
+        .collect();
+    let outcomes = p.commit(&batch, None).await.expect("commit");
+    assert!(
+        outcomes[..N]
+            .iter()
+            .all(|o| matches!(o, Outcome::Created(_))),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[N], Outcome::Duplicate(outcome_number(outcomes[0])));
+    assert_eq!(outcomes[N + 1], Outcome::Reply(outcome_number(outcomes[1])));
+    let t = p
+        .store()
+        .ticket(outcome_number(outcomes[N - 1]))
+        .await
+        .expect("read")
+        .expect("the last large ticket");
+    assert_eq!(t.messages.len(), 1);
+    p.store().close().await;
+}
+
+#[tokio::test]
+async fn large_messages_are_written_before_commit_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    large_messages(&format!(
+        "sqlite://{}",
+        dir.path().join("large.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn large_messages_are_written_before_commit_postgres() {
+    let db = PgDb::create("lookahead_large").await;
+    large_messages(&db.url).await;
+    db.drop_db().await;
+}
