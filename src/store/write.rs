@@ -521,12 +521,24 @@ impl Tx {
     /// transaction writes before it commits, so a writer that committed
     /// since it read makes it fail (busy), and the batch is retried.
     async fn next_message_id(&mut self) -> Result<i64, StoreError> {
-        if let Some(id) = self.message_ids.pop_front() {
-            if self.backend == super::Backend::Sqlite {
-                self.message_ids.push_back(id + 1);
-            }
-            return Ok(id);
+        if self.message_ids.is_empty() {
+            self.take_message_ids().await?;
         }
+        let id = self
+            .message_ids
+            .pop_front()
+            // The sequence gave no rows.
+            .ok_or(StoreError::Db(sqlx::Error::RowNotFound))?;
+        if self.backend == super::Backend::Sqlite {
+            // Counted on: the transaction holds SQLite's one write lock.
+            self.message_ids.push_back(id + 1);
+        }
+        Ok(id)
+    }
+
+    /// Fills `message_ids`: a block of the sequence (PostgreSQL), or the
+    /// next id after the largest ever given (SQLite).
+    async fn take_message_ids(&mut self) -> Result<(), StoreError> {
         match self.backend {
             super::Backend::Postgres => {
                 let block = self.known.batch.clamp(1, 1000) as i64;
@@ -553,16 +565,7 @@ impl Tx {
                 self.message_ids.push_back(row.try_get("id")?);
             }
         }
-        match self.message_ids.pop_front() {
-            Some(id) => {
-                if self.backend == super::Backend::Sqlite {
-                    self.message_ids.push_back(id + 1);
-                }
-                Ok(id)
-            }
-            // The sequence gave no rows.
-            None => Err(StoreError::Db(sqlx::Error::RowNotFound)),
-        }
+        Ok(())
     }
 
     /// Adds addresses (lower-cased) to a ticket's recipient list.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use sqlx::{Connection, Row};
 use triaged::config::{Config, DEFAULT_CONFIG};
-use triaged::pipeline::{Origin, Outcome, Pipeline};
+use triaged::pipeline::{Origin, Outcome, Pipeline, Prepared};
 use triaged::store::Store;
 
 use crate::harness::{PgDb, message};
@@ -99,22 +99,26 @@ async fn run(url: &str, per_tx: usize) -> (Vec<Outcome>, Vec<String>) {
     let raws = corpus();
     let mut outcomes = Vec::new();
     for pass in 0..2 {
-        let prepared: Vec<_> = raws
-            .iter()
-            .enumerate()
-            .map(|(i, raw)| {
-                let origin = Origin::File {
-                    path: format!("pass{pass}-{i}.eml"),
-                };
-                p.prepare("isda-support", origin, raw.clone())
-            })
-            .collect();
+        let prepared = prepare_all(&p, &raws, &format!("pass{pass}"));
         for chunk in prepared.chunks(per_tx) {
             outcomes.extend(p.commit(chunk, None).await.expect("commit"));
         }
     }
     p.store().close().await;
     (outcomes, dump(url).await)
+}
+
+/// `raws` prepared as arriving in isda-support, from files `<tag>-<i>.eml`.
+fn prepare_all(p: &Pipeline, raws: &[Vec<u8>], tag: &str) -> Vec<Prepared> {
+    raws.iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let origin = Origin::File {
+                path: format!("{tag}-{i}.eml"),
+            };
+            p.prepare("isda-support", origin, raw.clone())
+        })
+        .collect()
 }
 
 /// Every row that recording writes, in id order, without ids and times.
@@ -262,17 +266,7 @@ async fn large_batches(url: &str) {
             .into_bytes()
         })
         .collect();
-    let batch = |raws: &[Vec<u8>], tag: &str| -> Vec<_> {
-        raws.iter()
-            .enumerate()
-            .map(|(i, raw)| {
-                let origin = Origin::File {
-                    path: format!("{tag}-{i}.eml"),
-                };
-                p.prepare("isda-support", origin, raw.clone())
-            })
-            .collect()
-    };
+    let batch = |raws: &[Vec<u8>], tag: &str| prepare_all(&p, raws, tag);
     let first = p
         .commit(&batch(&originals, "a"), None)
         .await
@@ -330,16 +324,7 @@ async fn large_messages(url: &str) {
         )
         .into_bytes(),
     );
-    let batch: Vec<_> = raws
-        .iter()
-        .enumerate()
-        .map(|(i, raw)| {
-            let origin = Origin::File {
-                path: format!("large-{i}.eml"),
-            };
-            p.prepare("isda-support", origin, raw.clone())
-        })
-        .collect();
+    let batch = prepare_all(&p, &raws, "large");
     let outcomes = p.commit(&batch, None).await.expect("commit");
     assert!(
         outcomes[..N]
