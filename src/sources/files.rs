@@ -91,7 +91,7 @@ impl Walker {
                 }
                 Ok(false) => {
                     let origin = Origin::Stdin { index: 1 };
-                    return Some(match read_bounded(&mut peek.inner, self.max_bytes) {
+                    return Some(match read_bounded(&mut peek.inner, self.max_bytes, 0) {
                         Ok(msg) => msg.into_item(origin),
                         Err(e) => Item::Error {
                             origin,
@@ -137,25 +137,25 @@ impl Walker {
                     error: e.to_string(),
                 }),
             }
-        } else if is_eml_name(&path) {
-            Some(self.read_one(&path, origin, meta.len()))
         } else {
-            let file = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) => {
-                    return Some(Item::Error {
-                        origin,
-                        error: e.to_string(),
-                    });
+            // Opened once: its first bytes say whether it is an mbox, and a
+            // message goes on from them.
+            let read = File::open(&path).and_then(|mut file| {
+                let mut first = Vec::with_capacity(5);
+                if !is_eml_name(&path) {
+                    Read::by_ref(&mut file).take(5).read_to_end(&mut first)?;
                 }
-            };
-            let mut reader = MboxReader::new(Box::new(BufReader::new(file)) as Box<dyn BufRead>);
-            match reader.starts_with_envelope() {
-                Ok(true) => {
+                Ok((first, file))
+            });
+            match read {
+                Ok((first, file)) if first.starts_with(b"From ") => {
+                    let rest = io::Cursor::new(first).chain(file);
+                    let reader =
+                        MboxReader::new(Box::new(BufReader::new(rest)) as Box<dyn BufRead>);
                     self.mbox = Some((reader, shown));
                     None
                 }
-                Ok(false) => Some(self.read_one(&path, origin, meta.len())),
+                Ok((first, file)) => Some(self.read_one(&first, file, origin, meta.len())),
                 Err(e) => Some(Item::Error {
                     origin,
                     error: e.to_string(),
@@ -164,22 +164,20 @@ impl Walker {
         }
     }
 
-    fn read_one(&self, path: &Path, origin: Origin, size: u64) -> Item {
-        if size > self.max_bytes {
-            let mut head = Vec::new();
-            let read =
-                File::open(path).and_then(|f| f.take(HEAD_BYTES as u64).read_to_end(&mut head));
-            return match read {
-                Ok(_) => Item::Oversized { origin, head, size },
-                Err(e) => Item::Error {
-                    origin,
-                    error: e.to_string(),
-                },
-            };
-        }
-        // The file may have grown since it was measured (or be a FIFO):
-        // the limit holds for what is actually read.
-        match File::open(path).and_then(|mut f| read_bounded(&mut f, self.max_bytes)) {
+    /// Reads one message: `file`, of which `first` was already read.
+    fn read_one(&self, first: &[u8], file: File, origin: Origin, size: u64) -> Item {
+        let mut r = first.chain(file);
+        let read = if size > self.max_bytes {
+            let mut head = Vec::with_capacity(HEAD_BYTES);
+            r.take(HEAD_BYTES as u64)
+                .read_to_end(&mut head)
+                .map(|_| Bounded::Oversized { head, size })
+        } else {
+            // The file may have grown since it was measured (or be a FIFO):
+            // the limit holds for what is actually read.
+            read_bounded(&mut r, self.max_bytes, size)
+        };
+        match read {
             Ok(msg) => msg.into_item(origin),
             Err(e) => Item::Error {
                 origin,
@@ -292,20 +290,25 @@ impl Collector {
     }
 }
 
-/// Reads a whole stream as one message, keeping at most `max` bytes.
-fn read_bounded(r: &mut impl Read, max: u64) -> io::Result<Bounded> {
-    let mut c = Collector::new(max);
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let n = match r.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        c.push(&chunk[..n]);
+/// Reads a whole stream as one message, keeping at most `max` bytes (past
+/// that, its head and its size). `hint` is the expected size (a file's
+/// length; 0 when unknown): the buffer is taken at that size once, neither
+/// zeroed nor grown, and a message read from a file is never copied.
+fn read_bounded(r: &mut impl Read, max: u64, hint: u64) -> io::Result<Bounded> {
+    let keep = max.max(HEAD_BYTES as u64);
+    let capacity = usize::try_from(hint.min(keep).saturating_add(1)).unwrap_or(usize::MAX);
+    let mut buf = Vec::with_capacity(capacity);
+    Read::by_ref(r)
+        .take(keep.saturating_add(1))
+        .read_to_end(&mut buf)?;
+    if buf.len() as u64 <= max {
+        return Ok(Bounded::Whole(buf));
     }
-    Ok(c.finish())
+    let rest = io::copy(r, &mut io::sink())?;
+    let size = (buf.len() as u64).saturating_add(rest);
+    buf.truncate(HEAD_BYTES);
+    buf.shrink_to_fit();
+    Ok(Bounded::Oversized { head: buf, size })
 }
 
 /// `.eml` files are always one message, even when they start with `From `.
@@ -510,6 +513,37 @@ mod tests {
     }
 
     #[test]
+    fn plain_files_are_messages_or_mboxes_by_their_first_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("1-short");
+        std::fs::write(&short, "Sub").unwrap();
+        let empty = dir.path().join("2-empty");
+        std::fs::write(&empty, "").unwrap();
+        let mbox = dir.path().join("3-mbox");
+        std::fs::write(
+            &mbox,
+            "From a@b Mon Jan 1 00:00:00 2024\nSubject: one\n\nx\n\nFrom c@d Mon Jan 1 00:00:00 2024\nSubject: two\n\ny\n",
+        )
+        .unwrap();
+        let almost = dir.path().join("4-almost");
+        std::fs::write(&almost, "Fromage: yes\n\nbody\n").unwrap();
+        let big = dir.path().join("5-big");
+        let body = format!("Subject: big\n\n{}", "z".repeat(HEAD_BYTES * 2));
+        std::fs::write(&big, &body).unwrap();
+        let items: Vec<Item> = Walker::new(&[short, empty, mbox, almost, big], 1000).collect();
+        assert_eq!(items.len(), 6, "{items:?}");
+        assert!(matches!(&items[0], Item::Message { raw, .. } if raw == b"Sub"));
+        assert!(matches!(&items[1], Item::Message { raw, .. } if raw.is_empty()));
+        assert!(
+            matches!(&items[2], Item::Message { raw, .. } if raw.starts_with(b"Subject: one") && raw.ends_with(b"x\n"))
+        );
+        assert!(matches!(&items[3], Item::Message { raw, .. } if raw.starts_with(b"Subject: two")));
+        assert!(matches!(&items[4], Item::Message { raw, .. } if raw == b"Fromage: yes\n\nbody\n"));
+        assert!(matches!(&items[5], Item::Oversized { head, size, .. }
+            if *size == body.len() as u64 && head.len() == HEAD_BYTES && head.starts_with(b"Subject: big")));
+    }
+
+    #[test]
     fn mbox_messages_are_held_to_the_limit() {
         let big = "y".repeat(300_000);
         let text = format!(
@@ -556,7 +590,7 @@ mod tests {
     #[test]
     fn streams_are_held_to_the_limit() {
         let data = vec![b'q'; 500_000];
-        match read_bounded(&mut &data[..], 1000).unwrap() {
+        match read_bounded(&mut &data[..], 1000, 0).unwrap() {
             Bounded::Oversized { head, size } => {
                 assert_eq!(size, 500_000);
                 assert_eq!(head.len(), HEAD_BYTES);
@@ -564,7 +598,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(
-            matches!(read_bounded(&mut &data[..], 500_000).unwrap(), Bounded::Whole(v) if v.len() == 500_000)
+            matches!(read_bounded(&mut &data[..], 500_000, 500_000).unwrap(), Bounded::Whole(v) if v.len() == 500_000)
         );
     }
 
