@@ -65,6 +65,10 @@ pub enum Action {
         parsed: Box<ParsedMessage>,
         decision: Box<Decision>,
         keys: ThreadKeys,
+        /// The raw message encoded for the store (`store::codec::encode`):
+        /// compressed here, on the preparing thread, rather than in the
+        /// transaction.
+        encoded: (&'static str, Vec<u8>),
     },
     /// Set it aside with a reason; `headers` is what was kept of it.
     Quarantine {
@@ -264,6 +268,7 @@ impl Pipeline {
                 )),
                 keys: thread::keys(&parsed, &self.desk_tags),
                 parsed: Box::new(parsed),
+                encoded: crate::store::codec::encode(&raw),
             },
             None => quarantine_action(
                 format!("mailbox {mailbox:?} is not configured"),

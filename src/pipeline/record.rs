@@ -88,6 +88,7 @@ pub(super) async fn record(
             parsed,
             decision,
             keys,
+            ..
         } => {
             let (number, outcome) = ticket(tx, config, p, &fresh, parsed, decision, keys).await?;
             if let Some(reason) = alert_quiet(decision, outcome) {
@@ -177,6 +178,7 @@ pub(super) fn probes(batch: &[Prepared], since: i64) -> Probes {
             parsed,
             decision,
             keys,
+            ..
         } = &p.action
         else {
             continue;
@@ -380,6 +382,10 @@ async fn ticket(
                 origin: &origin,
                 parsed,
                 raw: &p.raw,
+                encoded: match &p.action {
+                    Action::Ticket { encoded, .. } => Some((encoded.0, &encoded.1)),
+                    Action::Quarantine { .. } => None,
+                },
             },
         )
         .await?;

@@ -74,6 +74,10 @@ pub struct NewMessage<'a> {
     pub origin: &'a str,
     pub parsed: &'a ParsedMessage,
     pub raw: &'a [u8],
+    /// `raw` already encoded for the store ([`super::codec::encode`]), when
+    /// the caller did it ahead (off the committing thread); else it is
+    /// encoded here.
+    pub encoded: Option<(&'static str, &'a [u8])>,
 }
 
 /// A quarantine row to insert (see [`Tx::quarantine`]).
@@ -603,7 +607,10 @@ impl Tx {
         msg: &NewMessage<'_>,
     ) -> Result<i64, StoreError> {
         let m = msg.parsed;
-        let (codec, stored) = super::codec::encode(msg.raw);
+        let (codec, stored) = match msg.encoded {
+            Some((codec, bytes)) => (codec, bytes.to_vec()),
+            None => super::codec::encode(msg.raw),
+        };
         if self.deferred.message_bytes + stored.len() > super::deferred::MAX_HELD_BYTES {
             self.db().await?;
         }

@@ -82,6 +82,7 @@ impl Desk {
                 origin: "test",
                 parsed: &parsed,
                 raw: &raw,
+                encoded: None,
             },
         )
         .await
