@@ -148,7 +148,7 @@ impl Deferred {
 
 /// Row counts per statement for `n` rows: chunks of [`MAX_ROWS`], then the
 /// rest as powers of two, largest first.
-fn chunks(mut n: usize) -> Vec<usize> {
+pub(super) fn chunks(mut n: usize) -> Vec<usize> {
     let mut out = Vec::new();
     while n >= MAX_ROWS {
         out.push(MAX_ROWS);
@@ -174,7 +174,13 @@ fn chunks(mut n: usize) -> Vec<usize> {
 /// by name (`sqlite3_bind_parameter_name`, a linear scan), which made
 /// binding a statement of a few hundred parameters quadratic, 15 % of an
 /// ingest's CPU.
-fn values_sql(head: &str, row: &str, per_row: usize, rows: usize, backend: Backend) -> String {
+pub(super) fn values_sql(
+    head: &str,
+    row: &str,
+    per_row: usize,
+    rows: usize,
+    backend: Backend,
+) -> String {
     let anonymous = backend == Backend::Sqlite && in_order(row, per_row);
     let mut sql = String::with_capacity(head.len() + rows * (row.len() + 16));
     sql.push_str("INSERT INTO ");
@@ -237,8 +243,8 @@ pub(super) async fn flush(
     }
     // Tickets first: the other rows refer to them.
     let tickets = std::mem::take(&mut d.tickets);
-    let mut rows = tickets.into_iter();
-    for n in chunks(rows.len()) {
+    let mut at = 0;
+    for n in chunks(tickets.len()) {
         let sql = values_sql(
             "tickets (number, desk, desk_tag, queue, kind, status, requester, requester_name, subject, mailbox,
                created_at, updated_at, urgency, impact, priority, due_at, tags, alert_key, sla_next_at)",
@@ -248,32 +254,33 @@ pub(super) async fn flush(
             backend,
         );
         let mut q = sqlx::query(&sql);
-        for t in rows.by_ref().take(n) {
+        for t in &tickets[at..at + n] {
             q = q
                 .bind(t.number)
-                .bind(t.desk)
-                .bind(t.desk_tag)
-                .bind(t.queue)
+                .bind(t.desk.as_str())
+                .bind(t.desk_tag.as_str())
+                .bind(t.queue.as_str())
                 .bind(t.kind)
-                .bind(t.requester)
-                .bind(t.requester_name)
-                .bind(t.subject)
-                .bind(t.mailbox)
+                .bind(t.requester.as_str())
+                .bind(t.requester_name.as_deref())
+                .bind(t.subject.as_str())
+                .bind(t.mailbox.as_str())
                 .bind(t.at)
                 .bind(t.at)
                 .bind(t.urgency)
                 .bind(t.impact)
                 .bind(t.priority)
                 .bind(t.due_ms)
-                .bind(t.tags)
-                .bind(t.alert_key);
+                .bind(t.tags.as_str())
+                .bind(t.alert_key.as_deref());
         }
+        at += n;
         q.execute(&mut *conn).await?;
     }
     let messages = std::mem::take(&mut d.messages);
     d.message_bytes = 0;
-    let mut rows = messages.into_iter();
-    for n in chunks(rows.len()) {
+    let mut at = 0;
+    for n in chunks(messages.len()) {
         let sql = values_sql(
             "messages (id, ticket_number, dedupe_key, message_id, mailbox, origin, from_addr, from_name,
                to_addrs, cc_addrs, reply_to, subject, sent_date, in_reply_to, refs, auto_signals, body_text,
@@ -284,38 +291,39 @@ pub(super) async fn flush(
             backend,
         );
         let mut q = sqlx::query(&sql);
-        for m in rows.by_ref().take(n) {
+        for m in &messages[at..at + n] {
             q = q
                 .bind(m.id)
                 .bind(m.number)
-                .bind(m.key)
-                .bind(m.message_id)
-                .bind(m.mailbox)
-                .bind(m.origin)
-                .bind(m.from_addr)
-                .bind(m.from_name)
-                .bind(m.to)
-                .bind(m.cc)
-                .bind(m.reply_to)
-                .bind(m.subject)
+                .bind(m.key.as_str())
+                .bind(m.message_id.as_deref())
+                .bind(m.mailbox.as_str())
+                .bind(m.origin.as_str())
+                .bind(m.from_addr.as_deref())
+                .bind(m.from_name.as_deref())
+                .bind(m.to.as_str())
+                .bind(m.cc.as_str())
+                .bind(m.reply_to.as_str())
+                .bind(m.subject.as_deref())
                 .bind(m.date)
-                .bind(m.in_reply_to)
-                .bind(m.refs)
-                .bind(m.auto)
-                .bind(m.body_source)
-                .bind(m.problems)
-                .bind(m.raw)
+                .bind(m.in_reply_to.as_str())
+                .bind(m.refs.as_str())
+                .bind(m.auto.as_str())
+                .bind(m.body_source.as_str())
+                .bind(m.problems.as_str())
+                .bind(m.raw.as_slice())
                 .bind(m.raw_size)
-                .bind(m.sha256)
+                .bind(m.sha256.as_str())
                 .bind(m.at)
-                .bind(m.content_hash)
+                .bind(m.content_hash.as_deref())
                 .bind(m.codec);
         }
+        at += n;
         q.execute(&mut *conn).await?;
     }
     let recipients = std::mem::take(&mut d.recipients);
-    let mut rows = recipients.into_iter();
-    for n in chunks(rows.len()) {
+    let mut at = 0;
+    for n in chunks(recipients.len()) {
         let mut sql = values_sql(
             "ticket_recipients (ticket_number, address)",
             "?1, ?2",
@@ -325,14 +333,15 @@ pub(super) async fn flush(
         );
         sql.push_str(" ON CONFLICT DO NOTHING");
         let mut q = sqlx::query(&sql);
-        for (number, address) in rows.by_ref().take(n) {
-            q = q.bind(number).bind(address);
+        for (number, address) in &recipients[at..at + n] {
+            q = q.bind(*number).bind(address.as_str());
         }
+        at += n;
         q.execute(&mut *conn).await?;
     }
     let events = std::mem::take(&mut d.events);
-    let mut rows = events.into_iter();
-    for n in chunks(rows.len()) {
+    let mut at = 0;
+    for n in chunks(events.len()) {
         let sql = values_sql(
             "events (ticket_number, at, kind, actor, detail)",
             "?1, ?2, ?3, ?4, ?5",
@@ -341,19 +350,20 @@ pub(super) async fn flush(
             backend,
         );
         let mut q = sqlx::query(&sql);
-        for e in rows.by_ref().take(n) {
+        for e in &events[at..at + n] {
             q = q
                 .bind(e.number)
                 .bind(e.at)
-                .bind(e.kind)
-                .bind(e.actor)
-                .bind(e.detail);
+                .bind(e.kind.as_str())
+                .bind(e.actor.as_str())
+                .bind(e.detail.as_str());
         }
+        at += n;
         q.execute(&mut *conn).await?;
     }
     let attachments = std::mem::take(&mut d.attachments);
-    let mut rows = attachments.into_iter();
-    for n in chunks(rows.len()) {
+    let mut at = 0;
+    for n in chunks(attachments.len()) {
         let sql = values_sql(
             "attachments (message, name, content_type, size, sha256)",
             "?1, ?2, ?3, ?4, ?5",
@@ -362,19 +372,20 @@ pub(super) async fn flush(
             backend,
         );
         let mut q = sqlx::query(&sql);
-        for a in rows.by_ref().take(n) {
+        for a in &attachments[at..at + n] {
             q = q
                 .bind(a.message)
-                .bind(a.name)
-                .bind(a.content_type)
+                .bind(a.name.as_deref())
+                .bind(a.content_type.as_str())
                 .bind(a.size)
-                .bind(a.sha256);
+                .bind(a.sha256.as_str());
         }
+        at += n;
         q.execute(&mut *conn).await?;
     }
     let outbox = std::mem::take(&mut d.outbox);
-    let mut rows = outbox.into_iter();
-    for n in chunks(rows.len()) {
+    let mut at = 0;
+    for n in chunks(outbox.len()) {
         let sql = values_sql(
             "outbox (ticket_number, kind, mail_from, rcpt, first_rcpt, subject, message_id, raw,
                raw_codec, status, attempts, next_attempt_at, created_at)",
@@ -384,20 +395,21 @@ pub(super) async fn flush(
             backend,
         );
         let mut q = sqlx::query(&sql);
-        for m in rows.by_ref().take(n) {
+        for m in &outbox[at..at + n] {
             q = q
                 .bind(m.number)
-                .bind(m.kind)
-                .bind(m.from)
-                .bind(m.rcpt)
-                .bind(m.first_rcpt)
-                .bind(m.subject)
-                .bind(m.message_id)
-                .bind(m.raw)
+                .bind(m.kind.as_str())
+                .bind(m.from.as_str())
+                .bind(m.rcpt.as_str())
+                .bind(m.first_rcpt.as_str())
+                .bind(m.subject.as_str())
+                .bind(m.message_id.as_str())
+                .bind(m.raw.as_slice())
                 .bind(m.codec)
                 .bind(m.created_at)
                 .bind(m.created_at);
         }
+        at += n;
         q.execute(&mut *conn).await?;
     }
     Ok(())
