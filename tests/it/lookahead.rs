@@ -245,11 +245,19 @@ async fn batching_changes_no_outcome_postgres() {
 /// taken as new, and its insert refused (the commit fails).
 async fn large_batches(url: &str) {
     const N: usize = 500;
+    // Every fifth Message-ID carries what an array or list of keys must
+    // keep apart: quotes, backslashes, commas, braces, spaces, "NULL".
+    let id = |i: usize| match i % 5 {
+        0 => format!("big{i}\"q\\b,{{c}}@x"),
+        1 => format!("NULL{i}@x"),
+        2 => format!("big {i} sp@x"),
+        _ => format!("big{i}@x"),
+    };
     let p = pipeline(url).await;
     let originals: Vec<Vec<u8>> = (0..N)
         .map(|i| {
             message(
-                &format!("big{i}@x"),
+                &id(i),
                 &format!("user{i}@x.example"),
                 ISDA,
                 &format!("Case {i}"),
@@ -261,11 +269,15 @@ async fn large_batches(url: &str) {
         .map(|i| {
             format!(
                 "From: user{i}@x.example\r\nTo: {ISDA}\r\nSubject: Re: Case {i}\r\n\
-                 Message-ID: <bigreply{i}@x>\r\nIn-Reply-To: <big{i}@x>\r\n\r\nMore.\r\n"
+                 Message-ID: <bigreply{i}@x>\r\nIn-Reply-To: <{}>\r\n\r\nMore.\r\n",
+                id(i)
             )
             .into_bytes()
         })
         .collect();
+    // The keys reach the store as written.
+    let hostile = triaged::parse::parse(&originals[0]).message_id;
+    assert_eq!(hostile.as_deref(), Some("big0\"q\\b,{c}@x"));
     let batch = |raws: &[Vec<u8>], tag: &str| prepare_all(&p, raws, tag);
     let first = p
         .commit(&batch(&originals, "a"), None)
@@ -358,5 +370,74 @@ async fn large_messages_are_written_before_commit_sqlite() {
 async fn large_messages_are_written_before_commit_postgres() {
     let db = PgDb::create("lookahead_large").await;
     large_messages(&db.url).await;
+    db.drop_db().await;
+}
+
+/// The look-ahead statement itself runs on both stores with every class of
+/// key, hostile ones included (a failing look-ahead would only make the
+/// pipeline retry each message alone, which the tests above cannot see).
+async fn every_class_is_asked(url: &str) {
+    let p = pipeline(url).await;
+    let first = p
+        .commit(
+            &prepare_all(
+                &p,
+                &[message(
+                    "asked@x",
+                    "someone@x.example",
+                    ISDA,
+                    "Asked",
+                    "Hi.",
+                )],
+                "a",
+            ),
+            None,
+        )
+        .await
+        .expect("commit");
+    let number = outcome_number(first[0]);
+    let hostile = [
+        "a\"b\\c,{d} NULL",
+        "",
+        "sep\u{1e}arated",
+        "nul\0byte",
+        "mid:asked@x",
+        "asked@x",
+    ];
+    let texts = |prefix: &str| -> Vec<String> {
+        hostile
+            .iter()
+            .map(|h| format!("{prefix}{h}"))
+            .chain([String::new()])
+            .collect()
+    };
+    let probes = triaged::store::Probes {
+        dedupe_keys: texts("mid:"),
+        message_ids: texts(""),
+        alert_keys: texts("alert:"),
+        numbers: vec![number, number + 1000, -1],
+        senders: texts(""),
+        since: 0,
+        batch: 1,
+    };
+    let mut tx = p.store().begin().await.expect("begin");
+    tx.look_ahead(&probes).await.expect("look-ahead");
+    tx.look_ahead(&triaged::store::Probes::default())
+        .await
+        .expect("an empty look-ahead");
+    tx.commit().await.expect("commit");
+    p.store().close().await;
+}
+
+#[tokio::test]
+async fn every_class_is_asked_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    every_class_is_asked(&format!("sqlite://{}", dir.path().join("ask.db").display())).await;
+}
+
+#[tokio::test]
+async fn every_class_is_asked_postgres() {
+    let db = PgDb::create("lookahead_ask").await;
+    every_class_is_asked(&db.url).await;
     db.drop_db().await;
 }
