@@ -481,20 +481,43 @@ pub fn content_hash(parsed: &ParsedMessage, raw: &[u8]) -> String {
             0
         }
     };
-    let mut content = Vec::with_capacity(raw.len() - body_start + 256);
+    // Hashed as it is read: the same bytes as one buffer of the headers and
+    // the body would be, without copying the body.
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
     for name in ["From", "To", "Cc", "Subject", "Date"] {
-        content.extend_from_slice(name.as_bytes());
-        content.push(b':');
-        content.extend_from_slice(parsed.header(name).unwrap_or("").trim().as_bytes());
-        content.push(b'\n');
+        hasher.update(name.as_bytes());
+        hasher.update(b":");
+        hasher.update(parsed.header(name).unwrap_or("").trim().as_bytes());
+        hasher.update(b"\n");
     }
-    content.extend_from_slice(&raw[body_start..]);
-    parse::sha256_hex(&content)
+    hasher.update(&raw[body_start..]);
+    hex::encode(hasher.finalize())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_hash_is_the_hash_of_the_headers_then_the_body() {
+        // Stored dedupe keys carry it: it must never change.
+        let raw = b"From: A <a@x>\r\nTo: b@x\r\nSubject:  Hi \r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nReceived: x\r\n\r\nBody\r\n";
+        let parsed = parse::parse(raw);
+        let body = &raw[head_of(raw).len()..];
+        let mut content = Vec::new();
+        for (name, value) in [
+            ("From", "A <a@x>"),
+            ("To", "b@x"),
+            ("Cc", ""),
+            ("Subject", "Hi"),
+            ("Date", "Mon, 1 Jan 2024 00:00:00 +0000"),
+        ] {
+            content.extend_from_slice(format!("{name}:{value}\n").as_bytes());
+        }
+        content.extend_from_slice(body);
+        assert_eq!(content_hash(&parsed, raw), parse::sha256_hex(&content));
+    }
 
     #[test]
     fn dedupe_ignores_transport_headers() {
