@@ -234,10 +234,11 @@ impl Tx {
 /// [`Tx::look_ahead`]), so the server plans it with the values: the split,
 /// an immutable function of a constant, becomes a constant array, which an
 /// index scan uses and a sequential scan (young tables without statistics)
-/// checks with a hash table. `IN` lists of each batch's own lengths were a
-/// new statement every time, and planning them was a third of the server's
-/// CPU in an ingest; a cast to an array (`CAST($1 AS TEXT[])`) is not
-/// folded, and was evaluated again for every row scanned.
+/// checks with a hash table. `IN` lists of each batch's own lengths made a
+/// new statement (parsed, planned, cached and evicted) every time; the server
+/// now spends 2-3 % less CPU on an ingest. A cast to an array
+/// (`CAST($1 AS TEXT[])`) is not folded: it was evaluated again for every
+/// row scanned (600 msg/s).
 const PG_LOOK_AHEAD: &str = "\
 SELECT CAST('d:' AS TEXT) AS c, dedupe_key AS k FROM messages WHERE dedupe_key = ANY(string_to_array($1, $7))
 UNION ALL SELECT 'd:', dedupe_key FROM quarantine WHERE dedupe_key = ANY(string_to_array($1, $7))
