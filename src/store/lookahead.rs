@@ -188,13 +188,10 @@ impl Tx {
                     Value::Text(PG_SEP.to_string()),
                 ],
             )],
-            Backend::Sqlite => {
-                let groups = sqlite_statements(&dedupe, &mids, &alerts, &numbers, &senders);
-                groups
-                    .iter()
-                    .map(|parts| union(parts, probes.since, Backend::Sqlite))
-                    .collect()
-            }
+            Backend::Sqlite => sqlite_statements(&dedupe, &mids, &alerts, &numbers, &senders)
+                .into_iter()
+                .map(|parts| union(parts, probes.since))
+                .collect(),
         };
         let db = self.db().await?;
         for (sql, values) in statements {
@@ -372,32 +369,22 @@ fn sqlite_statements(
     statements
 }
 
-/// The statement of `parts` (UNION ALL) and its parameters in order. Each
-/// parameter is named once, in order: on SQLite they are anonymous `?`
+/// The SQLite statement of `parts` (UNION ALL) and its parameters in
+/// order. Each parameter is named once, in order, so they are anonymous `?`
 /// (see `deferred::values_sql` for why).
-fn union(parts: &[Part], since: i64, backend: Backend) -> (String, Vec<Value>) {
-    let name = |n: usize| match backend {
-        Backend::Sqlite => "?".to_string(),
-        Backend::Postgres => format!("${n}"),
-    };
+fn union(parts: Vec<Part>, since: i64) -> (String, Vec<Value>) {
     let mut sql = String::new();
     let mut values = Vec::new();
     for part in parts {
         if !sql.is_empty() {
             sql.push_str(" UNION ALL ");
         }
-        let list: Vec<String> = part
-            .values
-            .iter()
-            .map(|v| {
-                values.push(v.clone());
-                name(values.len())
-            })
-            .collect();
-        let mut s = part.sql.replace("{}", &list.join(", "));
+        let list = vec!["?"; part.values.len()].join(", ");
+        values.extend(part.values);
+        let mut s = part.sql.replace("{}", &list);
         if s.contains("?since") {
             values.push(Value::Int(since));
-            s = s.replace("?since", &name(values.len()));
+            s = s.replace("?since", "?");
         }
         sql.push_str(&s);
     }
@@ -467,12 +454,7 @@ mod tests {
                 values: vec![Value::Int(7)],
             },
         ];
-        let (sql, values) = union(&parts, 5, Backend::Postgres);
-        assert_eq!(
-            sql,
-            "SELECT a FROM t WHERE a IN ($1, $2) UNION ALL SELECT b FROM u WHERE b IN ($3) AND at > $4"
-        );
-        let (sqlite, _) = union(&parts, 5, Backend::Sqlite);
+        let (sqlite, values) = union(parts.into(), 5);
         assert_eq!(
             sqlite,
             "SELECT a FROM t WHERE a IN (?, ?) UNION ALL SELECT b FROM u WHERE b IN (?) AND at > ?"
