@@ -67,8 +67,8 @@ pub enum Action {
         keys: ThreadKeys,
         /// The raw message encoded for the store (`store::codec::encode`):
         /// compressed here, on the preparing thread, rather than in the
-        /// transaction.
-        encoded: (&'static str, Vec<u8>),
+        /// transaction, and shared with the row that stores it.
+        encoded: (&'static str, Arc<Vec<u8>>),
     },
     /// Set it aside with a reason; `headers` is what was kept of it.
     Quarantine {
@@ -268,7 +268,10 @@ impl Pipeline {
                 )),
                 keys: thread::keys(&parsed, &self.desk_tags),
                 parsed: Box::new(parsed),
-                encoded: crate::store::codec::encode(&raw),
+                encoded: {
+                    let (codec, bytes) = crate::store::codec::encode(&raw);
+                    (codec, Arc::new(bytes))
+                },
             },
             None => quarantine_action(
                 format!("mailbox {mailbox:?} is not configured"),

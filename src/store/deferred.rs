@@ -15,6 +15,8 @@
 //! module runs after the rows deferred before it, so ids and history order
 //! are those of writing them one by one.
 
+use std::sync::Arc;
+
 use sqlx::AnyConnection;
 
 use super::{Backend, StoreError, Tx};
@@ -71,7 +73,7 @@ pub(super) struct MessageRow {
     pub auto: String,
     pub body_source: String,
     pub problems: String,
-    pub raw: Vec<u8>,
+    pub raw: Arc<Vec<u8>>,
     pub raw_size: i64,
     pub sha256: String,
     pub at: i64,

@@ -3,6 +3,8 @@
 //! message means (duplicate, reply, new ticket, which mail) is decided by
 //! the caller.
 
+use std::sync::Arc;
+
 use sqlx::{Any, Row, Transaction};
 
 use super::deferred::{AttachmentRow, Deferred, EventRow, MessageRow, TicketRow};
@@ -76,8 +78,8 @@ pub struct NewMessage<'a> {
     pub raw: &'a [u8],
     /// `raw` already encoded for the store ([`super::codec::encode`]), when
     /// the caller did it ahead (off the committing thread); else it is
-    /// encoded here.
-    pub encoded: Option<(&'static str, &'a [u8])>,
+    /// encoded here. Shared, not copied, until the row is written.
+    pub encoded: Option<(&'static str, &'a Arc<Vec<u8>>)>,
 }
 
 /// A quarantine row to insert (see [`Tx::quarantine`]).
@@ -608,8 +610,11 @@ impl Tx {
     ) -> Result<i64, StoreError> {
         let m = msg.parsed;
         let (codec, stored) = match msg.encoded {
-            Some((codec, bytes)) => (codec, bytes.to_vec()),
-            None => super::codec::encode(msg.raw),
+            Some((codec, bytes)) => (codec, Arc::clone(bytes)),
+            None => {
+                let (codec, bytes) = super::codec::encode(msg.raw);
+                (codec, Arc::new(bytes))
+            }
         };
         if self.deferred.message_bytes + stored.len() > super::deferred::MAX_HELD_BYTES {
             self.db().await?;
