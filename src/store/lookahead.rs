@@ -58,8 +58,13 @@ pub(super) struct Known {
     /// Keys asked about, by class (`d:` dedupe key, `m:` Message-ID, `a:`
     /// alert key, `n:` ticket number, `s:` sender's caps, `c:` alert's caps).
     asked: HashSet<String>,
-    /// Of those, the ones the store held.
+    /// Of the `d:`, `m:`, `a:` and `n:` keys, the ones the store held.
     present: HashSet<String>,
+    /// What the caps count in the window, for the `s:` and `c:` keys that
+    /// had any mail in it: `sa:<sender>` acknowledgements to the sender,
+    /// `st:<sender>` the sender's tickets notified, `c:<alert>` the alert's
+    /// tickets notified. A key asked about and missing here counts 0.
+    counts: std::collections::HashMap<String, i64>,
     /// Keys this transaction wrote (classes `d:`, `m:`, `a:`, `n:`).
     written: HashSet<String>,
     /// The caps' window the `s:` and `c:` answers hold for.
@@ -77,12 +82,22 @@ impl Known {
         self.asked.contains(key) && !self.present.contains(key) && !self.written.contains(key)
     }
 
-    /// True when the caps' key (`s:` or `c:`) had no mail in a window
-    /// starting at `since` or later, when the transaction began.
-    pub fn quiet(&self, key: &str, since: i64) -> bool {
-        self.since.is_some_and(|s| s <= since)
-            && self.asked.contains(key)
-            && !self.present.contains(key)
+    /// What the caps counted for `count` (`sa:<sender>`, `st:<sender>` or
+    /// `c:<alert>`; see [`Known::counts`]) when the transaction began, in the
+    /// window starting at `since`: `None` when its key (`s:<sender>` or
+    /// `c:<alert>`) was not asked about, or was asked for another window
+    /// (none counted in a wider window is none in a narrower one too; a
+    /// count is only good for its own window).
+    pub fn caps_count(&self, asked_key: &str, count: &str, since: i64) -> Option<i64> {
+        let asked_since = self.since?;
+        if !self.asked.contains(asked_key) {
+            return None;
+        }
+        match self.counts.get(count).copied().unwrap_or(0) {
+            0 if asked_since <= since => Some(0),
+            n if asked_since == since => Some(n),
+            _ => None,
+        }
     }
 
     /// This transaction wrote `key` (class prefix included).
@@ -157,13 +172,19 @@ impl Tx {
             let set: HashSet<i64> = probes.numbers.iter().copied().collect();
             set.into_iter().map(Value::Int).collect()
         };
-        for (class, values) in [
-            ("d:", &dedupe),
-            ("m:", &mids),
-            ("a:", &alerts),
-            ("c:", &alerts),
-            ("s:", &senders),
-        ] {
+        // The caps' counts add this transaction's own mail (`Known::mail`)
+        // to what the store held when they were asked: mail this transaction
+        // queued (and may have written) before asking would count twice, so
+        // then the caps are not asked about (they run their own statement).
+        let caps_classes: &[(&str, &Vec<Value>)] = if self.known.mail.is_empty() {
+            &[("c:", &alerts), ("s:", &senders)]
+        } else {
+            &[]
+        };
+        for &(class, values) in [("d:", &dedupe), ("m:", &mids), ("a:", &alerts)]
+            .iter()
+            .chain(caps_classes)
+        {
             for v in values.iter() {
                 if let Value::Text(s) = v {
                     known.asked.insert(format!("{class}{s}"));
@@ -183,15 +204,39 @@ impl Tx {
                     pg_texts(&mids),
                     pg_texts(&alerts),
                     pg_numbers(&numbers),
-                    pg_texts(&senders),
+                    pg_texts(if caps_classes.is_empty() {
+                        &[]
+                    } else {
+                        &senders
+                    }),
                     Value::Int(probes.since),
                     Value::Text(PG_SEP.to_string()),
+                    pg_texts(if caps_classes.is_empty() {
+                        &[]
+                    } else {
+                        &alerts
+                    }),
                 ],
             )],
-            Backend::Sqlite => sqlite_statements(&dedupe, &mids, &alerts, &numbers, &senders)
-                .into_iter()
-                .map(|parts| union(parts, probes.since))
-                .collect(),
+            Backend::Sqlite => sqlite_statements(
+                &dedupe,
+                &mids,
+                &alerts,
+                &numbers,
+                if caps_classes.is_empty() {
+                    &[]
+                } else {
+                    &senders
+                },
+                if caps_classes.is_empty() {
+                    &[]
+                } else {
+                    &alerts
+                },
+            )
+            .into_iter()
+            .map(|parts| union(parts, probes.since))
+            .collect(),
         };
         let db = self.db().await?;
         for (sql, values) in statements {
@@ -211,8 +256,15 @@ impl Tx {
             for row in query.fetch_all(&mut *db).await? {
                 let class: String = row.try_get("c")?;
                 let key: Option<String> = row.try_get("k")?;
-                if let Some(key) = key {
-                    known.present.insert(format!("{class}{key}"));
+                let Some(key) = key else { continue };
+                match class.as_str() {
+                    "sa:" | "st:" | "c:" => {
+                        let n: i64 = row.try_get("n")?;
+                        *known.counts.entry(format!("{class}{key}")).or_insert(0) += n;
+                    }
+                    _ => {
+                        known.present.insert(format!("{class}{key}"));
+                    }
                 }
             }
         }
@@ -237,20 +289,23 @@ impl Tx {
 /// (`CAST($1 AS TEXT[])`) is not folded: it was evaluated again for every
 /// row scanned (600 msg/s).
 const PG_LOOK_AHEAD: &str = "\
-SELECT CAST('d:' AS TEXT) AS c, dedupe_key AS k FROM messages WHERE dedupe_key = ANY(string_to_array($1, $7))
-UNION ALL SELECT 'd:', dedupe_key FROM quarantine WHERE dedupe_key = ANY(string_to_array($1, $7))
-UNION ALL SELECT 'm:', message_id FROM messages WHERE message_id = ANY(string_to_array($2, $7))
-UNION ALL SELECT 'm:', message_id FROM outbox WHERE message_id = ANY(string_to_array($2, $7))
-UNION ALL SELECT 'a:', alert_key FROM tickets WHERE alert_key = ANY(string_to_array($3, $7))
-UNION ALL SELECT 'n:', CAST(number AS TEXT) FROM tickets WHERE number = ANY(ARRAY(SELECT CAST(unnest(CAST($4 AS TEXT[])) AS BIGINT)))
-UNION ALL SELECT 's:', first_rcpt FROM outbox
+SELECT CAST('d:' AS TEXT) AS c, dedupe_key AS k, CAST(1 AS BIGINT) AS n FROM messages WHERE dedupe_key = ANY(string_to_array($1, $7))
+UNION ALL SELECT 'd:', dedupe_key, 1 FROM quarantine WHERE dedupe_key = ANY(string_to_array($1, $7))
+UNION ALL SELECT 'm:', message_id, 1 FROM messages WHERE message_id = ANY(string_to_array($2, $7))
+UNION ALL SELECT 'm:', message_id, 1 FROM outbox WHERE message_id = ANY(string_to_array($2, $7))
+UNION ALL SELECT 'a:', alert_key, 1 FROM tickets WHERE alert_key = ANY(string_to_array($3, $7))
+UNION ALL SELECT 'n:', CAST(number AS TEXT), 1 FROM tickets WHERE number = ANY(ARRAY(SELECT CAST(unnest(CAST($4 AS TEXT[])) AS BIGINT)))
+UNION ALL SELECT 'sa:', first_rcpt, COUNT(*) FROM outbox
   WHERE kind = 'acknowledgement' AND first_rcpt = ANY(string_to_array($5, $7)) AND created_at > $6
-UNION ALL SELECT 's:', LOWER(t.requester) FROM tickets t CROSS JOIN LATERAL (SELECT 1 FROM outbox o
+  GROUP BY first_rcpt
+UNION ALL SELECT 'st:', LOWER(t.requester), COUNT(*) FROM tickets t CROSS JOIN LATERAL (SELECT 1 FROM outbox o
     WHERE o.ticket_number = t.number AND o.created_at > $6 AND o.kind <> 'acknowledgement' LIMIT 1) o
   WHERE LOWER(t.requester) = ANY(string_to_array($5, $7))
-UNION ALL SELECT 'c:', t.alert_key FROM tickets t CROSS JOIN LATERAL (SELECT 1 FROM outbox o
+  GROUP BY LOWER(t.requester)
+UNION ALL SELECT 'c:', t.alert_key, COUNT(*) FROM tickets t CROSS JOIN LATERAL (SELECT 1 FROM outbox o
     WHERE o.ticket_number = t.number AND o.created_at > $6 AND o.kind <> 'acknowledgement' LIMIT 1) o
-  WHERE t.alert_key = ANY(string_to_array($3, $7))";
+  WHERE t.alert_key = ANY(string_to_array($8, $7))
+  GROUP BY t.alert_key";
 
 /// What separates the keys of one class in [`PG_LOOK_AHEAD`]'s parameters.
 /// A key that contains it (or NUL, which PostgreSQL's text cannot hold) is
@@ -299,6 +354,7 @@ fn sqlite_statements(
     alerts: &[Value],
     numbers: &[Value],
     senders: &[Value],
+    cap_alerts: &[Value],
 ) -> Vec<Vec<Part>> {
     let mut parts = Vec::new();
     let mut add = |sql: &'static str, values: &[Value]| {
@@ -310,45 +366,48 @@ fn sqlite_statements(
         }
     };
     add(
-        "SELECT CAST('d:' AS TEXT) AS c, dedupe_key AS k FROM messages WHERE dedupe_key IN ({})",
+        "SELECT CAST('d:' AS TEXT) AS c, dedupe_key AS k, 1 AS n FROM messages WHERE dedupe_key IN ({})",
         dedupe,
     );
     add(
-        "SELECT CAST('d:' AS TEXT) AS c, dedupe_key AS k FROM quarantine WHERE dedupe_key IN ({})",
+        "SELECT CAST('d:' AS TEXT) AS c, dedupe_key AS k, 1 AS n FROM quarantine WHERE dedupe_key IN ({})",
         dedupe,
     );
     add(
-        "SELECT CAST('m:' AS TEXT) AS c, message_id AS k FROM messages WHERE message_id IN ({})",
+        "SELECT CAST('m:' AS TEXT) AS c, message_id AS k, 1 AS n FROM messages WHERE message_id IN ({})",
         mids,
     );
     add(
-        "SELECT CAST('m:' AS TEXT) AS c, message_id AS k FROM outbox WHERE message_id IN ({})",
+        "SELECT CAST('m:' AS TEXT) AS c, message_id AS k, 1 AS n FROM outbox WHERE message_id IN ({})",
         mids,
     );
     add(
-        "SELECT CAST('a:' AS TEXT) AS c, alert_key AS k FROM tickets WHERE alert_key IN ({})",
+        "SELECT CAST('a:' AS TEXT) AS c, alert_key AS k, 1 AS n FROM tickets WHERE alert_key IN ({})",
         alerts,
     );
     add(
-        "SELECT CAST('n:' AS TEXT) AS c, CAST(number AS TEXT) AS k FROM tickets WHERE number IN ({})",
+        "SELECT CAST('n:' AS TEXT) AS c, CAST(number AS TEXT) AS k, 1 AS n FROM tickets WHERE number IN ({})",
         numbers,
     );
     add(
-        "SELECT CAST('s:' AS TEXT) AS c, first_rcpt AS k FROM outbox
-           WHERE kind = 'acknowledgement' AND first_rcpt IN ({}) AND created_at > ?since",
+        "SELECT CAST('sa:' AS TEXT) AS c, first_rcpt AS k, COUNT(*) AS n FROM outbox
+           WHERE kind = 'acknowledgement' AND first_rcpt IN ({}) AND created_at > ?since
+           GROUP BY first_rcpt",
         senders,
     );
     add(
-        "SELECT CAST('s:' AS TEXT) AS c, LOWER(t.requester) AS k FROM tickets t
+        "SELECT CAST('st:' AS TEXT) AS c, LOWER(t.requester) AS k, COUNT(*) AS n FROM tickets t
            WHERE LOWER(t.requester) IN ({}) AND EXISTS (SELECT 1 FROM outbox o
-             WHERE o.ticket_number = t.number AND o.created_at > ?since AND o.kind <> 'acknowledgement')",
+             WHERE o.ticket_number = t.number AND o.created_at > ?since AND o.kind <> 'acknowledgement')
+           GROUP BY LOWER(t.requester)",
         senders,
     );
     add(
-        "SELECT CAST('c:' AS TEXT) AS c, t.alert_key AS k FROM tickets t
+        "SELECT CAST('c:' AS TEXT) AS c, t.alert_key AS k, COUNT(*) AS n FROM tickets t
            WHERE t.alert_key IN ({}) AND EXISTS (SELECT 1 FROM outbox o
-             WHERE o.ticket_number = t.number AND o.created_at > ?since AND o.kind <> 'acknowledgement')",
-        alerts,
+             WHERE o.ticket_number = t.number AND o.created_at > ?since AND o.kind <> 'acknowledgement')
+           GROUP BY t.alert_key",
+        cap_alerts,
     );
     // Parts joined into statements of at most MAX_PARAMS parameters.
     let mut statement: Vec<Part> = Vec::new();
@@ -409,16 +468,44 @@ mod tests {
     }
 
     #[test]
-    fn caps_quiet_holds_only_for_the_window_asked_or_a_narrower_one() {
+    fn caps_counts_hold_only_for_the_keys_and_the_window_asked() {
         let mut k = Known::default();
         k.asked.insert("s:x@y".into());
-        assert!(!k.quiet("s:x@y", 100), "no window asked");
+        assert_eq!(
+            k.caps_count("s:x@y", "sa:x@y", 100),
+            None,
+            "no window asked"
+        );
         k.since = Some(100);
-        assert!(k.quiet("s:x@y", 100));
-        assert!(k.quiet("s:x@y", 150));
-        assert!(!k.quiet("s:x@y", 50), "a wider window than asked");
-        k.present.insert("s:x@y".into());
-        assert!(!k.quiet("s:x@y", 100));
+        assert_eq!(k.caps_count("s:x@y", "sa:x@y", 100), Some(0));
+        assert_eq!(
+            k.caps_count("s:x@y", "sa:x@y", 150),
+            Some(0),
+            "none in a narrower window"
+        );
+        assert_eq!(
+            k.caps_count("s:x@y", "sa:x@y", 50),
+            None,
+            "a wider window than asked"
+        );
+        assert_eq!(
+            k.caps_count("s:q@y", "sa:q@y", 100),
+            None,
+            "never asked about"
+        );
+        k.counts.insert("sa:x@y".into(), 3);
+        assert_eq!(k.caps_count("s:x@y", "sa:x@y", 100), Some(3));
+        assert_eq!(
+            k.caps_count("s:x@y", "st:x@y", 100),
+            Some(0),
+            "the other count"
+        );
+        assert_eq!(
+            k.caps_count("s:x@y", "sa:x@y", 150),
+            None,
+            "counted in a wider window"
+        );
+        assert_eq!(k.caps_count("s:x@y", "sa:x@y", 50), None);
     }
 
     #[test]

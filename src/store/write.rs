@@ -833,8 +833,8 @@ impl Tx {
 
 impl Tx {
     /// The caps' counts without a statement, when the batch's look-ahead
-    /// found no mail in the window for this sender and alert key: then
-    /// they count only this transaction's own mail, known when every
+    /// counted this sender's and alert key's mail in the window: what the
+    /// store held then, plus this transaction's own mail, known when every
     /// notification it queued is about a ticket it made (whose requester
     /// and alert key it knows). `None`: ask the store.
     fn caps_in_memory(
@@ -845,16 +845,25 @@ impl Tx {
     ) -> Option<RecentCaps> {
         let sender = sender.map(text);
         let alert = alert_key.map(text);
-        if let Some(s) = &sender
-            && !self.known.quiet(&format!("s:{s}"), since)
-        {
-            return None;
-        }
-        if let Some(a) = &alert
-            && !self.known.quiet(&format!("c:{a}"), since)
-        {
-            return None;
-        }
+        // What the store held when the transaction began (the look-ahead's
+        // counts), to which this transaction's own mail is added below.
+        let (stored_acks, stored_by_sender) = match &sender {
+            Some(s) => {
+                let asked = format!("s:{s}");
+                (
+                    self.known.caps_count(&asked, &format!("sa:{s}"), since)?,
+                    self.known.caps_count(&asked, &format!("st:{s}"), since)?,
+                )
+            }
+            None => (0, 0),
+        };
+        let stored_by_alert = match &alert {
+            Some(a) => {
+                let key = format!("c:{a}");
+                self.known.caps_count(&key, &key, since)?
+            }
+            None => 0,
+        };
         let mut acks = 0;
         let mut by_sender = std::collections::HashSet::new();
         let mut by_alert = std::collections::HashSet::new();
@@ -885,9 +894,9 @@ impl Tx {
             }
         }
         Some(RecentCaps {
-            acks,
-            by_sender: by_sender.len() as i64,
-            by_alert: by_alert.len() as i64,
+            acks: stored_acks + acks,
+            by_sender: stored_by_sender + by_sender.len() as i64,
+            by_alert: stored_by_alert + by_alert.len() as i64,
         })
     }
 }

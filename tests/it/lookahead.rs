@@ -13,7 +13,7 @@ use std::sync::Arc;
 use sqlx::{Connection, Row};
 use triaged::config::{Config, DEFAULT_CONFIG};
 use triaged::pipeline::{Origin, Outcome, Pipeline, Prepared};
-use triaged::store::Store;
+use triaged::store::{RecentCaps, Store};
 
 use crate::harness::{PgDb, message};
 
@@ -439,5 +439,138 @@ async fn every_class_is_asked_sqlite() {
 async fn every_class_is_asked_postgres() {
     let db = PgDb::create("lookahead_ask").await;
     every_class_is_asked(&db.url).await;
+    db.drop_db().await;
+}
+
+/// The caps' counts the look-ahead takes for a batch (what the store held in
+/// the window) are those the caps' own statement counts: acknowledgements to
+/// a sender, the sender's tickets notified, the alert's tickets notified.
+async fn caps_counted_ahead(url: &str) {
+    let mut config = Config::parse(DEFAULT_CONFIG, "default").expect("default config");
+    config.notify.ack_limit_per_hour = i64::MAX;
+    config.notify.notify_limit_per_sender_per_hour = i64::MAX;
+    config.notify.notify_limit_per_alert_per_hour = i64::MAX;
+    let config = Arc::new(config);
+    let store = Store::open(url, 1000).await.expect("open store");
+    let notifier = triaged::notify::notifier(&config).expect("templates");
+    let p = Pipeline::new(config, store)
+        .expect("rules")
+        .with_notifier(notifier, Arc::new(tokio::sync::Notify::new()));
+    let nagios = "nagios@monitor.example.edu";
+    let mut raws = Vec::new();
+    for i in 0..5 {
+        let from = if i % 2 == 0 {
+            "Ann <Ann@X.example>"
+        } else {
+            "ann@x.example"
+        };
+        raws.push(message(
+            &format!("ann{i}@x"),
+            from,
+            ISDA,
+            &format!("Printer {i}"),
+            "Help.",
+        ));
+    }
+    for host in ["web1", "web2"] {
+        raws.push(message(
+            &format!("{host}@n"),
+            nagios,
+            ISDA,
+            &format!("** PROBLEM Service Alert: {host}/HTTP is CRITICAL **"),
+            &format!("Service: HTTP\nHost: {host}\nState: CRITICAL\n"),
+        ));
+    }
+    raws.push(message(
+        "bob@x",
+        "Bob <bob@x.example>",
+        ISDA,
+        "Password reset",
+        "Please.",
+    ));
+    // Some in one transaction, the rest one by one.
+    let prepared = prepare_all(&p, &raws, "caps");
+    p.commit(&prepared[..3], None).await.expect("commit");
+    for one in prepared[3..].chunks(1) {
+        p.commit(one, None).await.expect("commit");
+    }
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(url).await.expect("connect");
+    let mut alerts: Vec<Option<String>> = sqlx::query(
+        "SELECT DISTINCT alert_key FROM tickets WHERE alert_key IS NOT NULL ORDER BY alert_key",
+    )
+    .fetch_all(&mut c)
+    .await
+    .expect("alert keys")
+    .iter()
+    .map(|r| Some(r.get::<String, _>("alert_key")))
+    .collect();
+    let _ = c.close().await;
+    assert!(
+        !alerts.is_empty(),
+        "the alerts made tickets with alert keys"
+    );
+    alerts.extend([Some("no such alert".to_string()), None]);
+    let senders = [
+        Some("ann@x.example"),
+        Some(nagios),
+        Some("bob@x.example"),
+        Some("nobody@x.example"),
+        None,
+    ];
+    let mut counted = RecentCaps::default();
+    for sender in senders {
+        for alert in &alerts {
+            let mut ahead = p.store().begin().await.expect("begin");
+            let since = ahead.now() - triaged::notify::CAP_WINDOW_MS;
+            let probes = triaged::store::Probes {
+                senders: senders.iter().flatten().map(|s| s.to_string()).collect(),
+                alert_keys: alerts.iter().flatten().cloned().collect(),
+                since,
+                batch: 1,
+                ..Default::default()
+            };
+            ahead.look_ahead(&probes).await.expect("look-ahead");
+            let from_ahead = ahead
+                .recent_caps(sender, alert.as_deref(), since)
+                .await
+                .expect("caps");
+            drop(ahead);
+            let mut asked = p.store().begin().await.expect("begin");
+            let from_store = asked
+                .recent_caps(sender, alert.as_deref(), since)
+                .await
+                .expect("caps");
+            drop(asked);
+            assert_eq!(from_ahead, from_store, "sender {sender:?}, alert {alert:?}");
+            counted.acks = counted.acks.max(from_store.acks);
+            counted.by_sender = counted.by_sender.max(from_store.by_sender);
+            counted.by_alert = counted.by_alert.max(from_store.by_alert);
+        }
+    }
+    // Not a comparison of zeros: Ann had 5 acknowledgements, and the
+    // tickets were notified.
+    assert_eq!(counted.acks, 5, "{counted:?}");
+    assert!(
+        counted.by_sender >= 1 && counted.by_alert >= 1,
+        "{counted:?}"
+    );
+    p.store().close().await;
+}
+
+#[tokio::test]
+async fn caps_counted_ahead_are_the_stores_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    caps_counted_ahead(&format!(
+        "sqlite://{}",
+        dir.path().join("caps.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn caps_counted_ahead_are_the_stores_postgres() {
+    let db = PgDb::create("lookahead_caps").await;
+    caps_counted_ahead(&db.url).await;
     db.drop_db().await;
 }
