@@ -139,8 +139,14 @@ pub async fn run(quick: bool, postgres_url: &str, append: Option<&Path>) -> anyh
     println!("\n{table}");
     if let Some(path) = append {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
-        writeln!(f, "\n{table}")?;
+        // Made if missing: the runs are minutes of work, and the table is
+        // printed above whatever happens here.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        writeln!(f, "\n{table}").map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         println!("appended to {}", path.display());
     }
     Ok(())

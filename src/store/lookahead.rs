@@ -14,7 +14,15 @@
 //! of such a key), cannot find anything: it is answered without a
 //! statement. Anything else (a key that exists, one this transaction wrote,
 //! one nobody asked about) runs the lookup's own statement as before, so a
-//! hit is always read from the store. Only absence is ever remembered.
+//! hit is always read from the store. Of the keys, only absence is ever
+//! remembered.
+//!
+//! The caps are different: what they count (mail in the window to a sender,
+//! the sender's and an alert's tickets notified) is counted by the
+//! look-ahead itself, per sender and alert key, and the caps add this
+//! transaction's own mail to those counts ([`Known::caps_count`]). A sender
+//! who had mail in the window (every repeat sender) so costs no statement
+//! per message.
 //!
 //! On SQLite the transaction's snapshot holds from the look-ahead on (a
 //! writer that committed in between makes this transaction's first write
