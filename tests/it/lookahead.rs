@@ -81,9 +81,23 @@ fn corpus() -> Vec<Vec<u8>> {
 }
 
 async fn pipeline(url: &str) -> Pipeline {
+    pipeline_with_caps(url, 2, 3, None).await
+}
+
+/// The default deployment with these caps (acknowledgements per sender,
+/// tickets notified per sender and, if given, per alert).
+async fn pipeline_with_caps(
+    url: &str,
+    acks: i64,
+    by_sender: i64,
+    by_alert: Option<i64>,
+) -> Pipeline {
     let mut config = Config::parse(DEFAULT_CONFIG, "default").expect("default config");
-    config.notify.ack_limit_per_hour = 2;
-    config.notify.notify_limit_per_sender_per_hour = 3;
+    config.notify.ack_limit_per_hour = acks;
+    config.notify.notify_limit_per_sender_per_hour = by_sender;
+    if let Some(limit) = by_alert {
+        config.notify.notify_limit_per_alert_per_hour = limit;
+    }
     let config = Arc::new(config);
     let store = Store::open(url, 1000).await.expect("open store");
     let notifier = triaged::notify::notifier(&config).expect("templates");
@@ -446,16 +460,7 @@ async fn every_class_is_asked_postgres() {
 /// the window) are those the caps' own statement counts: acknowledgements to
 /// a sender, the sender's tickets notified, the alert's tickets notified.
 async fn caps_counted_ahead(url: &str) {
-    let mut config = Config::parse(DEFAULT_CONFIG, "default").expect("default config");
-    config.notify.ack_limit_per_hour = i64::MAX;
-    config.notify.notify_limit_per_sender_per_hour = i64::MAX;
-    config.notify.notify_limit_per_alert_per_hour = i64::MAX;
-    let config = Arc::new(config);
-    let store = Store::open(url, 1000).await.expect("open store");
-    let notifier = triaged::notify::notifier(&config).expect("templates");
-    let p = Pipeline::new(config, store)
-        .expect("rules")
-        .with_notifier(notifier, Arc::new(tokio::sync::Notify::new()));
+    let p = pipeline_with_caps(url, i64::MAX, i64::MAX, Some(i64::MAX)).await;
     let nagios = "nagios@monitor.example.edu";
     let mut raws = Vec::new();
     for i in 0..5 {
