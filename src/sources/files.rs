@@ -339,8 +339,10 @@ enum Pending {
 }
 
 /// A folder's entries in order, their names packed one after another: a
-/// Maildir of 100,000 messages held as 100,000 `PathBuf`s was about 7 MiB
-/// for the whole ingest, and is about 2 MiB so.
+/// Maildir of 100,000 messages held as 100,000 `PathBuf`s (about 70 bytes
+/// each with their allocations) for the whole ingest raised its peak RSS by
+/// about 5 MiB (`bench ingest`, 100,000 messages: 63.5-64.3 MiB, 58.9-59.3
+/// packed).
 struct Listing {
     dir: PathBuf,
     /// The names (bytes of the OS string), one after another.
