@@ -184,15 +184,19 @@ impl Tx {
         // to what the store held when they were asked: mail this transaction
         // queued (and may have written) before asking would count twice, so
         // then the caps are not asked about (they run their own statement).
-        let caps_classes: &[(&str, &Vec<Value>)] = if self.known.mail.is_empty() {
-            &[("c:", &alerts), ("s:", &senders)]
+        let no_keys: Vec<Value> = Vec::new();
+        let (cap_senders, cap_alerts) = if self.known.mail.is_empty() {
+            (&senders, &alerts)
         } else {
-            &[]
+            (&no_keys, &no_keys)
         };
-        for &(class, values) in [("d:", &dedupe), ("m:", &mids), ("a:", &alerts)]
-            .iter()
-            .chain(caps_classes)
-        {
+        for (class, values) in [
+            ("d:", &dedupe),
+            ("m:", &mids),
+            ("a:", &alerts),
+            ("c:", cap_alerts),
+            ("s:", cap_senders),
+        ] {
             for v in values.iter() {
                 if let Value::Text(s) = v {
                     known.asked.insert(format!("{class}{s}"));
@@ -212,39 +216,18 @@ impl Tx {
                     pg_texts(&mids),
                     pg_texts(&alerts),
                     pg_numbers(&numbers),
-                    pg_texts(if caps_classes.is_empty() {
-                        &[]
-                    } else {
-                        &senders
-                    }),
+                    pg_texts(cap_senders),
                     Value::Int(probes.since),
                     Value::Text(PG_SEP.to_string()),
-                    pg_texts(if caps_classes.is_empty() {
-                        &[]
-                    } else {
-                        &alerts
-                    }),
+                    pg_texts(cap_alerts),
                 ],
             )],
-            Backend::Sqlite => sqlite_statements(
-                &dedupe,
-                &mids,
-                &alerts,
-                &numbers,
-                if caps_classes.is_empty() {
-                    &[]
-                } else {
-                    &senders
-                },
-                if caps_classes.is_empty() {
-                    &[]
-                } else {
-                    &alerts
-                },
-            )
-            .into_iter()
-            .map(|parts| union(parts, probes.since))
-            .collect(),
+            Backend::Sqlite => {
+                sqlite_statements(&dedupe, &mids, &alerts, &numbers, cap_senders, cap_alerts)
+                    .into_iter()
+                    .map(|parts| union(parts, probes.since))
+                    .collect()
+            }
         };
         let db = self.db().await?;
         for (sql, values) in statements {
