@@ -199,17 +199,15 @@ impl Iterator for Walker {
                 }
                 continue;
             }
-            let path = match self.pending.last_mut()? {
-                Pending::Path(_) => match self.pending.pop() {
-                    Some(Pending::Path(path)) => path,
-                    _ => continue,
-                },
-                Pending::Listing(listing) => match listing.next() {
-                    Some(path) => path,
-                    None => {
-                        self.pending.pop();
-                        continue;
+            let path = match self.pending.pop()? {
+                Pending::Path(path) => path,
+                // The folder's next entry; the rest goes back on the stack.
+                Pending::Listing(mut listing) => match listing.next() {
+                    Some(path) => {
+                        self.pending.push(Pending::Listing(listing));
+                        path
                     }
+                    None => continue,
                 },
             };
             if let Some(item) = self.open(path) {
