@@ -13,13 +13,14 @@ pub mod steer;
 
 pub use by_hand::{ByHandError, VOUCHED};
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
 use crate::classify::{Classifier, Decision};
 use crate::config::Config;
-use crate::notify::Notifier;
+use crate::notify::{Notifier, Renderer};
 use crate::parse::{self, ParsedMessage};
 use crate::problem::Problems;
 use crate::store::{Cursor, Store, StoreError};
@@ -62,8 +63,9 @@ impl std::fmt::Display for Origin {
 pub enum Action {
     /// Make a ticket, or a reply on the ticket its thread keys name.
     Ticket {
-        parsed: Box<ParsedMessage>,
-        decision: Box<Decision>,
+        /// Shared with the thread that renders a new ticket's mail.
+        parsed: Arc<ParsedMessage>,
+        decision: Arc<Decision>,
         keys: ThreadKeys,
         /// The raw message encoded for the store (`store::codec::encode`):
         /// compressed here, on the preparing thread, rather than in the
@@ -158,7 +160,22 @@ pub struct Pipeline {
     notifier: Option<Arc<RwLock<Arc<Notifier>>>>,
     /// Poked after every commit that queued mail, to wake the sender.
     outbox_wake: Option<Arc<tokio::sync::Notify>>,
+    /// Renders new tickets' mail while the next messages are recorded;
+    /// started with the first transaction that composes mail, shared by
+    /// every clone. `None` inside: it could not be started.
+    renderer: Arc<std::sync::OnceLock<Option<Renderer>>>,
+    /// After a mail could not be rendered ahead, this many transactions
+    /// compose in order: a template or address that fails keeps failing,
+    /// and each failure costs its transaction a second run.
+    in_order: Arc<AtomicU32>,
+    /// Every mail composed in order, on the recording side (see
+    /// [`Pipeline::composing_in_order`]).
+    always_in_order: bool,
 }
+
+/// How many transactions compose in order after a mail that could not be
+/// rendered ahead (see [`Pipeline::transaction`]).
+const IN_ORDER_AFTER_FAILURE: u32 = 64;
 
 impl Pipeline {
     /// A pipeline with the configured routing rules.
@@ -176,6 +193,9 @@ impl Pipeline {
             classifier: Arc::new(RwLock::new(Arc::new(classifier))),
             notifier: None,
             outbox_wake: None,
+            renderer: Arc::new(std::sync::OnceLock::new()),
+            in_order: Arc::new(AtomicU32::new(0)),
+            always_in_order: false,
         }
     }
 
@@ -185,6 +205,14 @@ impl Pipeline {
     pub fn with_notifier(mut self, notifier: Notifier, wake: Arc<tokio::sync::Notify>) -> Pipeline {
         self.notifier = Some(Arc::new(RwLock::new(Arc::new(notifier))));
         self.outbox_wake = Some(wake);
+        self
+    }
+
+    /// This pipeline, composing every mail in order inside the transaction
+    /// (as it does a transaction again after a mail could not be rendered
+    /// ahead): for comparing the two ways, and for measuring.
+    pub fn composing_in_order(mut self) -> Pipeline {
+        self.always_in_order = true;
         self
     }
 
@@ -260,14 +288,14 @@ impl Pipeline {
                 quarantine_action(reason, &raw, &parsed)
             }
             Some(mb) => Action::Ticket {
-                decision: Box::new(self.classifier().classify(
+                decision: Arc::new(self.classifier().classify(
                     &parsed,
                     mb,
                     crate::clock::now_ms(),
                     &self.config,
                 )),
                 keys: thread::keys(&parsed, &self.desk_tags),
-                parsed: Box::new(parsed),
+                parsed: Arc::new(parsed),
                 encoded: {
                     let (codec, bytes) = crate::store::codec::encode(&raw);
                     (codec, Arc::new(bytes))
@@ -369,6 +397,11 @@ impl Pipeline {
     /// accounts for it ([`Store::failed`]: counted, and the connection it
     /// failed on is never reused). After a commit that queued mail, the
     /// sender is woken.
+    ///
+    /// New tickets' mail is rendered on the renderer's thread; when one
+    /// cannot be, the transaction is void and is done again composing in
+    /// order, where that mail is suppressed with its reason (the caps of
+    /// the batch's later tickets count it as not sent).
     async fn transaction(
         &self,
         batch: &[Prepared],
@@ -377,7 +410,13 @@ impl Pipeline {
         // Mails suppressed in this transaction are counted once it commits.
         let done = record::SUPPRESSED
             .scope(std::cell::RefCell::new(Vec::new()), async {
-                let done = self.transaction_once(batch, cursor).await;
+                let mut done = self.transaction_once(batch, cursor, self.renderer()).await;
+                if let Err(StoreError::Composing(reason)) = &done {
+                    tracing::warn!(%reason, size = batch.len(), "a mail could not be rendered ahead; recording the batch again, composing in order");
+                    self.in_order.store(IN_ORDER_AFTER_FAILURE, Ordering::Relaxed);
+                    record::SUPPRESSED.with(|k| k.borrow_mut().clear());
+                    done = self.transaction_once(batch, cursor, None).await;
+                }
                 if done.is_ok() {
                     let kinds = record::SUPPRESSED.with(|k| k.take());
                     for kind in kinds {
@@ -401,11 +440,35 @@ impl Pipeline {
         }
     }
 
+    /// The renderer for this transaction's new tickets' mail, if mail is
+    /// composed and not in order for now.
+    fn renderer(&self) -> Option<&Renderer> {
+        if self.always_in_order {
+            return None;
+        }
+        self.notifier.as_ref()?;
+        let waiting = self.in_order.load(Ordering::Relaxed);
+        if waiting > 0 {
+            self.in_order.store(waiting - 1, Ordering::Relaxed);
+            return None;
+        }
+        self.renderer
+            .get_or_init(|| match Renderer::start() {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the composing thread; composing in order");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
     /// The outcomes, and how many mails were queued.
     async fn transaction_once(
         &self,
         batch: &[Prepared],
         cursor: Option<&Cursor>,
+        renderer: Option<&Renderer>,
     ) -> Result<(Vec<Outcome>, usize), StoreError> {
         let mut tx = self.store.begin().await?;
         // What the batch will look up, asked once: lookups that would find
@@ -419,8 +482,11 @@ impl Pipeline {
         let mut queued = 0;
         // One template set per transaction.
         let notifier = self.notifier();
+        let composer = notifier
+            .as_ref()
+            .map(|notifier| record::Composer { notifier, renderer });
         for p in batch {
-            let recorded = record::record(&mut tx, &self.config, notifier.as_deref(), p).await?;
+            let recorded = record::record(&mut tx, &self.config, composer, p).await?;
             outcomes.push(recorded.outcome);
             queued += recorded.queued;
         }

@@ -14,6 +14,7 @@
 //! Customer-facing mail goes to the customer alone; internal lists get their own
 //! mails, so no internal address is ever shown to a customer.
 
+mod ahead;
 mod event;
 pub mod policy;
 mod relay;
@@ -33,6 +34,7 @@ use minijinja::Value;
 use crate::config::Config;
 use crate::parse::ParsedMessage;
 use crate::thread::format_tag;
+pub use ahead::{Ahead, NewTicket, Renderer};
 pub use event::{OutboundMail, Outgoing, TicketEvent};
 pub use relay::{Correspondent, RELAYED_TEXT_CHARS, correspondent, human_size, relay_text};
 pub use sla::{STATUS_TEXT_CHARS, SlaNotice, age};
@@ -206,12 +208,13 @@ impl Notifier {
         desk_address: &str,
         to: &[String],
         rendered: Rendered,
+        message_id: Option<String>,
     ) -> Outgoing {
         let title = self
             .config
             .desk(&ev.decision.desk)
             .and_then(|d| d.title.as_deref());
-        match build_mail(kind, ev, title, desk_address, to, rendered) {
+        match build_mail(kind, ev, title, desk_address, to, rendered, message_id) {
             Ok(mail) => Outgoing::Mail(mail),
             Err(reason) => Outgoing::Suppressed {
                 kind: kind.to_string(),
@@ -246,15 +249,49 @@ impl Notifier {
                 None => Vec::new(),
             };
         }
+        let desk_address = self.desk_address(ev.mailbox, &ev.decision.desk);
+        self.plan_created(ev)
+            .into_iter()
+            .map(|step| match step {
+                Step::Suppressed { kind, reason } => Outgoing::Suppressed {
+                    kind: kind.to_string(),
+                    reason,
+                },
+                Step::Mail { kind, to } => self.make(kind, ev, &desk_address, &to, None),
+            })
+            .collect()
+    }
+
+    /// One mail of `kind` to `to`, rendered and built (with `message_id`, or
+    /// a new one), or why it cannot be made.
+    fn make(
+        &self,
+        kind: &'static str,
+        ev: &TicketEvent<'_>,
+        desk_address: &str,
+        to: &[String],
+        message_id: Option<String>,
+    ) -> Outgoing {
+        // The acknowledgement lists no one: it goes to the sender alone.
+        let listed: &[String] = if kind == "acknowledgement" { &[] } else { to };
+        let ctx = self.context(ev, desk_address, listed);
+        match self.render(kind, ev, &ctx) {
+            Ok(r) => self.build(kind, ev, desk_address, to, r, message_id),
+            Err(reason) => Outgoing::Suppressed {
+                kind: kind.to_string(),
+                reason,
+            },
+        }
+    }
+
+    /// What a new ticket's event sends, in order, decided on the event alone
+    /// (the caps' counts it carries): each mail's kind and recipients, or
+    /// why a kind is not sent. Rendering is the rest ([`Notifier::make`]).
+    fn plan_created(&self, ev: &TicketEvent<'_>) -> Vec<Step> {
         let d = ev.decision;
-        let desk_address = self.desk_address(ev.mailbox, &d.desk);
         let mut out = Vec::new();
 
         // 1. The acknowledgement, to the sender alone.
-        let suppressed = |reason: String| Outgoing::Suppressed {
-            kind: "acknowledgement".to_string(),
-            reason,
-        };
         let sender = ev.parsed.requester().map(|a| a.address.clone());
         let ack_block = if !self.config.notify.acknowledge {
             Some("acknowledgements are switched off (notify.acknowledge)".to_string())
@@ -270,17 +307,18 @@ impl Notifier {
         } else {
             None
         };
-        match (ack_block, sender) {
-            (Some(reason), _) => out.push(suppressed(reason)),
-            (None, None) => out.push(suppressed("no sender address".to_string())),
-            (None, Some(sender)) => {
-                let ctx = self.context(ev, &desk_address, &[]);
-                out.push(match self.render("acknowledgement", ev, &ctx) {
-                    Ok(r) => self.build("acknowledgement", ev, &desk_address, &[sender], r),
-                    Err(reason) => suppressed(reason),
-                });
-            }
-        }
+        let kind = "acknowledgement";
+        out.push(match (ack_block, sender) {
+            (Some(reason), _) => Step::Suppressed { kind, reason },
+            (None, None) => Step::Suppressed {
+                kind,
+                reason: "no sender address".to_string(),
+            },
+            (None, Some(sender)) => Step::Mail {
+                kind,
+                to: vec![sender],
+            },
+        });
 
         // Notifications are capped per sender and per alert key within the
         // window, so that a flood (200 "down" mails from one sender) makes
@@ -312,29 +350,25 @@ impl Notifier {
             .find(|q| q.name.get_ref() == &d.queue)
             .map(|q| q.notify.clone())
             .unwrap_or_default();
-        if let (false, Some(reason)) = (notify.is_empty(), &notify_block) {
-            out.push(Outgoing::Suppressed {
-                kind: "queue_notification".to_string(),
-                reason: reason.clone(),
-            });
-        } else if !notify.is_empty() {
-            let ctx = self.context(ev, &desk_address, &notify);
-            out.push(match self.render("queue_notification", ev, &ctx) {
-                Ok(r) => self.build("queue_notification", ev, &desk_address, &notify, r),
-                Err(reason) => Outgoing::Suppressed {
-                    kind: "queue_notification".to_string(),
-                    reason,
+        let kind = "queue_notification";
+        if !notify.is_empty() {
+            out.push(match &notify_block {
+                Some(reason) => Step::Suppressed {
+                    kind,
+                    reason: reason.clone(),
                 },
+                None => Step::Mail { kind, to: notify },
             });
         }
 
         // 3. An urgent response: the preliminary notification to the recipient
         // list. Internal addresses share one mail; anyone else gets their own
         // copy, and the sender already has the acknowledgement.
+        let kind = "urgent_notification";
         let urgent = d.kind.is_urgent() && !d.recipients.is_empty();
         if let (true, Some(reason)) = (urgent, &notify_block) {
-            out.push(Outgoing::Suppressed {
-                kind: "urgent_notification".to_string(),
+            out.push(Step::Suppressed {
+                kind,
                 reason: reason.clone(),
             });
         } else if urgent {
@@ -350,25 +384,25 @@ impl Notifier {
                 .collect();
             let (internal, external): (Vec<String>, Vec<String>) =
                 others.into_iter().partition(|r| self.is_internal(r));
-            let mut groups: Vec<Vec<String>> = Vec::new();
+            // Each mail lists only the people it goes to.
             if !internal.is_empty() {
-                groups.push(internal.clone());
+                out.push(Step::Mail { kind, to: internal });
             }
-            groups.extend(external.into_iter().map(|e| vec![e]));
-            for group in groups {
-                // Each mail lists only the people it goes to.
-                let ctx = self.context(ev, &desk_address, &group);
-                out.push(match self.render("urgent_notification", ev, &ctx) {
-                    Ok(r) => self.build("urgent_notification", ev, &desk_address, &group, r),
-                    Err(reason) => Outgoing::Suppressed {
-                        kind: "urgent_notification".to_string(),
-                        reason,
-                    },
-                });
-            }
+            out.extend(
+                external
+                    .into_iter()
+                    .map(|e| Step::Mail { kind, to: vec![e] }),
+            );
         }
         out
     }
+}
+
+/// One step of a new ticket's mail (see [`Notifier::plan_created`]).
+#[derive(Debug)]
+enum Step {
+    Suppressed { kind: &'static str, reason: String },
+    Mail { kind: &'static str, to: Vec<String> },
 }
 
 /// `Auto-Submitted` (RFC 3834).
@@ -416,6 +450,14 @@ pub fn new_message_id(number: i64, kind: &str, domain: &str) -> String {
     )
 }
 
+/// The domain of `address` (for our Message-IDs), `localhost` without one.
+fn domain_of(address: &str) -> &str {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("localhost")
+}
+
 fn build_mail(
     kind: &str,
     ev: &TicketEvent<'_>,
@@ -423,6 +465,7 @@ fn build_mail(
     desk_address: &str,
     to: &[String],
     rendered: Rendered,
+    message_id: Option<String>,
 ) -> Result<OutboundMail, String> {
     let m: &ParsedMessage = ev.parsed;
     let address: lettre::Address = desk_address
@@ -430,11 +473,8 @@ fn build_mail(
         .map_err(|e| format!("desk address {desk_address:?}: {e}"))?;
     // "ISDA support" <isda-support@example.edu>: the desk's name as customers read it.
     let from = Mailbox::new(desk_title.map(str::to_string), address);
-    let domain = desk_address
-        .rsplit_once('@')
-        .map(|(_, d)| d)
-        .unwrap_or("localhost");
-    let message_id = new_message_id(ev.number, kind, domain);
+    let message_id =
+        message_id.unwrap_or_else(|| new_message_id(ev.number, kind, domain_of(desk_address)));
     let mut b = lettre::Message::builder()
         .from(from.clone())
         .reply_to(from)

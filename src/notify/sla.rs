@@ -159,7 +159,7 @@ impl Notifier {
         };
         let ctx = self.sla_context(&ev, t, &desk_address, n.to, true, extra);
         match self.render(kind, &ev, &ctx) {
-            Ok(r) => self.build(kind, &ev, &desk_address, n.to, r),
+            Ok(r) => self.build(kind, &ev, &desk_address, n.to, r, None),
             Err(reason) => Outgoing::Suppressed {
                 kind: kind.to_string(),
                 reason,
@@ -231,7 +231,7 @@ impl Notifier {
             };
             let ctx = self.sla_context(&ev, t, &desk_address, group, inside, extra);
             out.push(match self.render(kind, &ev, &ctx) {
-                Ok(r) => self.build(kind, &ev, &desk_address, group, r),
+                Ok(r) => self.build(kind, &ev, &desk_address, group, r, None),
                 Err(reason) => Outgoing::Suppressed {
                     kind: kind.to_string(),
                     reason,

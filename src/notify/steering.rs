@@ -53,7 +53,7 @@ impl Notifier {
             let base = self.context(ev, &desk_address, to);
             let ctx = minijinja::context! { ..extra, ..base };
             match self.render(kind, ev, &ctx) {
-                Ok(r) => self.build(kind, ev, &desk_address, to, r),
+                Ok(r) => self.build(kind, ev, &desk_address, to, r, None),
                 Err(reason) => Outgoing::Suppressed {
                     kind: kind.to_string(),
                     reason,

@@ -6,6 +6,8 @@
 //! authorized and applied, an internal note recorded); refused commands or a
 //! note hold the relay to the customer.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use super::steer::{self, ByMail};
@@ -13,7 +15,8 @@ use super::{Action, Outcome, Prepared, content_hash};
 use crate::classify::Decision;
 use crate::config::Config;
 use crate::notify::{
-    CAP_WINDOW_MS, Correspondent, Notifier, Outgoing, Steering, TicketEvent, correspondent,
+    Ahead, CAP_WINDOW_MS, Correspondent, NewTicket, Notifier, Outgoing, Renderer, Steering,
+    TicketEvent, correspondent,
 };
 use crate::parse::{self, ParsedMessage};
 use crate::store::{
@@ -35,11 +38,20 @@ pub(super) struct Recorded {
     pub queued: usize,
 }
 
-/// Records `p` in `tx`; with a `notifier`, queues the mail of its ticket event.
+/// How a transaction composes its mail.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Composer<'a> {
+    pub notifier: &'a Arc<Notifier>,
+    /// Renders new tickets' mail on its own thread while the next messages
+    /// are recorded; none: everything is composed in order.
+    pub renderer: Option<&'a Renderer>,
+}
+
+/// Records `p` in `tx`; with a `composer`, queues the mail of its ticket event.
 pub(super) async fn record(
     tx: &mut Tx,
     config: &Config,
-    notifier: Option<&Notifier>,
+    composer: Option<Composer<'_>>,
     p: &Prepared,
 ) -> Result<Recorded, StoreError> {
     let message_id = match &p.action {
@@ -115,8 +127,9 @@ pub(super) async fn record(
                 (Outcome::Reply(_), _) => converse(tx, config, number, parsed).await?,
                 _ => None,
             };
-            let queued = match notifier {
-                Some(notifier) => {
+            let queued = match composer {
+                Some(composer) => {
+                    let notifier = composer.notifier;
                     let mut queued = match &steering {
                         // The sender meant something that did not happen:
                         // hold the relay (they are told why, and can send
@@ -136,10 +149,7 @@ pub(super) async fn record(
                             queue_all(tx, number, vec![Outgoing::Suppressed { kind, reason }])
                                 .await?
                         }
-                        _ => {
-                            notify(tx, notifier, p, outcome, parsed, decision, state.as_ref())
-                                .await?
-                        }
+                        _ => notify(tx, composer, p, outcome, state.as_ref()).await?,
                     };
                     if let Some(s) = &steering {
                         let by = Steerer {
@@ -682,13 +692,17 @@ pub(super) async fn steering_mail(
 /// Returns how many mails were queued.
 async fn notify(
     tx: &mut Tx,
-    notifier: &Notifier,
+    composer: Composer<'_>,
     p: &Prepared,
     outcome: Outcome,
-    parsed: &ParsedMessage,
-    decision: &Decision,
     ticket: Option<&TicketState>,
 ) -> Result<usize, StoreError> {
+    let Action::Ticket {
+        parsed, decision, ..
+    } = &p.action
+    else {
+        return Ok(0);
+    };
     let (number, created) = match outcome {
         Outcome::Created(n) => (n, true),
         Outcome::Reply(n)
@@ -704,6 +718,30 @@ async fn notify(
     } else {
         RecentCaps::default()
     };
+    if let (true, Some(renderer)) = (created, composer.renderer) {
+        let ticket = NewTicket {
+            number,
+            mailbox: p.mailbox.clone(),
+            decision: decision.clone(),
+            parsed: parsed.clone(),
+            now: tx.now(),
+            recent_acks: caps.acks,
+            recent_notified_sender: caps.by_sender,
+            recent_notified_alert: caps.by_alert,
+        };
+        let mut queued = 0;
+        let mut now = Vec::new();
+        for ahead in composer.notifier.compose_ahead(ticket, renderer) {
+            match ahead {
+                Ahead::Now(out) => now.push(out),
+                Ahead::Later(mail) => {
+                    tx.queue_pending_mail(number, mail);
+                    queued += 1;
+                }
+            }
+        }
+        return Ok(queued + queue_all(tx, number, now).await?);
+    }
     let event = TicketEvent {
         created,
         number,
@@ -717,7 +755,7 @@ async fn notify(
         raw: &p.raw,
         ticket,
     };
-    let out = notifier.compose(&event);
+    let out = composer.notifier.compose(&event);
     queue_all(tx, number, out).await
 }
 

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use sqlx::AnyConnection;
 
+use super::outbox::ComposedMail;
 use super::{Backend, StoreError, Tx};
 
 /// At most this many rows per INSERT; fewer rows go in chunks of a power of
@@ -111,12 +112,31 @@ pub(super) struct OutboxRow {
     pub rcpt: String,
     /// Lower-case.
     pub first_rcpt: String,
-    pub subject: String,
     pub message_id: String,
-    pub raw: Vec<u8>,
-    /// How `raw` is stored (`store::codec`).
-    pub codec: &'static str,
     pub created_at: i64,
+}
+
+/// An outbox row's subject and stored mail: composed, or on their way.
+#[derive(Debug)]
+pub(super) enum OutboxBody {
+    Ready(ComposedMail),
+    Pending(tokio::sync::oneshot::Receiver<Result<ComposedMail, String>>),
+}
+
+impl OutboxBody {
+    /// The composed mail, waited for if need be.
+    async fn ready(self) -> Result<ComposedMail, StoreError> {
+        match self {
+            OutboxBody::Ready(m) => Ok(m),
+            OutboxBody::Pending(rx) => match rx.await {
+                Ok(Ok(m)) => Ok(m),
+                Ok(Err(reason)) => Err(StoreError::Composing(reason)),
+                Err(_) => Err(StoreError::Composing(
+                    "the composing thread ended before the mail was composed".to_string(),
+                )),
+            },
+        }
+    }
 }
 
 /// What a transaction holds back.
@@ -130,7 +150,7 @@ pub(super) struct Deferred {
     pub recipients: Vec<(i64, String)>,
     pub events: Vec<EventRow>,
     pub attachments: Vec<AttachmentRow>,
-    pub outbox: Vec<OutboxRow>,
+    pub outbox: Vec<(OutboxRow, OutboxBody)>,
     /// The ticket counter's value to write (numbers after the first taken
     /// in this transaction are counted here).
     pub counter: Option<i64>,
@@ -385,7 +405,11 @@ pub(super) async fn flush(
         at += n;
         q.execute(&mut *conn).await?;
     }
-    let outbox = std::mem::take(&mut d.outbox);
+    // Mail composed on another thread is waited for here, in order.
+    let mut outbox = Vec::with_capacity(d.outbox.len());
+    for (row, body) in std::mem::take(&mut d.outbox) {
+        outbox.push((row, body.ready().await?));
+    }
     let mut at = 0;
     for n in chunks(outbox.len()) {
         let sql = values_sql(
@@ -397,17 +421,17 @@ pub(super) async fn flush(
             backend,
         );
         let mut q = sqlx::query(&sql);
-        for m in &outbox[at..at + n] {
+        for (m, mail) in &outbox[at..at + n] {
             q = q
                 .bind(m.number)
                 .bind(m.kind.as_str())
                 .bind(m.from.as_str())
                 .bind(m.rcpt.as_str())
                 .bind(m.first_rcpt.as_str())
-                .bind(m.subject.as_str())
+                .bind(mail.subject.as_str())
                 .bind(m.message_id.as_str())
-                .bind(m.raw.as_slice())
-                .bind(m.codec)
+                .bind(mail.stored.as_slice())
+                .bind(mail.codec)
                 .bind(m.created_at)
                 .bind(m.created_at);
         }

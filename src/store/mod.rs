@@ -49,7 +49,7 @@ pub use in_flight::InFlight;
 pub use lease::Lease;
 pub use lookahead::Probes;
 pub use ops::Gauges;
-pub use outbox::{NewMail, OutboxMail, OutboxSummary};
+pub use outbox::{ComposedMail, NewMail, OutboxMail, OutboxSummary, PendingMail};
 pub use read::{
     AttachmentRow, Counts, EventRow, LinkRow, MailboxActivity, MessageRow, OldestOpen,
     QuarantineRow, QueueCount, SYSTEM_ACTOR, StatusCount, Summary, TicketDetail, TicketFilter,
@@ -105,6 +105,11 @@ pub enum StoreError {
     /// An error whose words held a secret of the database URL, redacted.
     #[error("{message}")]
     Redacted { message: String, retryable: bool },
+    /// A mail queued while it was composed on another thread
+    /// ([`Tx::queue_pending_mail`]) could not be composed: the transaction
+    /// is void, and is done again composing in order.
+    #[error("composing a queued mail: {0}")]
+    Composing(String),
 }
 
 impl StoreError {
@@ -148,6 +153,8 @@ impl StoreError {
             ),
             StoreError::Migrate(_) | StoreError::Url(_) | StoreError::Codec(_) => false,
             StoreError::Redacted { retryable, .. } => *retryable,
+            // Done again composing in order, the work succeeds.
+            StoreError::Composing(_) => true,
         }
     }
 

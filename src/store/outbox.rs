@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::deferred::OutboxRow;
+use super::deferred::{OutboxBody, OutboxRow};
 use super::write::insert_event;
 use super::{Backend, Store, StoreError, Tx, from_json, json, text};
 use crate::clock::now_ms;
@@ -40,6 +40,41 @@ pub struct NewMail<'a> {
     /// The whole RFC 5322 message (stored compressed, [`super::codec`]; the
     /// sender gets these very bytes back).
     pub raw: &'a [u8],
+}
+
+/// A mail whose recipients are decided and whose bytes are being composed
+/// elsewhere (see [`Tx::queue_pending_mail`]): everything the caps and the
+/// transaction's bookkeeping need is here; the rest arrives on `body`.
+#[derive(Debug)]
+pub struct PendingMail {
+    pub kind: String,
+    pub from: String,
+    pub rcpt: Vec<String>,
+    /// Without angle brackets.
+    pub message_id: String,
+    /// The composed mail, or why it could not be composed.
+    pub body: tokio::sync::oneshot::Receiver<Result<ComposedMail, String>>,
+}
+
+/// The composed part of a [`PendingMail`].
+#[derive(Debug)]
+pub struct ComposedMail {
+    pub subject: String,
+    /// How `stored` is stored ([`super::codec::encode_mail`]).
+    pub codec: &'static str,
+    pub stored: Vec<u8>,
+}
+
+impl ComposedMail {
+    /// `raw` with its subject, encoded for the outbox.
+    pub fn encode(subject: &str, raw: &[u8]) -> ComposedMail {
+        let (codec, stored) = super::codec::encode_mail(raw);
+        ComposedMail {
+            subject: text(subject),
+            codec,
+            stored,
+        }
+    }
 }
 
 /// One outbox row, for the sender.
@@ -124,33 +159,62 @@ impl Tx {
     /// with the transaction's other deferred rows (`deferred`), before any
     /// statement that could read it and before COMMIT.
     pub async fn queue_mail(&mut self, number: i64, m: &NewMail<'_>) -> Result<(), StoreError> {
-        let first = m
-            .rcpt
+        let composed = ComposedMail::encode(m.subject, m.raw);
+        self.hold_mail(
+            number,
+            m.kind,
+            m.from,
+            m.rcpt,
+            m.message_id,
+            OutboxBody::Ready(composed),
+        );
+        Ok(())
+    }
+
+    /// Queues one mail about ticket `number` whose bytes are still being
+    /// composed: it counts for the caps at once, and its row waits for
+    /// them when it is written (with the other deferred rows, before any
+    /// statement that could read it and before COMMIT). A mail that could
+    /// not be composed fails that write with [`StoreError::Composing`], and
+    /// with it the transaction.
+    pub fn queue_pending_mail(&mut self, number: i64, m: PendingMail) {
+        self.hold_mail(
+            number,
+            &m.kind,
+            &m.from,
+            &m.rcpt,
+            &m.message_id,
+            OutboxBody::Pending(m.body),
+        );
+    }
+
+    fn hold_mail(
+        &mut self,
+        number: i64,
+        kind: &str,
+        from: &str,
+        rcpt: &[String],
+        message_id: &str,
+        body: OutboxBody,
+    ) {
+        let first = rcpt
             .first()
             .map(|r| r.to_ascii_lowercase())
             .unwrap_or_default();
-        let (codec, stored) = super::codec::encode_mail(m.raw);
         let created_at = self.now();
-        self.known.wrote(format!("m:{}", text(m.message_id)));
-        self.known.queued(
+        self.known.wrote(format!("m:{}", text(message_id)));
+        self.known
+            .queued(number, kind == "acknowledgement", &text(&first), created_at);
+        let row = OutboxRow {
             number,
-            m.kind == "acknowledgement",
-            &text(&first),
-            created_at,
-        );
-        self.deferred.outbox.push(OutboxRow {
-            number,
-            kind: m.kind.to_string(),
-            from: text(m.from),
-            rcpt: json(&m.rcpt),
+            kind: kind.to_string(),
+            from: text(from),
+            rcpt: json(&rcpt),
             first_rcpt: text(&first),
-            subject: text(m.subject),
-            message_id: text(m.message_id),
-            raw: stored,
-            codec,
+            message_id: text(message_id),
             created_at,
-        });
-        Ok(())
+        };
+        self.deferred.outbox.push((row, body));
     }
 }
 

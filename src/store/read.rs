@@ -527,7 +527,7 @@ impl Store {
         })
     }
 
-    /// A ticket with its messages, history, recipients and mail.    /// A ticket with its messages, history, recipients and mail.
+    /// A ticket with its messages, history, recipients and mail.
     pub async fn ticket(&self, number: i64) -> Result<Option<TicketDetail>, StoreError> {
         let Some(row) = sqlx::query(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE number = $1"

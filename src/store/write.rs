@@ -224,8 +224,8 @@ impl Tx {
                 self.deferred
                     .outbox
                     .iter()
-                    .find(|m| m.message_id == message_id)
-                    .map(|m| m.number)
+                    .find(|(m, _)| m.message_id == message_id)
+                    .map(|(m, _)| m.number)
             }
             (None, None) => None,
         };
@@ -383,8 +383,8 @@ impl Tx {
             .deferred
             .outbox
             .iter()
-            .find(|m| m.message_id == message_id)
-            .map(|m| m.number))
+            .find(|(m, _)| m.message_id == message_id)
+            .map(|(m, _)| m.number))
     }
 
     /// Records that ticket `ticket` was opened because of `other`, with the
@@ -738,7 +738,7 @@ impl Tx {
             .deferred
             .outbox
             .iter()
-            .filter(|m| m.kind == kind && m.first_rcpt == rcpt && m.created_at > since)
+            .filter(|(m, _)| m.kind == kind && m.first_rcpt == rcpt && m.created_at > since)
             .count() as i64;
         Ok(stored + held)
     }
@@ -762,7 +762,7 @@ impl Tx {
         // was not made here, so is not known), the mail is written first.
         let sender_text = sender.map(text);
         let alert_text = alert_key.map(text);
-        let relevant = self.deferred.outbox.iter().any(|m| {
+        let relevant = self.deferred.outbox.iter().any(|(m, _)| {
             m.kind != "acknowledgement"
                 && match self.made.get(&m.number) {
                     None => true,
@@ -805,7 +805,7 @@ impl Tx {
                     .deferred
                     .outbox
                     .iter()
-                    .filter(|m| {
+                    .filter(|(m, _)| {
                         m.kind == "acknowledgement" && m.first_rcpt == *s && m.created_at > since
                     })
                     .count() as i64;

@@ -19,7 +19,7 @@ use crate::harness::{PgDb, message};
 
 const ISDA: &str = "isda-support@example.edu";
 
-fn corpus() -> Vec<Vec<u8>> {
+pub(crate) fn corpus() -> Vec<Vec<u8>> {
     let ann = "Ann <ann@x.example>";
     let nagios = "nagios@monitor.example.edu";
     let alert = |id: &str, what: &str| {
@@ -86,7 +86,7 @@ async fn pipeline(url: &str) -> Pipeline {
 
 /// The default deployment with these caps (acknowledgements per sender,
 /// tickets notified per sender and, if given, per alert).
-async fn pipeline_with_caps(
+pub(crate) async fn pipeline_with_caps(
     url: &str,
     acks: i64,
     by_sender: i64,
@@ -123,7 +123,7 @@ async fn run(url: &str, per_tx: usize) -> (Vec<Outcome>, Vec<String>) {
 }
 
 /// `raws` prepared as arriving in isda-support, from files `<tag>-<i>.eml`.
-fn prepare_all(p: &Pipeline, raws: &[Vec<u8>], tag: &str) -> Vec<Prepared> {
+pub(crate) fn prepare_all(p: &Pipeline, raws: &[Vec<u8>], tag: &str) -> Vec<Prepared> {
     raws.iter()
         .enumerate()
         .map(|(i, raw)| {
@@ -136,7 +136,7 @@ fn prepare_all(p: &Pipeline, raws: &[Vec<u8>], tag: &str) -> Vec<Prepared> {
 }
 
 /// Every row that recording writes, in id order, without ids and times.
-async fn dump(url: &str) -> Vec<String> {
+pub(crate) async fn dump(url: &str) -> Vec<String> {
     sqlx::any::install_default_drivers();
     let mut c = sqlx::AnyConnection::connect(url).await.expect("connect");
     let mut out = Vec::new();

@@ -4,6 +4,7 @@ mod admin;
 mod alerts;
 mod allocator;
 mod check;
+mod compose_ahead;
 mod conversation_threading;
 mod correspondence;
 mod deliver;
