@@ -447,9 +447,12 @@ impl Pipeline {
             return None;
         }
         self.notifier.as_ref()?;
-        let waiting = self.in_order.load(Ordering::Relaxed);
-        if waiting > 0 {
-            self.in_order.store(waiting - 1, Ordering::Relaxed);
+        // One of the transactions still to compose in order, if any.
+        if self
+            .in_order
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+        {
             return None;
         }
         self.renderer

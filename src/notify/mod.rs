@@ -5,6 +5,9 @@
 //!   ticket's recipient list). The pipeline asks it inside the event's
 //!   transaction and queues the result in the outbox, so a mail and its cause
 //!   commit together ([`TicketEvent`] in, [`Outgoing`] out).
+//! - `ahead.rs`: the same mail for a new ticket, decided in order and
+//!   rendered on a thread of its own ([`Renderer`]) while the pipeline
+//!   records the next messages.
 //! - [`policy`] says who must never get an automatic reply (loops, bounces, lists).
 //! - [`templates`] renders the minijinja templates.
 //! - [`sender`] delivers the outbox over SMTP.
