@@ -729,18 +729,18 @@ async fn notify(
             recent_notified_sender: caps.by_sender,
             recent_notified_alert: caps.by_alert,
         };
+        // Queued in the order notify decided them, as `compose` would be.
         let mut queued = 0;
-        let mut now = Vec::new();
         for ahead in composer.notifier.compose_ahead(ticket, renderer) {
             match ahead {
-                Ahead::Now(out) => now.push(out),
+                Ahead::Now(out) => queued += queue_all(tx, number, vec![out]).await?,
                 Ahead::Later(mail) => {
                     tx.queue_pending_mail(number, mail);
                     queued += 1;
                 }
             }
         }
-        return Ok(queued + queue_all(tx, number, now).await?);
+        return Ok(queued);
     }
     let event = TicketEvent {
         created,
