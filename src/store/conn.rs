@@ -229,4 +229,63 @@ mod tests {
         drop(conn);
         store.close().await;
     }
+
+    /// A store whose last process died with a large log: the first process
+    /// to open it rebuilds the log's index holding an exclusive lock, and
+    /// the others opening it at that moment (a `triaged stats` beside a
+    /// restarted daemon) must wait for it, not fail with "database is
+    /// locked".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn opening_a_store_while_another_process_recovers_its_log_waits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let live = dir.path().join("live.db");
+        let store = connect(&format!("sqlite://{}", live.display()), 1000)
+            .await
+            .expect("connect");
+        let blob = vec![7u8; 4000];
+        let mut tx = store.pool.begin().await.expect("begin");
+        sqlx::query("CREATE TABLE filler (b BLOB)")
+            .execute(&mut *tx)
+            .await
+            .expect("create");
+        for _ in 0..6000 {
+            sqlx::query("INSERT INTO filler (b) VALUES ($1)")
+                .bind(&blob[..])
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+        }
+        tx.commit().await.expect("commit");
+        for round in 0..6 {
+            // The files as a process killed now leaves them: the database
+            // and its log, with no index of the log.
+            let crashed = dir.path().join(format!("crashed{round}.db"));
+            std::fs::copy(&live, &crashed).expect("copy db");
+            std::fs::copy(
+                dir.path().join("live.db-wal"),
+                dir.path().join(format!("crashed{round}.db-wal")),
+            )
+            .expect("copy wal");
+            let url = format!("sqlite://{}", crashed.display());
+            let opens: Vec<_> = (0..6)
+                .map(|_| {
+                    let url = url.clone();
+                    tokio::spawn(async move {
+                        let store = connect(&url, 1000).await?;
+                        let n: i64 = sqlx::query("SELECT COUNT(*) FROM filler")
+                            .fetch_one(&store.pool)
+                            .await?
+                            .try_get(0)?;
+                        store.close().await;
+                        Ok::<_, StoreError>(n)
+                    })
+                })
+                .collect();
+            for open in opens {
+                let n = open.await.expect("task").expect("open and read");
+                assert_eq!(n, 6000);
+            }
+        }
+        store.close().await;
+    }
 }
