@@ -184,6 +184,15 @@ const WORDS: &[&str] = &[
     "grades", "payment", "cannot", "error", "slow", "upload", "account", "campus", "network",
 ];
 
+/// `x` scrambled (SplitMix64's finaliser): a different, unordered value for
+/// each `x`, the same on every run.
+fn scramble(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// A generated customer message, about 2-4 KB; every tenth carries a 6 KB attachment.
 pub fn generate(i: usize) -> Vec<u8> {
     let w = |k: usize| WORDS[(i.wrapping_mul(7) + k * 13) % WORDS.len()];
@@ -200,12 +209,17 @@ pub fn generate(i: usize) -> Vec<u8> {
         ));
     }
     let from = format!("user{}@dept{}.example.org", i % 500, i % 17);
+    // Message-IDs as mail programs make them: unrelated from one message
+    // to the next (a random part first), so that the store's indexes of
+    // them take each key at a random place, as with real mail (sequential
+    // IDs would make them appends).
     let head = format!(
         "From: User {i} <{from}>\r\nTo: isda-support@example.edu\r\nSubject: {} {} problem #{i}\r\n\
-         Date: Sat, 21 Nov 2026 10:{:02}:00 -0600\r\nMessage-ID: <bench-{i}@example.org>\r\nMIME-Version: 1.0\r\n",
+         Date: Sat, 21 Nov 2026 10:{:02}:00 -0600\r\nMessage-ID: <{:016x}.{i}@mail.example.org>\r\nMIME-Version: 1.0\r\n",
         w(0),
         w(1),
-        i % 60
+        i % 60,
+        scramble(i as u64)
     );
     if i.is_multiple_of(10) {
         // 6 KB of base64 in 76-column lines.
