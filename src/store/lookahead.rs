@@ -138,7 +138,8 @@ pub(super) struct QueuedMail {
 /// One part of a look-ahead statement: a SELECT of (class, key) with its
 /// parameters.
 struct Part {
-    /// SQL with `{}` where the `IN` list goes and `?since` for the window.
+    /// SQL with `{}` where the `IN` list goes (if it has one) and `?since`
+    /// for the window.
     sql: &'static str,
     values: Vec<Value>,
 }
@@ -173,7 +174,28 @@ impl Tx {
                 .collect();
             set.into_iter().map(|s| Value::Text(s.clone())).collect()
         };
-        let mids = texts(&probes.message_ids);
+        // SQLite asks for messages by Message-ID through the dedupe key's
+        // index (`super::mid_range`), the IDs as one JSON array. An ID with a
+        // NUL in it (stored with U+FFFD in its place, but as it is in its
+        // key) is not asked: its lookups run their own statements.
+        let (mids, mid_json) = match backend {
+            Backend::Sqlite => {
+                let ids: HashSet<&str> = probes
+                    .message_ids
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|id| !id.contains('\0'))
+                    .collect();
+                let json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_string());
+                (
+                    ids.into_iter()
+                        .map(|id| Value::Text(id.to_string()))
+                        .collect(),
+                    vec![Value::Text(json)],
+                )
+            }
+            Backend::Postgres => (texts(&probes.message_ids), Vec::new()),
+        };
         let alerts = texts(&probes.alert_keys);
         let senders = texts(&probes.senders);
         let numbers: Vec<Value> = {
@@ -222,12 +244,18 @@ impl Tx {
                     pg_texts(cap_alerts),
                 ],
             )],
-            Backend::Sqlite => {
-                sqlite_statements(&dedupe, &mids, &alerts, &numbers, cap_senders, cap_alerts)
-                    .into_iter()
-                    .map(|parts| union(parts, probes.since))
-                    .collect()
-            }
+            Backend::Sqlite => sqlite_statements(
+                &dedupe,
+                &mids,
+                &mid_json,
+                &alerts,
+                &numbers,
+                cap_senders,
+                cap_alerts,
+            )
+            .into_iter()
+            .map(|parts| union(parts, probes.since))
+            .collect(),
         };
         let db = self.db().await?;
         for (sql, values) in statements {
@@ -339,9 +367,11 @@ fn pg_numbers(values: &[Value]) -> Value {
 
 /// The look-ahead on SQLite: `IN` lists, as few statements of at most
 /// [`MAX_PARAMS`] parameters each as hold them (each one's parts).
+#[allow(clippy::too_many_arguments)]
 fn sqlite_statements(
     dedupe: &[Value],
     mids: &[Value],
+    mid_json: &[Value],
     alerts: &[Value],
     numbers: &[Value],
     senders: &[Value],
@@ -363,10 +393,6 @@ fn sqlite_statements(
     add(
         "SELECT CAST('d:' AS TEXT) AS c, dedupe_key AS k, 1 AS n FROM quarantine WHERE dedupe_key IN ({})",
         dedupe,
-    );
-    add(
-        "SELECT CAST('m:' AS TEXT) AS c, message_id AS k, 1 AS n FROM messages WHERE message_id IN ({})",
-        mids,
     );
     add(
         "SELECT CAST('m:' AS TEXT) AS c, message_id AS k, 1 AS n FROM outbox WHERE message_id IN ({})",
@@ -400,6 +426,16 @@ fn sqlite_statements(
            GROUP BY t.alert_key",
         cap_alerts,
     );
+    // Messages by Message-ID: one parameter, the IDs' JSON array.
+    if !mids.is_empty() {
+        parts.push(Part {
+            sql: "SELECT CAST('m:' AS TEXT) AS c, m.message_id AS k, 1 AS n
+                    FROM json_each(?) AS j JOIN messages AS m
+                      ON m.dedupe_key >= 'mid:' || j.value AND m.dedupe_key < 'mid:' || j.value || '$'
+                         AND m.message_id = j.value",
+            values: mid_json.to_vec(),
+        });
+    }
     // Parts joined into statements of at most MAX_PARAMS parameters.
     let mut statement: Vec<Part> = Vec::new();
     let mut count = 0;

@@ -365,6 +365,23 @@ pub fn sqlite_file(url: &str) -> Option<&str> {
 }
 
 /// PostgreSQL text cannot hold NUL; nothing else is changed.
+/// SQLite finds a message by its Message-ID through the dedupe key's
+/// index: a message with an ID is stored under `mid:<id>` (the first with
+/// it) or `mid:<id>#<content hash>` (one that reuses it with other
+/// content), and both sort in `["mid:<id>", "mid:<id>$")` (`#` is the byte
+/// before `$`). The range can hold other IDs too (`<id>!x`), so each match
+/// is checked on `message_id`. SQLite keeps no index of its own on
+/// `messages.message_id` (migration 0015): one random-place index fewer to
+/// write per message. The bounds of `id`, as the pipeline has it.
+pub(super) fn mid_range(id: &str) -> (String, String) {
+    (format!("mid:{id}"), format!("mid:{id}$"))
+}
+
+/// SQL matching the messages stored with any of `n` Message-IDs, each bound
+/// as its three parameters in order (see [`mid_range`]): from, to, the ID
+/// as stored (`text`).
+pub(super) const MID_RANGE_SQL: &str = "(dedupe_key >= ? AND dedupe_key < ? AND message_id = ?)";
+
 fn text(s: &str) -> String {
     if s.contains('\0') {
         s.replace('\0', "\u{FFFD}")

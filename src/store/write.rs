@@ -417,17 +417,37 @@ impl Tx {
             // None (or found absent by the look-ahead).
             return Ok(None);
         }
-        let params: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-        let list = params.join(", ");
         // For each id: the ticket of its first stored message (source 0), else
         // of the first mail we sent with it (source 1).
-        let sql = format!(
-            "SELECT message_id, ticket_number, CAST(0 AS BIGINT) AS source, id FROM messages WHERE message_id IN ({list})
-             UNION ALL
-             SELECT message_id, ticket_number, CAST(1 AS BIGINT), id FROM outbox
-               WHERE message_id IN ({list}) AND ticket_number IS NOT NULL"
-        );
+        let sql = match self.backend {
+            super::Backend::Postgres => {
+                let params: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+                let list = params.join(", ");
+                format!(
+                    "SELECT message_id, ticket_number, CAST(0 AS BIGINT) AS source, id FROM messages WHERE message_id IN ({list})
+                     UNION ALL
+                     SELECT message_id, ticket_number, CAST(1 AS BIGINT), id FROM outbox
+                       WHERE message_id IN ({list}) AND ticket_number IS NOT NULL"
+                )
+            }
+            // Messages through the dedupe key's index (`super::mid_range`);
+            // anonymous parameters, bound in order.
+            super::Backend::Sqlite => format!(
+                "SELECT message_id, ticket_number, CAST(0 AS BIGINT) AS source, id FROM messages WHERE {}
+                 UNION ALL
+                 SELECT message_id, ticket_number, CAST(1 AS BIGINT), id FROM outbox
+                   WHERE message_id IN ({}) AND ticket_number IS NOT NULL",
+                vec![super::MID_RANGE_SQL; ids.len()].join(" OR "),
+                vec!["?"; ids.len()].join(", ")
+            ),
+        };
         let mut query = sqlx::query(&sql);
+        if self.backend == super::Backend::Sqlite {
+            for id in ids {
+                let (from, to) = super::mid_range(id);
+                query = query.bind(from).bind(to).bind(text(id));
+            }
+        }
         for id in ids {
             query = query.bind(text(id));
         }

@@ -17,6 +17,7 @@ mod identity;
 mod imap;
 mod ingest;
 mod lookahead;
+mod message_id_lookup;
 mod metrics;
 mod operator;
 mod outbound;

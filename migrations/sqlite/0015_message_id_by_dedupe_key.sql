@@ -1,0 +1,12 @@
+-- Performance (issue 12). SQLite only: PostgreSQL keeps its index.
+--
+-- Messages are found by Message-ID through the dedupe key's unique index: a
+-- message with an ID is stored under `mid:<id>` or `mid:<id>#<content hash>`,
+-- both inside the byte range ["mid:<id>", "mid:<id>$"), and each match is
+-- checked on message_id (src/store/mod.rs, mid_range). The index of its own
+-- took a key at a random place for every message stored: one B-tree leaf
+-- more written to the log per message at 100,000 messages.
+--
+-- PostgreSQL compares text in the database's collation, where a prefix is not
+-- a byte range, so it keeps messages_message_id.
+DROP INDEX IF EXISTS messages_message_id;
