@@ -92,6 +92,59 @@ fn with_clean_connections(options: AnyPoolOptions) -> AnyPoolOptions {
         })
 }
 
+/// Tries to open a SQLite store this many times more when it is busy.
+const OPEN_ATTEMPTS: u32 = 8;
+
+/// SQLite's BUSY, LOCKED or PROTOCOL (a read that lost its race with
+/// another connection's recovery too often): another connection's work,
+/// not ours.
+fn lock_contention(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+    code.len() < 5
+        && code
+            .parse::<u32>()
+            .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 15))
+}
+
+/// The pool of a SQLite store, once its file has been probed: one
+/// connection with [`sqlite_setup`]'s settings.
+async fn sqlite_pool(url: &str) -> Result<sqlx::AnyPool, sqlx::Error> {
+    let mut probe = AnyConnection::connect(url).await?;
+    let probed = async {
+        sqlite_setup(&mut probe).await?;
+        if !url.contains(":memory:") {
+            // Can this connection write at all? A read-only file
+            // opens (read-only) without complaint. Busy means
+            // another process is writing: not our question.
+            match probe.execute("BEGIN IMMEDIATE").await {
+                Ok(_) => {
+                    probe.execute("ROLLBACK").await?;
+                }
+                Err(sqlx::Error::Database(db))
+                    if db.code().is_some_and(|c| {
+                        c.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+                    }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok::<_, sqlx::Error>(())
+    }
+    .await;
+    let _ = probe.close().await;
+    probed?;
+    // One connection: SQLite has one writer, and a single connection
+    // serialises writers without SQLITE_BUSY on lock upgrades.
+    with_clean_connections(AnyPoolOptions::new())
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(60))
+        .after_connect(|conn, _meta| Box::pin(sqlite_setup(conn)))
+        .connect(url)
+        .await
+}
+
 pub(super) async fn connect(url: &str, first_number: i64) -> Result<Store, StoreError> {
     sqlx::any::install_default_drivers();
     let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -127,37 +180,23 @@ pub(super) async fn connect(url: &str, first_number: i64) -> Result<Store, Store
                     retryable: false,
                 });
             }
-            let mut probe = AnyConnection::connect(&url).await?;
-            let probed = async {
-                sqlite_setup(&mut probe).await?;
-                if !url.contains(":memory:") {
-                    // Can this connection write at all? A read-only file
-                    // opens (read-only) without complaint. Busy means
-                    // another process is writing: not our question.
-                    match probe.execute("BEGIN IMMEDIATE").await {
-                        Ok(_) => {
-                            probe.execute("ROLLBACK").await?;
-                        }
-                        Err(sqlx::Error::Database(db))
-                            if db.code().is_some_and(|c| {
-                                c.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
-                            }) => {}
-                        Err(e) => return Err(e),
+            // SQLite says a connection may get SQLITE_BUSY without its
+            // busy handler while another process opens the store: while it
+            // rebuilds the log's index after a crash, or while the last
+            // connection closing cleans up ("Sometimes Queries Return
+            // SQLITE_BUSY In WAL Mode", wal.html). Opening is tried again.
+            let mut attempt = 0u32;
+            loop {
+                match sqlite_pool(&url).await {
+                    Ok(pool) => break pool,
+                    Err(e) if attempt < OPEN_ATTEMPTS && lock_contention(&e) => {
+                        attempt += 1;
+                        tracing::debug!(error = %e, attempt, "store busy while opening; trying again");
+                        tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
                     }
+                    Err(e) => return Err(e.into()),
                 }
-                Ok::<_, sqlx::Error>(())
             }
-            .await;
-            let _ = probe.close().await;
-            probed?;
-            // One connection: SQLite has one writer, and a single connection
-            // serialises writers without SQLITE_BUSY on lock upgrades.
-            with_clean_connections(AnyPoolOptions::new())
-                .max_connections(1)
-                .acquire_timeout(Duration::from_secs(60))
-                .after_connect(|conn, _meta| Box::pin(sqlite_setup(conn)))
-                .connect(&url)
-                .await?
         }
         Backend::Postgres => {
             with_clean_connections(AnyPoolOptions::new())
@@ -228,6 +267,49 @@ mod tests {
         }
         drop(conn);
         store.close().await;
+    }
+
+    /// Opening is tried again on another connection's lock (BUSY, LOCKED
+    /// and their extended codes, PROTOCOL), never on anything else.
+    #[test]
+    fn only_lock_contention_is_tried_again_when_opening() {
+        #[derive(Debug)]
+        struct Code(&'static str);
+        impl std::fmt::Display for Code {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "code {}", self.0)
+            }
+        }
+        impl std::error::Error for Code {}
+        impl sqlx::error::DatabaseError for Code {
+            fn message(&self) -> &str {
+                self.0
+            }
+            fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+                Some(self.0.into())
+            }
+            fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+                self
+            }
+            fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+                self
+            }
+            fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+                self
+            }
+            fn kind(&self) -> sqlx::error::ErrorKind {
+                sqlx::error::ErrorKind::Other
+            }
+        }
+        let db = |c: &'static str| sqlx::Error::Database(Box::new(Code(c)));
+        for busy in ["5", "261", "517", "6", "15"] {
+            assert!(lock_contention(&db(busy)), "{busy}");
+        }
+        // READONLY, CANTOPEN, IOERR, FULL; a PostgreSQL SQLSTATE; no code.
+        for other in ["8", "14", "10", "13", "40001"] {
+            assert!(!lock_contention(&db(other)), "{other}");
+        }
+        assert!(!lock_contention(&sqlx::Error::PoolTimedOut));
     }
 
     /// A store whose last process died with a large log: the first process
