@@ -364,7 +364,6 @@ pub fn sqlite_file(url: &str) -> Option<&str> {
     (!path.is_empty() && !path.contains(":memory:")).then_some(path)
 }
 
-/// PostgreSQL text cannot hold NUL; nothing else is changed.
 /// SQLite finds a message by its Message-ID through the dedupe key's
 /// index: a message with an ID is stored under `mid:<id>` (the first with
 /// it) or `mid:<id>#<content hash>` (one that reuses it with other
@@ -377,11 +376,12 @@ pub(super) fn mid_range(id: &str) -> (String, String) {
     (format!("mid:{id}"), format!("mid:{id}$"))
 }
 
-/// SQL matching the messages stored with any of `n` Message-IDs, each bound
-/// as its three parameters in order (see [`mid_range`]): from, to, the ID
-/// as stored (`text`).
+/// The SQL term matching the messages stored with one Message-ID (joined
+/// with OR for several), its three parameters bound in order: the bounds
+/// of [`mid_range`], then the ID as stored ([`text`]).
 pub(super) const MID_RANGE_SQL: &str = "(dedupe_key >= ? AND dedupe_key < ? AND message_id = ?)";
 
+/// PostgreSQL text cannot hold NUL; nothing else is changed.
 fn text(s: &str) -> String {
     if s.contains('\0') {
         s.replace('\0', "\u{FFFD}")
