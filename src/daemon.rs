@@ -40,6 +40,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let wake = Arc::new(tokio::sync::Notify::new());
+    // The files as they are before the rules and templates are read: a
+    // change made while the daemon starts (before the watcher's first look)
+    // is then still a change, and is reloaded.
+    let seen = (
+        fingerprint(&config.paths.rules),
+        fingerprint(&config.paths.templates),
+    );
     let notifier =
         crate::notify::notifier(&config).map_err(|p| anyhow::anyhow!("templates:\n{p}"))?;
     // The sender has its own token: it stops after the watchers, once the
@@ -161,7 +168,7 @@ pub async fn run(
         }
         .run(shutdown.clone()),
     );
-    let reloader = tokio::spawn(watch_files(pipeline.clone(), shutdown.clone()));
+    let reloader = tokio::spawn(watch_files(pipeline.clone(), seen, shutdown.clone()));
     info!(mailboxes, holder = fleet::holder(), database = %crate::config::redact_url(&config.store.database_url), "triaged running");
     let status = format!("watching {mailboxes} mailboxes");
     service_manager(&[
@@ -264,8 +271,13 @@ const FILES_POLL: Duration = Duration::from_secs(2);
 /// Reloads the routing rules and the mail templates on SIGHUP, and either
 /// whenever a file in its folder changes. A set with problems is refused
 /// (each logged as `file:line: reason`) and the daemon goes on with the last
-/// good one; the rules and the templates are judged apart.
-async fn watch_files(pipeline: Pipeline, shutdown: CancellationToken) {
+/// good one; the rules and the templates are judged apart. `seen`: the
+/// rules' and the templates' fingerprints taken before they were loaded.
+async fn watch_files(
+    pipeline: Pipeline,
+    seen: (Fingerprint, Fingerprint),
+    shutdown: CancellationToken,
+) {
     let rules_dir = pipeline.config().paths.rules.clone();
     let templates_dir = pipeline.config().paths.templates.clone();
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -275,8 +287,7 @@ async fn watch_files(pipeline: Pipeline, shutdown: CancellationToken) {
             None
         }
     };
-    let mut seen_rules = fingerprint(&rules_dir);
-    let mut seen_templates = fingerprint(&templates_dir);
+    let (mut seen_rules, mut seen_templates) = seen;
     loop {
         let (why, rules, templates) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -347,12 +358,13 @@ pub async fn off_runtime<T: Send + 'static>(
 /// every two seconds.
 const FINGERPRINT_FILES: usize = 10_000;
 
+/// What [`fingerprint`] notes of a folder.
+type Fingerprint = Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)>;
+
 /// Names, sizes and modification times of the files under `dir` (and its
 /// subfolders, for templates' desk and queue overrides): changes when any
 /// file does.
-fn fingerprint(
-    dir: &std::path::Path,
-) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
+fn fingerprint(dir: &std::path::Path) -> Fingerprint {
     let mut out = Vec::new();
     let mut folders = vec![(dir.to_path_buf(), 0)];
     while let Some((folder, depth)) = folders.pop() {
