@@ -99,14 +99,21 @@ const OPEN_ATTEMPTS: u32 = 8;
 /// another connection's recovery too often): another connection's work,
 /// not ours.
 fn lock_contention(e: &sqlx::Error) -> bool {
+    sqlite_code(e).is_some_and(|n| matches!(n, 5 | 6 | 15))
+}
+
+/// SQLite's primary result code of a database error (its extended code
+/// with the extension masked off); `None` for anything else, PostgreSQL's
+/// five-character SQLSTATEs included.
+fn sqlite_code(e: &sqlx::Error) -> Option<u32> {
     let sqlx::Error::Database(db) = e else {
-        return false;
+        return None;
     };
-    let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-    code.len() < 5
-        && code
-            .parse::<u32>()
-            .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 15))
+    let code = db.code()?;
+    if code.len() >= 5 {
+        return None;
+    }
+    code.parse::<u32>().ok().map(|n| n & 0xff)
 }
 
 /// The pool of a SQLite store, once its file has been probed: one
@@ -123,10 +130,7 @@ async fn sqlite_pool(url: &str) -> Result<sqlx::AnyPool, sqlx::Error> {
                 Ok(_) => {
                     probe.execute("ROLLBACK").await?;
                 }
-                Err(sqlx::Error::Database(db))
-                    if db.code().is_some_and(|c| {
-                        c.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
-                    }) => {}
+                Err(e) if sqlite_code(&e).is_some_and(|n| matches!(n, 5 | 6)) => {}
                 Err(e) => return Err(e),
             }
         }
