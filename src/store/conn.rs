@@ -37,6 +37,13 @@ async fn sqlite_setup(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
     conn.execute("PRAGMA journal_mode = WAL").await?;
     conn.execute("PRAGMA synchronous = FULL").await?;
     conn.execute("PRAGMA foreign_keys = ON").await?;
+    // Statement journals in memory: a multi-row INSERT (`deferred`) that may
+    // abort on a constraint keeps the pages it changes until it ends, and
+    // past 64 KiB SQLite moved them to a temporary file made, written and
+    // deleted per statement (an inode created and evicted each time). At
+    // 100,000 messages that was 6-7 % of the ingest's CPU (benches/README.md,
+    // session 12). The journal lives only as long as its statement.
+    conn.execute("PRAGMA temp_store = MEMORY").await?;
     conn.execute(format!("PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}").as_str())
         .await?;
     conn.execute(format!("PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}").as_str())
@@ -258,6 +265,7 @@ mod tests {
             ("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string()),
             ("journal_size_limit", WAL_SIZE_LIMIT.to_string()),
             ("foreign_keys", "1".to_string()),
+            ("temp_store", "2".to_string()),
         ] {
             let row = sqlx::query(&format!("PRAGMA {pragma}"))
                 .fetch_one(&mut *conn)
