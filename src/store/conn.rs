@@ -106,21 +106,7 @@ const OPEN_ATTEMPTS: u32 = 8;
 /// another connection's recovery too often): another connection's work,
 /// not ours.
 fn lock_contention(e: &sqlx::Error) -> bool {
-    sqlite_code(e).is_some_and(|n| matches!(n, 5 | 6 | 15))
-}
-
-/// SQLite's primary result code of a database error (its extended code
-/// with the extension masked off); `None` for anything else, PostgreSQL's
-/// five-character SQLSTATEs included.
-fn sqlite_code(e: &sqlx::Error) -> Option<u32> {
-    let sqlx::Error::Database(db) = e else {
-        return None;
-    };
-    let code = db.code()?;
-    if code.len() >= 5 {
-        return None;
-    }
-    code.parse::<u32>().ok().map(|n| n & 0xff)
+    super::sqlite_code(e).is_some_and(|n| matches!(n, 5 | 6 | 15))
 }
 
 /// The pool of a SQLite store, once its file has been probed: one
@@ -137,7 +123,7 @@ async fn sqlite_pool(url: &str) -> Result<sqlx::AnyPool, sqlx::Error> {
                 Ok(_) => {
                     probe.execute("ROLLBACK").await?;
                 }
-                Err(e) if sqlite_code(&e).is_some_and(|n| matches!(n, 5 | 6)) => {}
+                Err(e) if super::sqlite_code(&e).is_some_and(|n| matches!(n, 5 | 6)) => {}
                 Err(e) => return Err(e),
             }
         }

@@ -136,9 +136,8 @@ impl StoreError {
                     || code.starts_with("08")
                     || code.starts_with("57P")
                     || code == "53300"
-                    // SQLite (numeric codes, never five characters like a
-                    // SQLSTATE): BUSY and LOCKED, with their extended codes.
-                    || (code.len() < 5 && code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)))
+                    // SQLite: BUSY and LOCKED, with their extended codes.
+                    || self.sqlite_code().is_some_and(|n| matches!(n, 5 | 6))
             }
             StoreError::Db(e) => !matches!(
                 e,
@@ -155,6 +154,14 @@ impl StoreError {
             StoreError::Redacted { retryable, .. } => *retryable,
             // Done again composing in order, the work succeeds.
             StoreError::Composing(_) => true,
+        }
+    }
+
+    /// SQLite's primary result code, if this is a SQLite database error.
+    fn sqlite_code(&self) -> Option<u32> {
+        match self {
+            StoreError::Db(e) => sqlite_code(e),
+            _ => None,
         }
     }
 
@@ -190,10 +197,10 @@ impl StoreError {
             return false;
         };
         let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-        match code.parse::<u32>() {
-            // SQLite's numeric codes (with their extended codes): NOMEM,
-            // READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
-            Ok(n) if code.len() < 5 => matches!(n & 0xff, 7 | 8 | 10 | 13 | 14 | 15),
+        match self.sqlite_code() {
+            // SQLite (with their extended codes): NOMEM, READONLY, IOERR,
+            // FULL, CANTOPEN, PROTOCOL.
+            Some(n) => matches!(n, 7 | 8 | 10 | 13 | 14 | 15),
             // PostgreSQL SQLSTATE: class 53 (insufficient resources: disk
             // full 53100, out of memory 53200, ...; too many connections,
             // 53300, is contention and retryable), read-only transaction
@@ -206,6 +213,21 @@ impl StoreError {
             }
         }
     }
+}
+
+/// SQLite's primary result code of a database error (its extended code
+/// with the extension masked off); `None` for anything else, PostgreSQL's
+/// five-character SQLSTATEs included (SQLite's codes are numbers of at most
+/// four digits).
+fn sqlite_code(e: &sqlx::Error) -> Option<u32> {
+    let sqlx::Error::Database(db) = e else {
+        return None;
+    };
+    let code = db.code()?;
+    if code.len() >= 5 {
+        return None;
+    }
+    code.parse::<u32>().ok().map(|n| n & 0xff)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
