@@ -139,11 +139,11 @@ pub async fn ingest_paths(
     summary
 }
 
-/// The bytes of mail a batch holds.
+/// The bytes of mail a batch stands for (see [`Prepared::held_bytes`]).
 fn raw_bytes(batch: &[Result<Prepared, (String, String)>]) -> usize {
     batch
         .iter()
-        .map(|e| e.as_ref().map_or(0, |p| p.raw.len()))
+        .map(|e| e.as_ref().map_or(0, Prepared::held_bytes))
         .sum()
 }
 

@@ -69,7 +69,10 @@ pub enum Action {
         keys: ThreadKeys,
         /// The raw message encoded for the store (`store::codec::encode`):
         /// compressed here, on the preparing thread, rather than in the
-        /// transaction, and shared with the row that stores it.
+        /// transaction, and shared with the row that stores it. It is the
+        /// only copy a prepared message holds: a message read ahead costs
+        /// its compressed size, not its size ([`Prepared::raw`] decodes it
+        /// for the few that need the bytes again).
         encoded: (&'static str, Arc<Vec<u8>>),
     },
     /// Set it aside with a reason; `headers` is what was kept of it.
@@ -91,8 +94,37 @@ pub struct Prepared {
     /// `mid:<Message-ID>#<content hash>` or `sha256:<content hash>`: the same
     /// key never makes two tickets (see `pipeline::dedupe_key`).
     pub dedupe_key: String,
-    pub raw: Vec<u8>,
     pub action: Action,
+}
+
+impl Prepared {
+    /// The message as received, decoded from the one copy it holds (see
+    /// [`Action::Ticket`]); `None` for a message set aside, whose
+    /// quarantine entry keeps only its headers.
+    pub fn raw(&self) -> Option<Result<Vec<u8>, crate::store::codec::CodecError>> {
+        match &self.action {
+            Action::Ticket {
+                parsed,
+                encoded: (codec, bytes),
+                ..
+            } => Some(crate::store::codec::decode(
+                codec,
+                bytes.as_ref().clone(),
+                usize::try_from(parsed.size).unwrap_or(usize::MAX),
+            )),
+            Action::Quarantine { .. } => None,
+        }
+    }
+
+    /// The size of the mail this message stands for while it waits for its
+    /// transaction (what its parse and rows scale with): the message's own
+    /// size, or for one set aside the headers it keeps.
+    pub fn held_bytes(&self) -> usize {
+        match &self.action {
+            Action::Ticket { parsed, .. } => usize::try_from(parsed.size).unwrap_or(usize::MAX),
+            Action::Quarantine { headers, .. } => headers.len(),
+        }
+    }
 }
 
 /// What happened to one message.
@@ -307,11 +339,11 @@ impl Pipeline {
                 &parsed,
             ),
         };
+        // `raw` ends here: what is kept of it is in `action`.
         Prepared {
             mailbox: mailbox.to_string(),
             origin,
             dedupe_key,
-            raw,
             action,
         }
     }
@@ -339,7 +371,6 @@ impl Pipeline {
             mailbox: mailbox.to_string(),
             origin,
             dedupe_key,
-            raw: Vec::new(),
             action: Action::Quarantine {
                 reason,
                 headers: head,
@@ -502,13 +533,34 @@ impl Pipeline {
 
     /// The quarantine entry for a message the store refused.
     fn refused(&self, p: &Prepared, e: &StoreError) -> Prepared {
-        let parsed = parse::parse(head_of(&p.raw));
+        let reason = format!("the store refused it: {e}");
+        let action = match (&p.action, p.raw()) {
+            (Action::Ticket { .. }, Some(Ok(raw))) => {
+                quarantine_action(reason, &raw, &parse::parse(head_of(&raw)))
+            }
+            // Its own encoding cannot be read back (a bug, never seen): the
+            // parse's fields stand in for the headers.
+            (Action::Ticket { parsed, .. }, Some(Err(why))) => Action::Quarantine {
+                reason: format!("{reason}; its headers could not be kept: {why}"),
+                headers: Vec::new(),
+                message_id: parsed.message_id.clone(),
+                from: parsed.from.as_ref().map(|a| a.to_string()),
+                subject: parsed.subject.clone(),
+                size: parsed.size,
+            },
+            (Action::Quarantine { .. }, _) | (_, None) => {
+                let mut action = p.action.clone();
+                if let Action::Quarantine { reason: r, .. } = &mut action {
+                    *r = reason;
+                }
+                action
+            }
+        };
         Prepared {
             mailbox: p.mailbox.clone(),
             origin: p.origin.clone(),
             dedupe_key: p.dedupe_key.clone(),
-            raw: Vec::new(),
-            action: quarantine_action(format!("the store refused it: {e}"), &p.raw, &parsed),
+            action,
         }
     }
 }

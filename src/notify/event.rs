@@ -26,7 +26,9 @@ pub struct TicketEvent<'a> {
     pub recent_notified_alert: i64,
     /// Milliseconds since the epoch.
     pub now: i64,
-    /// The message as received (attachments are relayed from it).
+    /// The message as received: a reply's attachments are relayed from it,
+    /// and nothing else reads it, so the pipeline gives it only for a reply
+    /// with attachments (empty otherwise: `pipeline::record`).
     pub raw: &'a [u8],
     /// A reply: the ticket's conversation state, read in the transaction
     /// before this message was added (`None` for a new ticket).

@@ -20,7 +20,8 @@ use crate::notify::{
 };
 use crate::parse::{self, ParsedMessage};
 use crate::store::{
-    NewMessage, NewQuarantine, Probes, RecentCaps, Seen, Status, StoreError, TicketState, Tx,
+    MessageBytes, NewMessage, NewQuarantine, Probes, RecentCaps, Seen, Status, StoreError,
+    TicketState, Tx,
 };
 use crate::thread::{self, ThreadKeys, Threading, Via};
 
@@ -100,9 +101,10 @@ pub(super) async fn record(
             parsed,
             decision,
             keys,
-            ..
+            encoded,
         } => {
-            let (number, outcome) = ticket(tx, config, p, &fresh, parsed, decision, keys).await?;
+            let (number, outcome) =
+                ticket(tx, config, p, &fresh, parsed, decision, keys, encoded).await?;
             if let Some(reason) = alert_quiet(decision, outcome) {
                 tx.event(
                     number,
@@ -130,6 +132,7 @@ pub(super) async fn record(
             let queued = match composer {
                 Some(composer) => {
                     let notifier = composer.notifier;
+                    let source = relayed_source(p, parsed, outcome);
                     let mut queued = match &steering {
                         // The sender meant something that did not happen:
                         // hold the relay (they are told why, and can send
@@ -149,13 +152,13 @@ pub(super) async fn record(
                             queue_all(tx, number, vec![Outgoing::Suppressed { kind, reason }])
                                 .await?
                         }
-                        _ => notify(tx, composer, p, outcome, state.as_ref()).await?,
+                        _ => notify(tx, composer, p, outcome, state.as_ref(), &source).await?,
                     };
                     if let Some(s) = &steering {
                         let by = Steerer {
                             mailbox: &p.mailbox,
                             parsed,
-                            raw: &p.raw,
+                            raw: &source,
                             author: parsed
                                 .from
                                 .as_ref()
@@ -350,7 +353,9 @@ fn split_dedupe_key(key: &str) -> (&str, Option<&str>) {
 
 /// Records a message on its ticket (made now if its thread keys name none,
 /// or name one it may not join: see `thread::decide`) with its history; the
-/// ticket's number and the outcome.
+/// ticket's number and the outcome. `parsed` to `encoded` are `p`'s
+/// [`Action::Ticket`], taken apart by the caller.
+#[allow(clippy::too_many_arguments)]
 async fn ticket(
     tx: &mut Tx,
     config: &Config,
@@ -359,6 +364,7 @@ async fn ticket(
     parsed: &ParsedMessage,
     decision: &Decision,
     keys: &ThreadKeys,
+    encoded: &(&'static str, Arc<Vec<u8>>),
 ) -> Result<(i64, Outcome), StoreError> {
     let found = tx.thread_found(keys, decision.alert_key.as_deref()).await?;
     let sender = parsed.from.as_ref().map(|a| a.address.as_str());
@@ -391,11 +397,7 @@ async fn ticket(
                 mailbox: &p.mailbox,
                 origin: &origin,
                 parsed,
-                raw: &p.raw,
-                encoded: match &p.action {
-                    Action::Ticket { encoded, .. } => Some((encoded.0, &encoded.1)),
-                    Action::Quarantine { .. } => None,
-                },
+                bytes: MessageBytes::Encoded(encoded.0, &encoded.1),
             },
         )
         .await?;
@@ -696,6 +698,7 @@ async fn notify(
     p: &Prepared,
     outcome: Outcome,
     ticket: Option<&TicketState>,
+    source: &[u8],
 ) -> Result<usize, StoreError> {
     let Action::Ticket {
         parsed, decision, ..
@@ -752,11 +755,29 @@ async fn notify(
         recent_notified_sender: caps.by_sender,
         recent_notified_alert: caps.by_alert,
         now: tx.now(),
-        raw: &p.raw,
+        raw: source,
         ticket,
     };
     let out = composer.notifier.compose(&event);
     queue_all(tx, number, out).await
+}
+
+/// The bytes the mail of `p`'s event reads of it (`TicketEvent::raw`):
+/// only a reply's attachments are relayed from them (`notify::relay`), so
+/// for anything else, or a message without attachments, nothing is decoded.
+fn relayed_source(p: &Prepared, parsed: &ParsedMessage, outcome: Outcome) -> Vec<u8> {
+    if !matches!(outcome, Outcome::Reply(_)) || parsed.attachments.is_empty() {
+        return Vec::new();
+    }
+    match p.raw() {
+        Some(Ok(raw)) => raw,
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, origin = %p.origin,
+                "the message's bytes could not be read back; its attachments are not relayed");
+            Vec::new()
+        }
+        None => Vec::new(),
+    }
 }
 
 /// Queues each composed mail in the outbox, or records why it was

@@ -685,7 +685,6 @@ impl Watcher {
                 None => format!("sha256:{}:{size}", crate::parse::sha256_hex(&head)),
             },
             origin,
-            raw: Vec::new(),
             action: Action::Quarantine {
                 reason,
                 headers: head,

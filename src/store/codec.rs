@@ -71,7 +71,13 @@ pub fn encode(raw: &[u8]) -> (&'static str, Vec<u8>) {
         }
     });
     match packed {
-        Ok(packed) => (ZSTD, packed),
+        // Cut to its length: the buffer is zstd's bound (about the input's
+        // size) and is held until its row is written, by a message read
+        // ahead of its transaction among others (`ingest`).
+        Ok(mut packed) => {
+            packed.shrink_to_fit();
+            (ZSTD, packed)
+        }
         // zstd fails only for want of memory or on a bug: keep the bytes as
         // they are rather than lose them.
         Err(_) => (NONE, raw.to_vec()),
@@ -107,7 +113,10 @@ fn with_mail1<T>(
 /// The codec and bytes to store for the composed mail `raw` (the outbox).
 pub fn encode_mail(raw: &[u8]) -> (&'static str, Vec<u8>) {
     match with_mail1(|c, _| c.compress(raw)) {
-        Some(Ok(packed)) => (ZSTD_MAIL1, packed),
+        Some(Ok(mut packed)) => {
+            packed.shrink_to_fit();
+            (ZSTD_MAIL1, packed)
+        }
         _ => encode(raw),
     }
 }

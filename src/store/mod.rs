@@ -59,7 +59,7 @@ pub use report::{
     BUCKET_MS, BucketCount, EscalationRows, GroupCounts, ReportData, ReportQuery, ResponseTimes,
 };
 pub use sla::{LatestMessage, SlaMark, SlaTicket, StatusChange};
-pub use write::{NewMessage, NewQuarantine, RecentCaps, Seen, Tx};
+pub use write::{MessageBytes, NewMessage, NewQuarantine, RecentCaps, Seen, Tx};
 
 /// Process-wide counts of store trouble, for logs now and for a metrics
 /// endpoint later (see [`metrics`]).

@@ -75,11 +75,18 @@ pub struct NewMessage<'a> {
     pub mailbox: &'a str,
     pub origin: &'a str,
     pub parsed: &'a ParsedMessage,
-    pub raw: &'a [u8],
-    /// `raw` already encoded for the store ([`super::codec::encode`]), when
-    /// the caller did it ahead (off the committing thread); else it is
-    /// encoded here. Shared, not copied, until the row is written.
-    pub encoded: Option<(&'static str, &'a Arc<Vec<u8>>)>,
+    pub bytes: MessageBytes<'a>,
+}
+
+/// The raw message of a row to insert.
+#[derive(Debug, Clone, Copy)]
+pub enum MessageBytes<'a> {
+    /// As received: encoded here.
+    Raw(&'a [u8]),
+    /// Already encoded for the store ([`super::codec::encode`]) by the
+    /// caller, off the committing thread: shared, not copied, until the
+    /// row is written.
+    Encoded(&'static str, &'a Arc<Vec<u8>>),
 }
 
 /// A quarantine row to insert (see [`Tx::quarantine`]).
@@ -629,10 +636,10 @@ impl Tx {
         msg: &NewMessage<'_>,
     ) -> Result<i64, StoreError> {
         let m = msg.parsed;
-        let (codec, stored) = match msg.encoded {
-            Some((codec, bytes)) => (codec, Arc::clone(bytes)),
-            None => {
-                let (codec, bytes) = super::codec::encode(msg.raw);
+        let (codec, stored) = match msg.bytes {
+            MessageBytes::Encoded(codec, bytes) => (codec, Arc::clone(bytes)),
+            MessageBytes::Raw(raw) => {
+                let (codec, bytes) = super::codec::encode(raw);
                 (codec, Arc::new(bytes))
             }
         };

@@ -165,14 +165,21 @@ async fn integrator_reply_reaches_the_customer_and_the_customer_reply_the_team()
     let show = world.json(&["tickets", "show", &number.to_string(), "--json"]);
     assert_eq!(show["status"], "new", "{show:#}");
 
-    // 2. An integrator answers the acknowledgement thread, copying the team list.
+    // 2. An integrator answers the acknowledgement thread, copying the team
+    //    list, with the new settings attached.
     let sentence = "We raised the VPN session timeout; please reconnect once.";
-    let mut reply = message(
-        "jlee-1@mail.example.edu",
-        "Jane Lee <jlee@example.edu>",
-        SUPPORT,
-        &format!("Re: {ack_subject}"),
+    let settings = "session_timeout = 8h\nkeepalive = 30s";
+    let mut reply = with_attachment(
+        message(
+            "jlee-1@mail.example.edu",
+            "Jane Lee <jlee@example.edu>",
+            SUPPORT,
+            &format!("Re: {ack_subject}"),
+            sentence,
+        ),
         sentence,
+        "vpn-settings.conf",
+        settings,
     );
     reply.splice(
         0..0,
@@ -220,6 +227,26 @@ async fn integrator_reply_reaches_the_customer_and_the_customer_reply_the_team()
         "{h}"
     );
     assert_eq!(header(&relayed, "To").as_deref(), Some(CUSTOMER), "{h}");
+    // The attachment is relayed whole (read again from the stored copy of
+    // the reply: a message waiting for its transaction holds no other).
+    use mail_parser::MimeHeaders;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(relayed.as_bytes())
+        .expect("relayed mail parses");
+    let files: Vec<_> = parsed
+        .attachments()
+        .map(|a| {
+            (
+                a.attachment_name().unwrap_or_default().to_string(),
+                String::from_utf8_lossy(a.contents()).replace("\r\n", "\n"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        files,
+        vec![("vpn-settings.conf".to_string(), settings.to_string())],
+        "{relayed}"
+    );
     for internal in [
         "jlee@",
         "mgarcia@",
@@ -275,6 +302,26 @@ async fn integrator_reply_reaches_the_customer_and_the_customer_reply_the_team()
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(inbox(&world.dovecot, CUSTOMER).await.len(), 2);
     assert!(daemon.terminate(Duration::from_secs(20)).success());
+}
+
+/// `raw` (from [`message`], a text body of `body`) as multipart/mixed: the
+/// text, then `content` as an attachment named `name` (the line break
+/// before a boundary is the boundary's, not the content's).
+fn with_attachment(raw: Vec<u8>, body: &str, name: &str, content: &str) -> Vec<u8> {
+    let text = String::from_utf8(raw).expect("utf-8");
+    let plain = format!("Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n");
+    assert!(text.ends_with(&plain), "{text}");
+    let boundary = "=-settings-7f3a";
+    let content = content.replace('\n', "\r\n");
+    format!(
+        "{}Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n\
+         --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n\
+         --{boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\n\
+         Content-Disposition: attachment; filename=\"{name}\"\r\n\r\n{content}\r\n\
+         --{boundary}--\r\n",
+        &text[..text.len() - plain.len()]
+    )
+    .into_bytes()
 }
 
 /// On PostgreSQL, through `triaged ingest`: the team's first reply is the

@@ -13,7 +13,7 @@ use triaged::clock::{ManualClock, SharedClock};
 use triaged::config::{Config, DEFAULT_CONFIG};
 use triaged::parse::parse;
 use triaged::sla::Scheduler;
-use triaged::store::{NewMessage, Status, Store};
+use triaged::store::{MessageBytes, NewMessage, Status, Store};
 
 use crate::harness::{PgDb, message};
 
@@ -81,8 +81,7 @@ impl Desk {
                 mailbox,
                 origin: "test",
                 parsed: &parsed,
-                raw: &raw,
-                encoded: None,
+                bytes: MessageBytes::Raw(&raw),
             },
         )
         .await

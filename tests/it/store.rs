@@ -736,3 +736,81 @@ async fn stored_mail_postgres() {
     stored_mail(&db.url).await;
     db.drop_db().await;
 }
+
+/// A message the store refuses even alone is set aside with the store's
+/// reason and its own headers (read back from the one copy a prepared
+/// message holds, its compressed bytes), and the rest of its batch is
+/// committed: one bad message never blocks its mailbox.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_the_store_refuses_is_set_aside_with_its_headers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let p = pipeline(&url).await;
+    // The store's refusal, made to order: a constraint on one subject.
+    {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(&url).await.expect("connect");
+        sqlx::raw_sql(
+            "CREATE TRIGGER refuse_for_the_test BEFORE INSERT ON messages \
+             WHEN NEW.subject = 'Refuse me' \
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
+        )
+        .execute(&mut c)
+        .await
+        .expect("trigger");
+        let _ = c.close().await;
+    }
+    let raws = [
+        message(
+            "ok-1@x",
+            "a@customer.example",
+            "isda-support@example.edu",
+            "First",
+            "one",
+        ),
+        message(
+            "bad@x",
+            "b@customer.example",
+            "isda-support@example.edu",
+            "Refuse me",
+            "two",
+        ),
+        message(
+            "ok-2@x",
+            "c@customer.example",
+            "isda-support@example.edu",
+            "Third",
+            "three",
+        ),
+    ];
+    let batch: Vec<_> = raws
+        .iter()
+        .enumerate()
+        .map(|(n, raw)| p.prepare("isda-support", file(n), raw.clone()))
+        .collect();
+    let outcomes = p.commit(&batch, None).await.expect("commit");
+    assert!(matches!(outcomes[0], Outcome::Created(_)), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[1], Outcome::Quarantined(_)),
+        "{outcomes:?}"
+    );
+    assert!(matches!(outcomes[2], Outcome::Created(_)), "{outcomes:?}");
+    let q = p.store().list_quarantine().await.expect("quarantine");
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert!(
+        q[0].reason.starts_with("the store refused it:")
+            && q[0].reason.contains("refused for the test"),
+        "{}",
+        q[0].reason
+    );
+    assert_eq!(q[0].message_id.as_deref(), Some("bad@x"));
+    assert_eq!(q[0].subject.as_deref(), Some("Refuse me"));
+    assert_eq!(q[0].size, raws[1].len() as i64);
+    // Its headers, not its body.
+    let headers = String::from_utf8_lossy(&q[0].headers).to_string();
+    assert!(headers.contains("Message-ID: <bad@x>"), "{headers}");
+    assert!(headers.contains("Subject: Refuse me"), "{headers}");
+    assert!(!headers.contains("two"), "{headers}");
+    p.store().close().await;
+}
