@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::commit_with_retry;
+use super::{READ_AHEAD_BYTES, commit_with_retry};
 use crate::pipeline::{Origin, Pipeline, Prepared};
 use crate::sources::spool::{ensure_maildir, sync_dir};
 
@@ -66,13 +66,9 @@ pub async fn watch(pipeline: Pipeline, mailbox: String, dir: PathBuf, shutdown: 
         let prepared = {
             let (pipeline, mailbox) = (pipeline.clone(), mailbox.clone());
             tokio::task::spawn_blocking(move || {
-                files
-                    .into_iter()
-                    .map(|f| {
-                        let read = read_message(&f, max_bytes);
-                        (f, read.map(|m| m.prepare(&pipeline, &mailbox)))
-                    })
-                    .collect::<Vec<_>>()
+                prepare_files(files, max_bytes, READ_AHEAD_BYTES, |m| {
+                    m.prepare(&pipeline, &mailbox)
+                })
             })
             .await
         };
@@ -136,6 +132,31 @@ pub async fn watch(pipeline: Pipeline, mailbox: String, dir: PathBuf, shutdown: 
             }
         }
     }
+}
+
+/// Reads and prepares `files` in order until `budget` bytes of mail are
+/// prepared ([`Prepared::held_bytes`]; the first file is always taken): a
+/// batch is counted in files, and 64 messages at the size limit must not be
+/// in hand at once. The files left wait in the spool for the next look.
+fn prepare_files(
+    files: Vec<PathBuf>,
+    max_bytes: u64,
+    budget: usize,
+    prepare: impl Fn(Spooled) -> Prepared,
+) -> Vec<(PathBuf, std::io::Result<Prepared>)> {
+    let mut held = 0usize;
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        if held >= budget {
+            break;
+        }
+        let p = read_message(&f, max_bytes).map(&prepare);
+        if let Ok(p) = &p {
+            held = held.saturating_add(p.held_bytes());
+        }
+        out.push((f, p));
+    }
+    out
 }
 
 /// Sleeps `d`; true if `shutdown` came first.
@@ -236,5 +257,48 @@ mod tests {
             Spooled::Oversized(_, _, size) => assert!(size > 10),
             Spooled::Whole(..) => panic!("oversized"),
         }
+    }
+
+    #[test]
+    fn a_batch_stops_taking_files_at_its_byte_budget() {
+        use crate::pipeline::{Action, Origin};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files: Vec<PathBuf> = (0..5)
+            .map(|i| {
+                let p = dir.path().join(format!("{i}"));
+                std::fs::write(&p, vec![b'x'; 1000]).expect("write");
+                p
+            })
+            .collect();
+        // Stands for `Pipeline::prepare`: a message holding what was read.
+        let prepare = |m: Spooled| {
+            let Spooled::Whole(path, raw) = m else {
+                panic!("oversized")
+            };
+            Prepared {
+                mailbox: "m".into(),
+                origin: Origin::File {
+                    path: path.display().to_string(),
+                },
+                dedupe_key: "sha256:x".into(),
+                action: Action::Quarantine {
+                    reason: "test".into(),
+                    size: raw.len() as u64,
+                    headers: raw,
+                    message_id: None,
+                    from: None,
+                    subject: None,
+                },
+            }
+        };
+        let taken = prepare_files(files.clone(), 10_000, 2_500, prepare);
+        let paths: Vec<_> = taken.iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(paths, files[..3], "up to the budget, in order");
+        // The first file is taken whatever its size.
+        assert_eq!(prepare_files(files.clone(), 10_000, 10, prepare).len(), 1);
+        assert_eq!(
+            prepare_files(files.clone(), 10_000, 1 << 20, prepare).len(),
+            5
+        );
     }
 }
